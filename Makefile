@@ -1,0 +1,57 @@
+# metaflow for R on a Go engine.
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+GOBIN_DIR := $(shell go env GOPATH)/bin
+PROTOC_GEN_GO_VERSION := v1.36.11
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+
+.PHONY: all build deps install install-engine install-rpkg proto test test-go test-r test-e2e example bench clean
+
+all: build
+
+# Debian packages the project needs on a fresh machine (R, curl for R, testthat).
+deps:
+	@bash scripts/install-deps.sh
+
+build:
+	go build -o bin/metaflow-engine ./cmd/metaflow-engine
+
+# Installs the engine onto PATH and the R package into R's library.
+install: install-engine install-rpkg
+
+install-engine: build
+	install -m 0755 bin/metaflow-engine $(PREFIX)/bin/metaflow-engine
+
+# The base-R runtime is canonical in shim/runtime; the R package ships a copy
+# made at install time from a staging tree, so there is one source of truth.
+install-rpkg:
+	@bash scripts/install-rpkg.sh
+
+proto:
+	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
+	GOBIN=$(GOBIN_DIR) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(GOBIN_DIR) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(GOBIN_DIR):$$PATH protoc -I proto --go_out=proto/enginepb --go_opt=paths=source_relative \
+		--go-grpc_out=proto/enginepb --go-grpc_opt=paths=source_relative proto/engine.proto
+
+test: deps install test-go test-r test-e2e
+
+test-go:
+	go vet ./...
+	go test ./...
+
+test-r:
+	cd rpkg/tests && Rscript -e 'testthat::test_dir("testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'
+
+test-e2e:
+	bash tests/e2e/run.sh
+
+# Runs the seed's example end to end.
+example: deps install
+	cd examples && Rscript bigsumflow.R run
+
+bench: install
+	bash tests/bench/run.sh
+
+clean:
+	rm -rf bin
