@@ -1,0 +1,131 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/metaflow-r/metaflow/rpc"
+	"github.com/metaflow-r/metaflow/shim"
+)
+
+func serveCmd() *cobra.Command {
+	var socket, listen, tokenFile string
+	var parentPID int
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the engine's gRPC API on a unix socket or on TCP (with a token)",
+		Long: `Serve the engine's gRPC API.
+
+  metaflow-engine serve --socket /private/dir/engine.sock
+  METAFLOW_ENGINE_TOKEN=secret metaflow-engine serve --listen 127.0.0.1:7000
+
+Clients set METAFLOW_ENGINE_ADDRESS (unix:///path or host:port) and, for TCP,
+METAFLOW_ENGINE_TOKEN. The R package starts an embedded engine on its own
+when METAFLOW_ENGINE_ADDRESS is unset.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if (socket == "") == (listen == "") {
+				return errors.New("serve needs exactly one of --socket PATH or --listen HOST:PORT")
+			}
+			var ln net.Listener
+			var token string
+			var err error
+			if socket != "" {
+				ln, err = rpc.ListenUnix(socket)
+			} else {
+				token, err = readToken(tokenFile)
+				if err != nil {
+					return err
+				}
+				ln, err = net.Listen("tcp", listen)
+			}
+			if err != nil {
+				return err
+			}
+			if parentPID > 0 {
+				// Embedded: leave the terminal's session so Ctrl-C reaches only
+				// the R client, which then cancels the run through us.
+				_, _ = syscall.Setsid()
+			}
+			exec, err := shim.NewLocal()
+			if err != nil {
+				return err
+			}
+			defer exec.Close()
+			srv := rpc.NewServer(exec)
+			gs := rpc.NewGRPCServer(srv, token)
+			stop := make(chan struct{}, 1)
+			stopOnce := func() {
+				select {
+				case stop <- struct{}{}:
+				default:
+				}
+			}
+			if parentPID > 0 {
+				srv.OnShutdown = stopOnce
+				go watchParent(parentPID, stopOnce)
+			}
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+			go func() { <-sigs; stopOnce() }()
+			go func() {
+				<-stop
+				srv.CancelAll(10 * time.Second)
+				done := make(chan struct{})
+				go func() { gs.GracefulStop(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(2 * time.Second):
+					gs.Stop()
+				}
+			}()
+			if listen != "" {
+				fmt.Fprintf(os.Stderr, "metaflow-engine %s serving on %s\n", version, ln.Addr())
+			}
+			err = gs.Serve(ln)
+			if socket != "" {
+				os.Remove(socket)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "unix socket path (its folder must be private)")
+	cmd.Flags().StringVar(&listen, "listen", "", "TCP address, e.g. 127.0.0.1:7000 (requires a token)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the token (default: $METAFLOW_ENGINE_TOKEN)")
+	cmd.Flags().IntVar(&parentPID, "parent-pid", 0, "exit when this process dies (embedded engine)")
+	return cmd
+}
+
+func readToken(file string) (string, error) {
+	tok := os.Getenv("METAFLOW_ENGINE_TOKEN")
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read token file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	if len(tok) < 16 {
+		return "", errors.New("serving on TCP needs a token of at least 16 characters: set METAFLOW_ENGINE_TOKEN or pass --token-file")
+	}
+	return tok, nil
+}
+
+// watchParent stops the engine when the R process that started it is gone.
+func watchParent(pid int, stop func()) {
+	for {
+		time.Sleep(300 * time.Millisecond)
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			stop()
+			return
+		}
+	}
+}

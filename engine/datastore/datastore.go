@@ -1,0 +1,99 @@
+// Package datastore persists runs, tasks, logs and content-addressed artifact
+// blobs. Every write is atomic (temp file + rename) so a reader never sees a
+// partial artifact, a task marked done without its artifacts, or a torn file.
+package datastore
+
+import (
+	"time"
+)
+
+// Task statuses.
+const (
+	StatusRunning   = "running"
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+)
+
+// Artifact points at a blob.
+type Artifact struct {
+	SHA  string `json:"sha"`
+	Size int64  `json:"size"`
+}
+
+// Attempt is one execution of a task.
+type Attempt struct {
+	Attempt    int       `json:"attempt"`
+	PID        int       `json:"pid"`
+	Status     string    `json:"status"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at,omitempty"`
+	ExitCode   int       `json:"exit_code"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Frame is one level of foreach nesting of a task.
+type Frame struct {
+	Step  string `json:"step"`
+	Index int    `json:"index"`
+	Count int    `json:"count"`
+}
+
+// Task is a task's metadata (_task.json).
+type Task struct {
+	Flow         string    `json:"flow"`
+	RunID        string    `json:"run_id"`
+	Step         string    `json:"step"`
+	TaskID       string    `json:"task_id"`
+	Status       string    `json:"status"`
+	Attempts     []Attempt `json:"attempts"`
+	Stack        []Frame   `json:"foreach_stack"`
+	Parents      []string  `json:"parents"`
+	ForeachCount int       `json:"foreach_count"`
+	ClonedFrom   string    `json:"cloned_from,omitempty"`
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at,omitempty"`
+}
+
+// Run is a run's metadata (_run.json).
+type Run struct {
+	Flow        string    `json:"flow"`
+	RunID       string    `json:"run_id"`
+	Status      string    `json:"status"`
+	User        string    `json:"user"`
+	Tags        []string  `json:"tags"`
+	Steps       []string  `json:"steps"`
+	Parameters  []string  `json:"parameters"`
+	OriginRunID string    `json:"origin_run_id,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	FinishedAt  time.Time `json:"finished_at,omitempty"`
+}
+
+// Store is implemented by the local folder datastore (and later S3).
+type Store interface {
+	// NewRun allocates a unique run id for flow and records run.
+	NewRun(run *Run) error
+	PutRun(run *Run) error
+	GetRun(flow, runID string) (*Run, error)
+	// ListRuns returns the flow's run ids, newest first.
+	ListRuns(flow string) ([]string, error)
+
+	PutCode(flow, runID string, code []byte) error
+	CodePath(flow, runID string) string
+
+	PutTask(t *Task) error
+	GetTask(flow, runID, step, taskID string) (*Task, error)
+	// ListTasks returns the task ids of a step, in numeric order.
+	ListTasks(flow, runID, step string) ([]string, error)
+	ListSteps(flow, runID string) ([]string, error)
+
+	// PutArtifacts records a task's artifact index; call before marking it completed.
+	PutArtifacts(flow, runID, step, taskID string, arts map[string]Artifact) error
+	GetArtifacts(flow, runID, step, taskID string) (map[string]Artifact, error)
+	// CommitBlob moves a staged file into the content-addressed store.
+	CommitBlob(flow, stagedPath string) (Artifact, error)
+	BlobPath(flow, sha string) string
+
+	// LogPath is where an attempt's stdout or stderr is kept.
+	LogPath(flow, runID, step, taskID string, attempt int, stream string) string
+}

@@ -1,0 +1,272 @@
+package datastore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+)
+
+// Local is a datastore in a folder (by default .metaflow in the working dir).
+type Local struct {
+	Root string
+}
+
+// NewLocal returns a local datastore rooted at root (created on first write).
+func NewLocal(root string) *Local { return &Local{Root: root} }
+
+func (l *Local) flowDir(flow string) string { return filepath.Join(l.Root, flow) }
+func (l *Local) runDir(flow, runID string) string {
+	return filepath.Join(l.Root, flow, runID)
+}
+func (l *Local) taskDir(flow, runID, step, taskID string) string {
+	return filepath.Join(l.Root, flow, runID, step, taskID)
+}
+
+// NewRun allocates the next integer run id with an exclusive mkdir, so
+// concurrent runs of one flow (even from different engines) never collide.
+func (l *Local) NewRun(run *Run) error {
+	if err := os.MkdirAll(l.flowDir(run.Flow), 0o755); err != nil {
+		return fmt.Errorf("create datastore folder: %w", err)
+	}
+	ids, err := l.ListRuns(run.Flow)
+	if err != nil {
+		return err
+	}
+	next := 1
+	if len(ids) > 0 {
+		n, _ := strconv.Atoi(ids[0])
+		next = n + 1
+	}
+	for tries := 0; tries < 1000; tries++ {
+		id := strconv.Itoa(next)
+		err := os.Mkdir(l.runDir(run.Flow, id), 0o755)
+		if err == nil {
+			run.RunID = id
+			return l.PutRun(run)
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create run folder: %w", err)
+		}
+		next++
+	}
+	return fmt.Errorf("could not allocate a run id for flow %s", run.Flow)
+}
+
+func (l *Local) PutRun(run *Run) error {
+	return writeJSON(filepath.Join(l.runDir(run.Flow, run.RunID), "_run.json"), run)
+}
+
+func (l *Local) GetRun(flow, runID string) (*Run, error) {
+	var r Run
+	if err := readJSON(filepath.Join(l.runDir(flow, runID), "_run.json"), &r); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("run %s/%s not found in %s: %w", flow, runID, l.Root, fs.ErrNotExist)
+		}
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (l *Local) ListRuns(flow string) ([]string, error) {
+	ents, err := os.ReadDir(l.flowDir(flow))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s: %w", flow, err)
+	}
+	var ids []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+			ids = append(ids, n)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(ids)))
+	out := make([]string, len(ids))
+	for i, n := range ids {
+		out[i] = strconv.Itoa(n)
+	}
+	return out, nil
+}
+
+func (l *Local) PutCode(flow, runID string, code []byte) error {
+	return writeAtomic(l.CodePath(flow, runID), func(w io.Writer) error {
+		_, err := w.Write(code)
+		return err
+	})
+}
+
+func (l *Local) CodePath(flow, runID string) string {
+	return filepath.Join(l.runDir(flow, runID), "_code.rds")
+}
+
+func (l *Local) PutTask(t *Task) error {
+	return writeJSON(filepath.Join(l.taskDir(t.Flow, t.RunID, t.Step, t.TaskID), "_task.json"), t)
+}
+
+func (l *Local) GetTask(flow, runID, step, taskID string) (*Task, error) {
+	var t Task
+	if err := readJSON(filepath.Join(l.taskDir(flow, runID, step, taskID), "_task.json"), &t); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("task %s/%s/%s/%s not found: %w", flow, runID, step, taskID, fs.ErrNotExist)
+		}
+		return nil, err
+	}
+	return &t, nil
+}
+
+func (l *Local) ListTasks(flow, runID, step string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(l.runDir(flow, runID), step))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	var ids []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+			// Only tasks whose metadata exists are visible.
+			if _, err := os.Stat(filepath.Join(l.taskDir(flow, runID, step, e.Name()), "_task.json")); err == nil {
+				ids = append(ids, n)
+			}
+		}
+	}
+	sort.Ints(ids)
+	out := make([]string, len(ids))
+	for i, n := range ids {
+		out[i] = strconv.Itoa(n)
+	}
+	return out, nil
+}
+
+func (l *Local) ListSteps(flow, runID string) ([]string, error) {
+	ents, err := os.ReadDir(l.runDir(flow, runID))
+	if err != nil {
+		return nil, fmt.Errorf("list steps: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && e.Name()[0] != '_' {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func (l *Local) PutArtifacts(flow, runID, step, taskID string, arts map[string]Artifact) error {
+	return writeJSON(filepath.Join(l.taskDir(flow, runID, step, taskID), "_artifacts.json"), arts)
+}
+
+func (l *Local) GetArtifacts(flow, runID, step, taskID string) (map[string]Artifact, error) {
+	arts := map[string]Artifact{}
+	err := readJSON(filepath.Join(l.taskDir(flow, runID, step, taskID), "_artifacts.json"), &arts)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]Artifact{}, nil
+	}
+	return arts, err
+}
+
+// CommitBlob hashes a staged file and renames it into data/<aa>/<sha>. A blob
+// that already exists is kept (same content) and the staged copy removed.
+func (l *Local) CommitBlob(flow, staged string) (Artifact, error) {
+	f, err := os.Open(staged)
+	if err != nil {
+		return Artifact{}, fmt.Errorf("open staged artifact: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return Artifact{}, fmt.Errorf("hash staged artifact: %w", err)
+	}
+	a := Artifact{SHA: hex.EncodeToString(h.Sum(nil)), Size: n}
+	dst := l.BlobPath(flow, a.SHA)
+	if _, err := os.Stat(dst); err == nil {
+		os.Remove(staged)
+		return a, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return Artifact{}, fmt.Errorf("create blob folder: %w", err)
+	}
+	if err := os.Rename(staged, dst); err != nil {
+		// Staging on another filesystem: copy to a temp file beside dst, then rename.
+		if err := copyAtomic(staged, dst); err != nil {
+			return Artifact{}, err
+		}
+		os.Remove(staged)
+	}
+	return a, nil
+}
+
+func (l *Local) BlobPath(flow, sha string) string {
+	return filepath.Join(l.flowDir(flow), "data", sha[:2], sha)
+}
+
+func (l *Local) LogPath(flow, runID, step, taskID string, attempt int, stream string) string {
+	return filepath.Join(l.taskDir(flow, runID, step, taskID), fmt.Sprintf("%d.%s", attempt, stream))
+}
+
+func copyAtomic(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("open staged artifact: %w", err)
+	}
+	defer in.Close()
+	return writeAtomic(dst, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}
+
+func writeJSON(path string, v any) error {
+	return writeAtomic(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	})
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("parse %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeAtomic writes through a temp file in the target's folder and renames
+// it into place, so readers see either the old file or the whole new one.
+func writeAtomic(path string, fill func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temp file in %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := fill(tmp); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename into %s: %w", path, err)
+	}
+	return nil
+}

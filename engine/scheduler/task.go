@@ -1,0 +1,365 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/graph"
+)
+
+// stepPolicy is what a step's decorators (and --with) ask of its tasks.
+type stepPolicy struct {
+	retries   int
+	retryWait time.Duration
+	catchVar  string
+	timeout   time.Duration
+	env       map[string]string
+}
+
+func (r *Run) policy(st *graph.Step) stepPolicy {
+	var p stepPolicy
+	decos := map[string]graph.Decorator{}
+	for _, d := range r.Opts.With {
+		decos[d.Name] = d
+	}
+	for _, d := range st.Decorators { // the step's own arguments win over --with
+		decos[d.Name] = d
+	}
+	num := func(d graph.Decorator, k string, def float64) float64 {
+		if v, ok := d.Args[k]; ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return f
+			}
+		}
+		return def
+	}
+	if d, ok := decos["retry"]; ok {
+		// Metaflow retries 3 times by default; locally we do not wait between
+		// attempts unless asked (Metaflow's 2 minutes suit remote failures).
+		p.retries = int(num(d, "times", 3))
+		p.retryWait = time.Duration(num(d, "minutes_between_retries", 0) * float64(time.Minute))
+	}
+	if d, ok := decos["catch"]; ok {
+		p.catchVar = d.Args["var"]
+		if p.catchVar == "" {
+			p.catchVar = "exception"
+		}
+	}
+	if d, ok := decos["timeout"]; ok {
+		secs := num(d, "seconds", 0) + 60*num(d, "minutes", 0) + 3600*num(d, "hours", 0)
+		p.timeout = time.Duration(secs * float64(time.Second))
+	}
+	if d, ok := decos["environment"]; ok {
+		p.env = map[string]string{}
+		for k, v := range d.Args {
+			p.env[k] = v
+		}
+	}
+	return p
+}
+
+// runTask runs (or clones, on resume) one task through all its attempts.
+func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRef, error) {
+	g, flow, runID := r.Graph, r.Graph.Flow, r.meta.RunID
+	st := g.Steps[p.step]
+	id := r.newTaskID()
+	if r.origin != nil && !r.rerun[p.step] {
+		if ot, ok := r.origin[p.step+"|"+stackKey(p.stack)]; ok {
+			return r.clone(p, id, ot)
+		}
+	}
+	pol := r.policy(st)
+	task := &datastore.Task{
+		Flow: flow, RunID: runID, Step: p.step, TaskID: id, Status: datastore.StatusRunning,
+		Stack: p.stack, ForeachCount: -1, StartedAt: r.Now(),
+	}
+	for _, in := range p.inputs {
+		task.Parents = append(task.Parents, runID+"/"+in.step+"/"+in.id)
+	}
+	spec := &TaskSpec{
+		Flow: flow, RunID: runID, Step: p.step, TaskID: id, Code: r.Store.CodePath(flow, runID),
+		Join: st.Join, ForeachVar: st.Foreach, Index: -1, Parameters: r.meta.Parameters,
+	}
+	if spec.Parameters == nil {
+		spec.Parameters = []string{}
+	}
+	for _, in := range p.inputs {
+		si := SpecInput{Step: in.step, TaskID: in.id, Artifacts: map[string]SpecArtifact{}}
+		for name, a := range in.arts {
+			si.Artifacts[name] = SpecArtifact{SHA: a.SHA, Path: r.Store.BlobPath(flow, a.SHA)}
+		}
+		spec.Inputs = append(spec.Inputs, si)
+	}
+	// A direct child of a foreach step gets its element as self$input.
+	if n := len(p.stack); n > 0 && !st.Join && p.inputs[0].step == p.stack[n-1].Step {
+		top := p.stack[n-1]
+		parent := g.Steps[top.Step]
+		a := p.inputs[0].arts[parent.Foreach]
+		spec.Index = top.Index
+		spec.Input = &SpecSplit{Path: r.Store.BlobPath(flow, a.SHA), Index: top.Index}
+	}
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		ref, err := r.attempt(ctx, task, spec, p, attempt, pol)
+		if err == nil {
+			return ref, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, errInterrupted
+		}
+		if attempt < pol.retries {
+			r.taskSay(task, "Task failed. Retrying (attempt %d of %d).", attempt+2, pol.retries+1)
+			select {
+			case <-time.After(pol.retryWait):
+			case <-ctx.Done():
+				return nil, errInterrupted
+			}
+			continue
+		}
+		if pol.catchVar != "" && !errors.Is(err, errFatal) {
+			return r.caught(task, p, pol.catchVar, err)
+		}
+		return nil, lastErr
+	}
+}
+
+// errFatal marks failures that catch must not hide (broken engine state).
+var errFatal = errors.New("engine error")
+
+func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec, p *pending, attempt int, pol stepPolicy) (*taskRef, error) {
+	flow, runID := task.Flow, task.RunID
+	outDir, err := r.stagingDir(task.Step + "-" + task.TaskID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errFatal, err)
+	}
+	defer os.RemoveAll(outDir)
+	spec.Attempt, spec.OutputDir = attempt, outDir
+	spec.Current = map[string]string{
+		"flow_name": flow, "run_id": runID, "step_name": task.Step, "task_id": task.TaskID,
+		"retry_count": strconv.Itoa(attempt), "origin_run_id": r.meta.OriginRunID,
+		"username": r.meta.User, "pathspec": flow + "/" + runID + "/" + task.Step + "/" + task.TaskID,
+		"tags": strings.Join(r.meta.Tags, ","), "namespace": "user:" + r.meta.User,
+	}
+	at := datastore.Attempt{Attempt: attempt, Status: datastore.StatusRunning, StartedAt: r.Now()}
+	task.Attempts = append(task.Attempts, at)
+	cur := &task.Attempts[len(task.Attempts)-1]
+	task.Status = datastore.StatusRunning
+	if err := r.Store.PutTask(task); err != nil {
+		return nil, fmt.Errorf("%w: %v", errFatal, err)
+	}
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	if pol.timeout > 0 {
+		actx, cancel = context.WithTimeout(ctx, pol.timeout)
+	}
+	defer cancel()
+	l := &Launch{
+		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env,
+		StdoutPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stdout"),
+		StderrPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stderr"),
+		Started: func(pid int) {
+			cur.PID = pid
+			_ = r.Store.PutTask(task)
+			r.taskSay(task, "Task is starting.")
+		},
+		Line: func(stderr bool, text string) {
+			r.emit(stderr, r.stamp()+" "+r.prefix(task)+" "+text)
+		},
+	}
+	code, runErr := r.Exec.Run(actx, l)
+	cur.FinishedAt, cur.ExitCode = r.Now(), code
+	fail := func(msg string) (*taskRef, error) {
+		cur.Status, cur.Error = datastore.StatusFailed, msg
+		task.Status, task.FinishedAt = datastore.StatusFailed, r.Now()
+		_ = r.Store.PutTask(task)
+		return nil, fmt.Errorf("step %s failed (task %s/%s/%s): %s", task.Step, runID, task.Step, task.TaskID, msg)
+	}
+	switch {
+	case ctx.Err() != nil:
+		r.taskSay(task, "Task was killed.")
+		return fail("killed: the run was interrupted")
+	case actx.Err() != nil:
+		r.taskSay(task, "Task timed out after %s and was killed.", pol.timeout)
+		return fail(fmt.Sprintf("timed out after %s (timeout decorator)", pol.timeout))
+	case runErr != nil:
+		r.taskSay(task, "Task failed: %v", runErr)
+		return fail(runErr.Error())
+	case code != 0:
+		msg := fmt.Sprintf("exit status %d", code)
+		if b, err := os.ReadFile(filepath.Join(outDir, "_error.txt")); err == nil && len(b) > 0 {
+			msg = strings.TrimSpace(string(b))
+		}
+		r.taskSay(task, "Task failed.")
+		return fail(msg)
+	}
+	res, err := ReadResult(filepath.Join(outDir, "_result.mpk"))
+	if err != nil {
+		return fail(err.Error())
+	}
+	arts := r.inherited(task, p)
+	for name, idx := range res.Merged {
+		if idx < 0 || idx >= len(p.inputs) {
+			return fail(fmt.Sprintf("merge_artifacts: input %d out of range", idx))
+		}
+		a, ok := p.inputs[idx].arts[name]
+		if !ok {
+			return fail(fmt.Sprintf("merge_artifacts: input %d has no artifact %q", idx, name))
+		}
+		arts[name] = a
+	}
+	for _, name := range res.Artifacts {
+		a, err := r.Store.CommitBlob(flow, filepath.Join(outDir, name+".mpk"))
+		if err != nil {
+			return fail(fmt.Sprintf("store artifact %s: %v", name, err))
+		}
+		arts[name] = a
+	}
+	if spec.ForeachVar != "" && res.ForeachCount < 0 {
+		return fail(fmt.Sprintf("foreach artifact %q was not produced", spec.ForeachVar))
+	}
+	task.ForeachCount = res.ForeachCount
+	return r.complete(task, p, arts, cur)
+}
+
+// inherited is what a task sees before it assigns anything: its parent's
+// artifacts, or only the parameters for a join.
+func (r *Run) inherited(task *datastore.Task, p *pending) map[string]datastore.Artifact {
+	arts := map[string]datastore.Artifact{}
+	if r.Graph.Steps[task.Step].Join {
+		for _, name := range r.meta.Parameters {
+			if a, ok := p.inputs[0].arts[name]; ok {
+				arts[name] = a
+			}
+		}
+		return arts
+	}
+	for k, v := range p.inputs[0].arts {
+		arts[k] = v
+	}
+	return arts
+}
+
+func (r *Run) complete(task *datastore.Task, p *pending, arts map[string]datastore.Artifact, cur *datastore.Attempt) (*taskRef, error) {
+	// Artifacts first, then the completed status: a reader never sees a
+	// completed task whose artifacts are missing.
+	if err := r.Store.PutArtifacts(task.Flow, task.RunID, task.Step, task.TaskID, arts); err != nil {
+		return nil, fmt.Errorf("%w: %v", errFatal, err)
+	}
+	if cur != nil {
+		cur.Status = datastore.StatusCompleted
+	}
+	task.Status, task.FinishedAt = datastore.StatusCompleted, r.Now()
+	if err := r.Store.PutTask(task); err != nil {
+		return nil, fmt.Errorf("%w: %v", errFatal, err)
+	}
+	if task.ForeachCount >= 0 && r.Graph.Steps[task.Step].Foreach != "" {
+		r.taskSay(task, "Foreach yields %d child steps.", task.ForeachCount)
+	}
+	if task.ClonedFrom == "" {
+		r.taskSay(task, "Task finished successfully.")
+	}
+	return &taskRef{step: task.Step, id: task.TaskID, stack: p.stack, arts: arts, foreachCount: task.ForeachCount}, nil
+}
+
+// caught turns a failed task into a completed one whose catch variable holds
+// the error message (the catch decorator).
+func (r *Run) caught(task *datastore.Task, p *pending, varName string, cause error) (*taskRef, error) {
+	if r.Graph.Steps[task.Step].Foreach != "" {
+		return nil, cause // a foreach step must yield its splits
+	}
+	dir, err := r.stagingDir("catch")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, varName+".mpk")
+	if err := os.WriteFile(path, encodeRString(cause.Error()), 0o644); err != nil {
+		return nil, fmt.Errorf("stage catch variable: %w", err)
+	}
+	a, err := r.Store.CommitBlob(task.Flow, path)
+	if err != nil {
+		return nil, err
+	}
+	arts := r.inherited(task, p)
+	arts[varName] = a
+	r.taskSay(task, "Task failed; the catch decorator stored the error in %s and the flow goes on.", varName)
+	return r.complete(task, p, arts, nil)
+}
+
+// encodeRString encodes a character(1) as an R-value msgpack document.
+func encodeRString(s string) []byte {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	_ = enc.EncodeMapLen(2)
+	_ = enc.EncodeString("t")
+	_ = enc.EncodeString("character")
+	_ = enc.EncodeString("v")
+	_ = enc.EncodeArrayLen(1)
+	_ = enc.EncodeString(s)
+	return buf.Bytes()
+}
+
+// clone reuses a task that completed in the origin run (resume).
+func (r *Run) clone(p *pending, id string, ot *datastore.Task) (*taskRef, error) {
+	flow, runID := r.Graph.Flow, r.meta.RunID
+	arts, err := r.Store.GetArtifacts(flow, ot.RunID, ot.Step, ot.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	task := &datastore.Task{
+		Flow: flow, RunID: runID, Step: p.step, TaskID: id, Stack: p.stack,
+		ForeachCount: ot.ForeachCount, StartedAt: r.Now(),
+		ClonedFrom: ot.RunID + "/" + ot.Step + "/" + ot.TaskID, Attempts: ot.Attempts,
+	}
+	for _, in := range p.inputs {
+		task.Parents = append(task.Parents, runID+"/"+in.step+"/"+in.id)
+	}
+	if n := len(ot.Attempts); n > 0 {
+		last := ot.Attempts[n-1].Attempt
+		for _, s := range []string{"stdout", "stderr"} {
+			copyFile(r.Store.LogPath(flow, ot.RunID, ot.Step, ot.TaskID, last, s), r.Store.LogPath(flow, runID, p.step, id, last, s))
+		}
+	}
+	r.say("[%s/%s/%s] Cloning results of a previously run task %s.", runID, p.step, id, task.ClonedFrom)
+	return r.complete(task, p, arts, nil)
+}
+
+func copyFile(src, dst string) {
+	in, err := os.Open(src)
+	if err != nil {
+		return
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	_, _ = io.Copy(out, in)
+}
+
+func (r *Run) prefix(t *datastore.Task) string {
+	pid := 0
+	if n := len(t.Attempts); n > 0 {
+		pid = t.Attempts[n-1].PID
+	}
+	return fmt.Sprintf("[%s/%s/%s (pid %d)]", t.RunID, t.Step, t.TaskID, pid)
+}
+
+func (r *Run) taskSay(t *datastore.Task, format string, args ...any) {
+	r.emit(false, r.stamp()+" "+r.prefix(t)+" "+fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,372 @@
+// Package rpc serves the engine's gRPC API (proto/engine.proto): it turns a
+// RunRequest into a scheduled run, streams its console, cancels runs, and
+// answers the client API's questions from the datastore.
+package rpc
+
+import (
+	"context"
+	"errors"
+		"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/graph"
+	"github.com/metaflow-r/metaflow/engine/scheduler"
+	pb "github.com/metaflow-r/metaflow/proto/enginepb"
+)
+
+// Server implements enginepb.EngineServer.
+type Server struct {
+	pb.UnimplementedEngineServer
+	Exec scheduler.Executor
+	// OnShutdown is called (once) when a client asks an embedded engine to stop.
+	OnShutdown func()
+
+	mu     sync.Mutex
+	active map[string]*activeRun
+	once   sync.Once
+}
+
+type activeRun struct {
+	run    *scheduler.Run
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewServer returns a server that runs tasks with exec.
+func NewServer(exec scheduler.Executor) *Server {
+	return &Server{Exec: exec, active: map[string]*activeRun{}}
+}
+
+func invalid(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }
+
+func storeFor(root string) (*datastore.Local, error) {
+	if root == "" || !filepath.IsAbs(root) {
+		return nil, status.Errorf(codes.InvalidArgument, "datastore_root must be an absolute path, got %q", root)
+	}
+	return datastore.NewLocal(root), nil
+}
+
+// buildRun turns a request into a validated, not yet prepared run.
+func (s *Server) buildRun(req *pb.RunRequest) (*scheduler.Run, error) {
+	f := req.GetFlow()
+	o := req.GetOptions()
+	if f == nil || o == nil {
+		return nil, status.Error(codes.InvalidArgument, "request needs a flow and options")
+	}
+	var steps []graph.Step
+	for _, st := range f.Steps {
+		steps = append(steps, graph.Step{Name: st.Name, Next: st.Next, Foreach: st.Foreach, Join: st.Join, Decorators: decorators(st.Decorators)})
+	}
+	g, err := graph.New(f.Name, steps)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	store, err := storeFor(o.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	var params []scheduler.Param
+	for _, p := range f.Parameters {
+		params = append(params, scheduler.Param{Name: p.Name, Value: p.Value, Required: p.Required, HasValue: p.HasValue})
+	}
+	opts := scheduler.Options{
+		MaxWorkers: int(o.MaxWorkers), MaxNumSplits: int(o.MaxNumSplits), Tags: o.Tags,
+		With: decorators(o.With), Resume: o.Resume, ResumeStep: o.ResumeStep,
+		OriginRunID: o.OriginRunId, User: o.User, Workdir: o.Workdir, Rscript: o.Rscript,
+	}
+	if err := scheduler.ValidateOptions(&opts); err != nil {
+		return nil, invalid(err)
+	}
+	return &scheduler.Run{Graph: g, Store: store, Exec: s.Exec, Params: params, Code: f.Code, Opts: opts}, nil
+}
+
+func decorators(ds []*pb.Decorator) []graph.Decorator {
+	var out []graph.Decorator
+	for _, d := range ds {
+		args := map[string]string{}
+		for _, a := range d.Args {
+			args[a.Key] = a.Value
+		}
+		out = append(out, graph.Decorator{Name: d.Name, Args: args})
+	}
+	return out
+}
+
+// Validate implements the Validate RPC.
+func (s *Server) Validate(ctx context.Context, req *pb.RunRequest) (*pb.ValidateResponse, error) {
+	r, err := s.buildRun(req)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.ValidateResponse{Order: r.Graph.Order}, nil
+}
+
+func key(root, flow, run string) string { return root + "\x00" + flow + "\x00" + run }
+
+// StartRun implements the StartRun RPC.
+func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) error {
+	r, err := s.buildRun(req)
+	if err != nil {
+		return err
+	}
+	r.Emit = func(ev scheduler.Event) {
+		_ = stream.Send(&pb.RunEvent{Kind: pb.RunEvent_LOG, Line: ev.Line, Stderr: ev.Stderr})
+	}
+	if err := r.Prepare(); err != nil {
+		return invalid(err)
+	}
+	runID := r.RunID()
+	ctx, cancel := context.WithCancel(stream.Context())
+	a := &activeRun{run: r, cancel: cancel, done: make(chan struct{})}
+	k := key(req.Options.DatastoreRoot, req.Flow.Name, runID)
+	s.mu.Lock()
+	s.active[k] = a
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, k)
+		s.mu.Unlock()
+		close(a.done)
+	}()
+	_ = stream.Send(&pb.RunEvent{Kind: pb.RunEvent_RUN_STARTED, RunId: runID})
+	err = r.Execute(ctx)
+	cancel()
+	ev := &pb.RunEvent{Kind: pb.RunEvent_RUN_FINISHED, RunId: runID, Success: err == nil}
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	_ = stream.Send(ev)
+	return nil
+}
+
+// CancelRun implements the CancelRun RPC: it returns once every task is dead.
+func (s *Server) CancelRun(ctx context.Context, req *pb.CancelRunRequest) (*pb.CancelRunResponse, error) {
+	s.mu.Lock()
+	a := s.active[key(req.DatastoreRoot, req.Flow, req.RunId)]
+	s.mu.Unlock()
+	if a == nil {
+		return nil, status.Errorf(codes.NotFound, "run %s of flow %s is not running in this engine", req.RunId, req.Flow)
+	}
+	a.cancel()
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return &pb.CancelRunResponse{KilledTasks: int32(a.run.Killed())}, nil
+}
+
+// CancelAll cancels every active run and waits for them (engine shutdown).
+func (s *Server) CancelAll(timeout time.Duration) {
+	s.mu.Lock()
+	var all []*activeRun
+	for _, a := range s.active {
+		all = append(all, a)
+	}
+	s.mu.Unlock()
+	deadline := time.After(timeout)
+	for _, a := range all {
+		a.cancel()
+		select {
+		case <-a.done:
+		case <-deadline:
+			return
+		}
+	}
+}
+
+func notFoundOr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return status.Error(codes.NotFound, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// Logs implements the Logs RPC.
+func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsResponse, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(strings.Trim(req.Pathspec, "/"), "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "logs needs RUN/STEP or RUN/STEP/TASK (for example 15/end), got %q", req.Pathspec)
+	}
+	runID, step := parts[0], parts[1]
+	if _, err := store.GetRun(req.Flow, runID); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, status.Errorf(codes.NotFound, "run %s of flow %s not found: check the run id (runs are listed by `metaflow-engine runs --flow %s`)", runID, req.Flow, req.Flow)
+		}
+		return nil, notFoundOr(err)
+	}
+	ids := []string{}
+	if len(parts) == 3 {
+		ids = append(ids, parts[2])
+	} else if ids, err = store.ListTasks(req.Flow, runID, step); err != nil {
+		return nil, notFoundOr(err)
+	}
+	if len(ids) == 0 {
+		return nil, status.Errorf(codes.NotFound, "run %s of flow %s has no tasks for step %q", runID, req.Flow, step)
+	}
+	resp := &pb.LogsResponse{}
+	for _, id := range ids {
+		t, err := store.GetTask(req.Flow, runID, step, id)
+		if err != nil {
+			return nil, notFoundOr(err)
+		}
+		tl := &pb.TaskLog{Step: step, TaskId: id}
+		if n := len(t.Attempts); n > 0 {
+			att := t.Attempts[n-1].Attempt
+			tl.Attempt = int32(att)
+			tl.Stdout = readOptional(store.LogPath(req.Flow, runID, step, id, att, "stdout"))
+			tl.Stderr = readOptional(store.LogPath(req.Flow, runID, step, id, att, "stderr"))
+		}
+		resp.Tasks = append(resp.Tasks, tl)
+	}
+	return resp, nil
+}
+
+func readOptional(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+const timeFmt = "2006-01-02T15:04:05.000Z07:00"
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(timeFmt)
+}
+
+func runInfo(r *datastore.Run) *pb.RunInfo {
+	return &pb.RunInfo{
+		Flow: r.Flow, RunId: r.RunID, Status: r.Status, User: r.User, Tags: r.Tags,
+		CreatedAt: fmtTime(r.CreatedAt), FinishedAt: fmtTime(r.FinishedAt), OriginRunId: r.OriginRunID,
+	}
+}
+
+// ListRuns implements the ListRuns RPC.
+func (s *Server) ListRuns(ctx context.Context, req *pb.ListRunsRequest) (*pb.ListRunsResponse, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := store.ListRuns(req.Flow)
+	if err != nil {
+		return nil, notFoundOr(err)
+	}
+	resp := &pb.ListRunsResponse{}
+	for _, id := range ids {
+		r, err := store.GetRun(req.Flow, id)
+		if err != nil {
+			continue // a run folder being created right now
+		}
+		resp.Runs = append(resp.Runs, runInfo(r))
+	}
+	return resp, nil
+}
+
+// GetRun implements the GetRun RPC.
+func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	r, err := store.GetRun(req.Flow, req.RunId)
+	if err != nil {
+		return nil, notFoundOr(err)
+	}
+	info := runInfo(r)
+	for _, step := range r.Steps {
+		ids, err := store.ListTasks(req.Flow, req.RunId, step)
+		if err != nil {
+			return nil, notFoundOr(err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		si := &pb.StepInfo{Name: step}
+		for _, id := range ids {
+			t, err := store.GetTask(req.Flow, req.RunId, step, id)
+			if err != nil {
+				return nil, notFoundOr(err)
+			}
+			si.Tasks = append(si.Tasks, taskInfo(store, t))
+		}
+		info.Steps = append(info.Steps, si)
+	}
+	return info, nil
+}
+
+func taskInfo(store *datastore.Local, t *datastore.Task) *pb.TaskInfo {
+	ti := &pb.TaskInfo{
+		Step: t.Step, TaskId: t.TaskID, Status: t.Status,
+		StartedAt: fmtTime(t.StartedAt), FinishedAt: fmtTime(t.FinishedAt), ForeachIndex: -1,
+	}
+	if n := len(t.Stack); n > 0 {
+		ti.ForeachIndex = int32(t.Stack[n-1].Index)
+	}
+	if n := len(t.Attempts); n > 0 {
+		last := t.Attempts[n-1]
+		ti.Attempt, ti.Pid = int32(last.Attempt), int32(last.PID)
+		ti.StdoutPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stdout")
+		ti.StderrPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stderr")
+	}
+	return ti
+}
+
+// GetTask implements the GetTask RPC (with artifact paths).
+func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskInfo, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	t, err := store.GetTask(req.Flow, req.RunId, req.Step, req.TaskId)
+	if err != nil {
+		return nil, notFoundOr(err)
+	}
+	ti := taskInfo(store, t)
+	if t.Status == datastore.StatusCompleted {
+		arts, err := store.GetArtifacts(req.Flow, req.RunId, req.Step, req.TaskId)
+		if err != nil {
+			return nil, notFoundOr(err)
+		}
+		for _, name := range sortedNames(arts) {
+			a := arts[name]
+			ti.Artifacts = append(ti.Artifacts, &pb.ArtifactInfo{Name: name, Sha: a.SHA, Size: a.Size, Path: store.BlobPath(req.Flow, a.SHA)})
+		}
+	}
+	return ti, nil
+}
+
+// Shutdown implements the Shutdown RPC.
+func (s *Server) Shutdown(ctx context.Context, req *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
+	if s.OnShutdown == nil {
+		return nil, status.Error(codes.PermissionDenied, "this engine was started with serve and is not stopped by clients")
+	}
+	s.once.Do(func() { go s.OnShutdown() })
+	return &pb.ShutdownResponse{}, nil
+}
+
+func sortedNames(m map[string]datastore.Artifact) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,5 @@
+package rpc
+
+import "syscall"
+
+func umask(m int) int { return syscall.Umask(m) }

@@ -1,0 +1,183 @@
+// Package shim is the bridge between the engine and R: it launches task
+// attempts as Rscript processes running the embedded base-R task runtime,
+// captures their output line by line, and kills their whole process group.
+package shim
+
+import (
+	"bufio"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/metaflow-r/metaflow/engine/scheduler"
+)
+
+//go:embed runtime/*.R
+var runtimeFiles embed.FS
+
+// WriteRuntime writes the base-R task runtime (task.R, msgpack.R) into dir.
+func WriteRuntime(dir string) error {
+	ents, err := runtimeFiles.ReadDir("runtime")
+	if err != nil {
+		return fmt.Errorf("read embedded runtime: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create runtime folder: %w", err)
+	}
+	for _, e := range ents {
+		b, err := runtimeFiles.ReadFile("runtime/" + e.Name())
+		if err != nil {
+			return fmt.Errorf("read embedded %s: %w", e.Name(), err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			return fmt.Errorf("write runtime %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Local runs tasks as local Rscript processes.
+type Local struct {
+	// RuntimeDir holds task.R and msgpack.R.
+	RuntimeDir string
+	// KillGrace is how long a task gets after SIGTERM before SIGKILL.
+	KillGrace time.Duration
+}
+
+// NewLocal writes the runtime into a fresh temp folder.
+func NewLocal() (*Local, error) {
+	dir, err := os.MkdirTemp("", "metaflow-runtime-")
+	if err != nil {
+		return nil, fmt.Errorf("create runtime folder: %w", err)
+	}
+	if err := WriteRuntime(dir); err != nil {
+		return nil, err
+	}
+	return &Local{RuntimeDir: dir, KillGrace: 2 * time.Second}, nil
+}
+
+// Close removes the runtime folder.
+func (l *Local) Close() error { return os.RemoveAll(l.RuntimeDir) }
+
+// Run implements scheduler.Executor.
+func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
+	specPath := filepath.Join(ln.Spec.OutputDir, "_spec.mpk")
+	b, err := msgpack.Marshal(ln.Spec)
+	if err != nil {
+		return -1, fmt.Errorf("encode task spec: %w", err)
+	}
+	if err := os.WriteFile(specPath, b, 0o600); err != nil {
+		return -1, fmt.Errorf("write task spec: %w", err)
+	}
+	rscript := ln.Rscript
+	if rscript == "" {
+		rscript = "Rscript"
+	}
+	cmd := exec.Command(rscript, filepath.Join(l.RuntimeDir, "task.R"), specPath)
+	cmd.Dir = ln.Workdir
+	cmd.Env = os.Environ()
+	for k, v := range ln.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	// Its own process group: Ctrl-C in the user's terminal does not reach it
+	// directly, and a kill reaches everything the step started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return -1, fmt.Errorf("stdout pipe: %w", err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return -1, fmt.Errorf("stderr pipe: %w", err)
+	}
+	outLog, err := createLog(ln.StdoutPath)
+	if err != nil {
+		return -1, err
+	}
+	defer outLog.Close()
+	errLog, err := createLog(ln.StderrPath)
+	if err != nil {
+		return -1, err
+	}
+	defer errLog.Close()
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("start %s: %w", rscript, err)
+	}
+	pid := cmd.Process.Pid
+	if ln.Started != nil {
+		ln.Started(pid)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go pump(&wg, stdout, outLog, false, ln.Line)
+	go pump(&wg, stderr, errLog, true, ln.Line)
+
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = syscall.Kill(-pid, syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(l.KillGrace):
+			}
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		case <-done:
+		}
+	}()
+	wg.Wait() // drain output before Wait closes the pipes
+	werr := cmd.Wait()
+	close(done)
+	// Anything the step left behind in its group goes too.
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if werr != nil {
+		var ee *exec.ExitError
+		if errors.As(werr, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return -1, fmt.Errorf("wait for task: %w", werr)
+	}
+	return 0, nil
+}
+
+func createLog(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create log folder: %w", err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create log: %w", err)
+	}
+	return f, nil
+}
+
+// pump copies a stream to its log file and hands each line to the console.
+func pump(wg *sync.WaitGroup, r io.Reader, log io.Writer, isErr bool, line func(bool, string)) {
+	defer wg.Done()
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		s, err := br.ReadString('\n')
+		if len(s) > 0 {
+			_, _ = io.WriteString(log, s)
+			if line != nil {
+				if s[len(s)-1] == '\n' {
+					s = s[:len(s)-1]
+				}
+				line(isErr, s)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

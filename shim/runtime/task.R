@@ -1,0 +1,226 @@
+# The base-R task runtime: runs one step of a flow as one Rscript process.
+#   Rscript task.R <spec.mpk>
+# It needs base R only (it runs in a stock rocker/r-ver image). The engine
+# writes the spec; this file writes staged artifacts and _result.mpk into the
+# spec's output_dir, which the engine commits into the datastore.
+local({
+  file_arg <- grep("^--file=", commandArgs(), value = TRUE)
+  here <- dirname(sub("^--file=", "", file_arg[1L]))
+  rt <- new.env()
+  sys.source(file.path(here, "msgpack.R"), envir = rt)
+  rt$spec <- rt$mp_read_plain(commandArgs(trailingOnly = TRUE)[1L])
+
+  reserved <- c("input", "index", "inputs", "self", "name")
+
+  rt$check_name <- function(name, spec) {
+    if (name %in% reserved || startsWith(name, "_") || startsWith(name, ".")) {
+      stop(sprintf("artifact name '%s' is reserved: choose another name", name), call. = FALSE)
+    }
+    if (!identical(make.names(name), name)) {
+      stop(sprintf("'%s' is not a valid artifact name: use a syntactic R name such as '%s'",
+                   name, make.names(name)), call. = FALSE)
+    }
+    if (name %in% unlist(spec$parameters)) {
+      stop(sprintf("'%s' is a parameter of the flow and cannot be assigned in a step", name),
+           call. = FALSE)
+    }
+  }
+
+  # A self object: values assigned in this task plus lazily read inherited
+  # artifacts (name -> list(sha, path)); only what the step touches is loaded.
+  rt$new_self <- function(inherited, input = NULL, index = -1L, readonly = FALSE, label = "self") {
+    s <- new.env(parent = emptyenv())
+    s$.inherited <- inherited
+    s$.values <- new.env(parent = emptyenv())
+    s$.assigned <- character()
+    s$.input <- input
+    s$.index <- index
+    s$.readonly <- readonly
+    s$.label <- label
+    class(s) <- "metaflow_self"
+    s
+  }
+
+  rt$self_get <- function(x, name) {
+    vals <- .subset2(x, ".values")
+    if (exists(name, envir = vals, inherits = FALSE)) return(get(name, envir = vals))
+    if (name == "input" && !is.null(.subset2(x, ".input"))) {
+      inp <- .subset2(x, ".input")
+      v <- rt$mp_read(inp$path)[[inp$index + 1L]]
+      assign(name, v, envir = vals)
+      return(v)
+    }
+    if (name == "index" && .subset2(x, ".index") >= 0L) return(.subset2(x, ".index"))
+    art <- .subset2(x, ".inherited")[[name]]
+    if (is.null(art)) {
+      stop(sprintf("%s has no artifact '%s' in step %s: assign it in an earlier step (self$%s <- value)",
+                   .subset2(x, ".label"), name, rt$spec$step, name), call. = FALSE)
+    }
+    v <- rt$mp_read(art$path)
+    assign(name, v, envir = vals)
+    v
+  }
+
+  rt$self_set <- function(x, name, value) {
+    if (isTRUE(.subset2(x, ".readonly"))) {
+      stop(sprintf("inputs are read-only: assign self$%s in the join step instead", name), call. = FALSE)
+    }
+    rt$check_name(name, rt$spec)
+    assign(name, value, envir = .subset2(x, ".values"))
+    if (!name %in% .subset2(x, ".assigned")) assign(".assigned", c(.subset2(x, ".assigned"), name), envir = x)
+    invisible(x)
+  }
+
+  api <- new.env()
+  api$`$.metaflow_self` <- function(x, name) rt$self_get(x, name)
+  api$`[[.metaflow_self` <- function(x, i, ...) rt$self_get(x, i)
+  api$`$<-.metaflow_self` <- function(x, name, value) rt$self_set(x, name, value)
+  api$`[[<-.metaflow_self` <- function(x, i, value) rt$self_set(x, i, value)
+  api$names.metaflow_self <- function(x) {
+    union(names(.subset2(x, ".inherited")), .subset2(x, ".assigned"))
+  }
+  api$print.metaflow_self <- function(x, ...) {
+    cat(sprintf("<%s of %s: %s>\n", .subset2(x, ".label"), rt$spec$step,
+                paste(names(x), collapse = ", ")))
+    invisible(x)
+  }
+  api$current <- function(value) {
+    cur <- rt$spec$current
+    if (missing(value)) return(cur)
+    v <- cur[[value]]
+    if (is.null(v)) {
+      stop(sprintf("current(\"%s\") is unknown: use one of %s", value,
+                   paste(names(cur), collapse = ", ")), call. = FALSE)
+    }
+    if (value == "retry_count") v <- as.integer(v)
+    if (value == "tags") v <- if (nzchar(v)) strsplit(v, ",", fixed = TRUE)[[1L]] else character()
+    v
+  }
+  # merge_artifacts(self, inputs): carry over every artifact the inputs agree
+  # on. Artifacts that differ between inputs must be assigned in the join
+  # first, or excluded.
+  api$merge_artifacts <- function(self, inputs, exclude = NULL, include = NULL) {
+    shas <- list()
+    for (i in seq_along(inputs)) {
+      inh <- .subset2(inputs[[i]], ".inherited")
+      for (nm in names(inh)) shas[[nm]] <- rbind(shas[[nm]], data.frame(i = i, sha = inh[[nm]]$sha))
+    }
+    params <- unlist(rt$spec$parameters)
+    todo <- setdiff(names(shas), c(params, .subset2(self, ".assigned"), exclude))
+    if (!is.null(include)) {
+      missing <- setdiff(include, names(shas))
+      if (length(missing)) stop(sprintf("merge_artifacts: no input has artifact(s) %s",
+                                        paste(missing, collapse = ", ")), call. = FALSE)
+      todo <- intersect(todo, include)
+    }
+    for (nm in todo) {
+      d <- shas[[nm]]
+      if (length(unique(d$sha)) > 1L) {
+        stop(sprintf(paste0("merge_artifacts: inputs disagree on artifact '%s': assign self$%s ",
+                            "in the join before merging, or pass exclude = \"%s\""), nm, nm, nm),
+             call. = FALSE)
+      }
+      rt$merged[[nm]] <- d$i[1L] - 1L
+      inh <- .subset2(self, ".inherited")
+      inh[[nm]] <- .subset2(inputs[[d$i[1L]]], ".inherited")[[nm]]
+      assign(".inherited", inh, envir = self)
+    }
+    invisible(self)
+  }
+  attach(api, name = "metaflow:runtime", warn.conflicts = FALSE)
+  for (m in c("$", "[[", "$<-", "[[<-", "names", "print")) {
+    registerS3method(m, "metaflow_self", get(paste0(m, ".metaflow_self"), envir = api), envir = baseenv())
+  }
+  rt$merged <- list()
+  options(warn = 1)
+
+  spec <- rt$spec
+  fail <- function(msg, calls = NULL) {
+    if (!startsWith(msg, "Error")) msg <- paste("Error:", msg)
+    cat(msg, "\n", sep = "", file = stderr())
+    if (length(calls)) {
+      cat("Call stack:\n", file = stderr())
+      for (i in seq_along(calls)) {
+        cat(sprintf("  %d: %s\n", i, paste(deparse(calls[[i]], width.cutoff = 100L)[1L])), file = stderr())
+      }
+    }
+    writeLines(msg, file.path(spec$output_dir, "_error.txt"))
+    quit(save = "no", status = 1L)
+  }
+
+  arts_of <- function(inp) {
+    a <- inp$artifacts
+    if (is.null(a)) list() else a
+  }
+
+  # Load code: attach the packages the flow had attached, then restore globals.
+  code <- tryCatch(unserialize(readBin(spec$code, "raw", file.size(spec$code))),
+                   error = function(e) fail(paste("cannot read the flow's code bundle:", conditionMessage(e))))
+  for (p in code$packages) {
+    ok <- suppressPackageStartupMessages(requireNamespace(p, quietly = TRUE))
+    if (!ok) fail(sprintf("package '%s' (attached when the flow was started) is not installed for %s",
+                          p, file.path(R.home("bin"), "Rscript")))
+    suppressPackageStartupMessages(library(p, character.only = TRUE))
+  }
+  for (nm in names(code$globals)) assign(nm, code$globals[[nm]], envir = globalenv())
+  fn <- code$functions[[spec$step]]
+  if (!is.function(fn)) fail(sprintf("step %s has no r_function", spec$step))
+
+  inputs <- spec$inputs
+  if (isTRUE(spec$join)) {
+    params <- unlist(spec$parameters)
+    first <- arts_of(inputs[[1L]])
+    self <- rt$new_self(first[intersect(names(first), params)])
+    ins <- lapply(inputs, function(inp) rt$new_self(arts_of(inp), readonly = TRUE,
+                                                    label = paste0("input ", inp$step, "/", inp$task_id)))
+    steps <- vapply(inputs, function(inp) inp$step, "")
+    if (!anyDuplicated(steps)) names(ins) <- steps
+    call_step <- function() fn(self, ins)
+  } else {
+    self <- rt$new_self(arts_of(inputs[[1L]]), input = spec$input,
+                        index = if (is.null(spec$index)) -1L else as.integer(spec$index))
+    call_step <- function() fn(self)
+  }
+
+  calls <- NULL
+  tryCatch(
+    withCallingHandlers(call_step(), error = function(e) {
+      cs <- sys.calls()
+      # Keep the user's frames: from the step function down to the error.
+      start <- which(vapply(cs, function(cl) identical(cl, quote(fn(self))) ||
+                              identical(cl, quote(fn(self, ins))), TRUE))
+      if (length(start)) cs <- cs[start[1L]:length(cs)]
+      n <- length(cs)
+      calls <<- cs[seq_len(max(0L, n - 2L))]  # drop the handler's own frames
+    }),
+    error = function(e) {
+      cl <- conditionCall(e)
+      msg <- conditionMessage(e)
+      if (!is.null(cl)) msg <- paste0("Error in ", paste(deparse(cl)[1L]), " : ", msg)
+      fail(msg, calls)
+    })
+
+  foreach_count <- -1L
+  if (nzchar(spec$foreach_var)) {
+    fv <- spec$foreach_var
+    v <- tryCatch(rt$self_get(self, fv), error = function(e) {
+      fail(sprintf("foreach artifact '%s' was not found: step %s must assign self$%s", fv, spec$step, fv))
+    })
+    if (is.null(v) || !(is.atomic(v) || is.list(v))) {
+      fail(sprintf("foreach artifact '%s' is not iterable (it is a %s): assign a vector or a list",
+                   fv, class(v)[1L]))
+    }
+    foreach_count <- length(v)
+  }
+  written <- character()
+  for (nm in .subset2(self, ".assigned")) {
+    tryCatch(rt$mp_write(get(nm, envir = .subset2(self, ".values")),
+                         file.path(spec$output_dir, paste0(nm, ".mpk"))),
+             error = function(e) fail(sprintf("cannot store artifact '%s': %s", nm, conditionMessage(e))))
+    written <- c(written, nm)
+  }
+  rt$mp_write_plain(list(artifacts = as.list(written), merged = rt$merged,
+                         foreach_count = foreach_count),
+                    file.path(spec$output_dir, "_result.mpk"))
+  invisible(NULL)
+})
