@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs on a fresh machine: R (the
+# task runtime), the R package's imports, testthat, and protoc (proto tests).
+set -euo pipefail
+pkgs=(r-base-core r-cran-curl r-cran-r6 r-cran-magrittr r-cran-testthat protobuf-compiler)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "Go is required (https://go.dev/dl); put it on PATH" >&2; exit 1; }
