@@ -48,20 +48,38 @@ engine_start <- function(timeout = 10) {
   Sys.chmod(dir, "0700", use_umask = FALSE)
   sock <- file.path(dir, "engine.sock")
   log <- file.path(dir, "engine.log")
-  system2(bin, c("serve", "--socket", shQuote(sock), "--parent-pid", Sys.getpid()),
-          stdout = log, stderr = log, wait = FALSE)
+  pidfile <- file.path(dir, "engine.pid")
+  # Through sh to learn the engine's pid (exec keeps it), so that an engine
+  # that exits at once is reported at once rather than after the timeout.
+  cmd <- sprintf("echo $$ > %s; exec %s serve --socket %s --parent-pid %d",
+                 shQuote(pidfile), shQuote(bin), shQuote(sock), Sys.getpid())
+  system2("/bin/sh", c("-c", shQuote(cmd)), stdout = log, stderr = log, wait = FALSE)
+  conn <- engine_connection(paste0("unix://", sock))
   deadline <- Sys.time() + timeout
-  while (!file.exists(sock)) {
-    if (Sys.time() > deadline) {
-      txt <- if (file.exists(log)) paste(readLines(log, warn = FALSE), collapse = "\n") else ""
-      unlink(dir, recursive = TRUE)
-      stop(sprintf("the metaflow engine (%s) did not start within %d s%s", bin,
-                   timeout, if (nzchar(txt)) paste0("; its log:\n", txt) else ""),
-           call. = FALSE)
-    }
+  failed <- function(why) {
+    txt <- if (file.exists(log)) paste(readLines(log, warn = FALSE), collapse = "\n") else ""
+    unlink(dir, recursive = TRUE)
+    stop(sprintf("the metaflow engine (%s) %s%s", bin, why,
+                 if (nzchar(txt)) paste0("; its log:\n", txt) else ""), call. = FALSE)
+  }
+  # The socket file appears at bind(), just before listen(): wait until a
+  # request gets an answer, whatever it is.
+  while (!file.exists(sock) || !engine_answers(conn)) {
+    pid <- if (file.exists(pidfile)) suppressWarnings(as.integer(readLines(pidfile, warn = FALSE)[1])) else NA
+    if (!is.na(pid) && !tools::pskill(pid, 0L)) failed("exited at start")
+    if (Sys.time() > deadline) failed(sprintf("did not start within %d s", timeout))
     Sys.sleep(0.01)
   }
-  list(conn = engine_connection(paste0("unix://", sock)), dir = dir, log = log)
+  list(conn = conn, dir = dir, log = log)
+}
+
+engine_answers <- function(conn) {
+  h <- grpc_handle(conn, grpc_frame(raw(0)), timeout = 2)
+  ok <- tryCatch({
+    curl::curl_fetch_memory(paste0(conn$base_url, "/"), handle = h)
+    TRUE
+  }, error = function(e) FALSE)
+  ok
 }
 
 engine_stop <- function(engine) {
@@ -87,11 +105,20 @@ with_engine <- function(fun) {
   }
   engine <- engine_start()
   on.exit(engine_stop(engine), add = TRUE)
-  fun(engine$conn)
+  tryCatch(fun(engine$conn), metaflow_transport_error = function(e) {
+    # The embedded engine died: its log (removed on exit) says why.
+    log <- if (file.exists(engine$log)) readLines(engine$log, warn = FALSE) else character(0)
+    if (length(log)) {
+      e$message <- paste0(conditionMessage(e), "\nlast lines of the engine's log:\n",
+                          paste(utils::tail(log, 20), collapse = "\n"))
+    }
+    stop(e)
+  })
 }
 
 # Root of the local datastore, shared by run() and the client API.
 datastore_root <- function() {
-  normalizePath(file.path(Sys.getenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", getwd()),
-                          ".metaflow"), mustWork = FALSE)
+  sysroot <- Sys.getenv("METAFLOW_DATASTORE_SYSROOT_LOCAL")
+  if (!nzchar(sysroot)) sysroot <- getwd()
+  normalizePath(file.path(sysroot, ".metaflow"), mustWork = FALSE)
 }

@@ -52,12 +52,15 @@ grpc_url <- function(conn, method) {
   paste0(conn$base_url, "/", grpc_service, "/", method)
 }
 
-# A fresh handle (and so a fresh connection) per call: reusing one HTTP/2
-# connection failed with "Error in the HTTP2 framing layer" in libcurl 7.88.
+# A fresh connection per call: reusing an HTTP/2 connection fails with
+# "Error in the HTTP2 framing layer" in libcurl 7.88. A new handle is not
+# enough, since the curl package pools connections across handles:
+# fresh_connect and forbid_reuse keep every call on its own connection.
 grpc_handle <- function(conn, body, timeout = 0) {
   h <- curl::new_handle()
   opts <- list(http_version = 5L, post = TRUE, postfields = body,
-               postfieldsize = length(body), connecttimeout = 10)
+               postfieldsize = length(body), connecttimeout = 10,
+               fresh_connect = TRUE, forbid_reuse = TRUE)
   if (timeout > 0) opts$timeout <- timeout
   if (!is.null(conn$socket)) opts$unix_socket_path <- conn$socket
   curl::handle_setopt(h, .list = opts)
@@ -99,8 +102,10 @@ grpc_status_error <- function(fields, http_status) {
 }
 
 grpc_transport_error <- function(e, conn) {
-  stop(sprintf("cannot reach the metaflow engine at %s: %s", conn$label,
-               conditionMessage(e)), call. = FALSE)
+  msg <- sprintf("cannot reach the metaflow engine at %s: %s", conn$label,
+                 conditionMessage(e))
+  stop(structure(class = c("metaflow_transport_error", "error", "condition"),
+                 list(message = msg, call = NULL)))
 }
 
 #' Unary gRPC call

@@ -82,9 +82,9 @@ RUN_EVENT_LOG <- 0L
 RUN_EVENT_RUN_STARTED <- 1L
 RUN_EVENT_RUN_FINISHED <- 2L
 
-proto_schema <- function(type) {
-  s <- proto_schemas[[type]]
-  if (is.null(s) && !type %in% names(proto_schemas)) {
+proto_schema <- function(type, schemas = proto_schemas) {
+  s <- schemas[[type]]
+  if (is.null(s) && !type %in% names(schemas)) {
     stop("unknown protobuf message type '", type, "'", call. = FALSE)
   }
   s
@@ -169,13 +169,13 @@ proto_len_delim <- function(number, bytes) {
 
 utf8_bytes <- function(x) charToRaw(enc2utf8(as.character(x)))
 
-proto_scalar <- function(f, v) {
+proto_scalar <- function(f, v, schemas) {
   switch(f$type,
     string = proto_len_delim(f$number, utf8_bytes(v)),
     bytes = proto_len_delim(f$number, as.raw(v)),
     bool = c(proto_key(f$number, 0), varint_encode(as.logical(v) * 1)),
     int32 = , int64 = , enum = c(proto_key(f$number, 0), varint_encode(v)),
-    message = proto_len_delim(f$number, proto_encode(v, f$message))
+    message = proto_len_delim(f$number, proto_encode(v, f$message, schemas))
   )
 }
 
@@ -194,10 +194,11 @@ proto_is_default <- function(f, v) {
 #'
 #' @param msg named list with (a subset of) the message's field names.
 #' @param type message type name from engine.proto, e.g. "RunRequest".
+#' @param schemas the message schemas (tests pass their own).
 #' @return raw vector.
 #' @noRd
-proto_encode <- function(msg, type) {
-  schema <- proto_schema(type)
+proto_encode <- function(msg, type, schemas = proto_schemas) {
+  schema <- proto_schema(type, schemas)
   unknown <- setdiff(names(msg), vapply(schema, `[[`, "", "name"))
   if (length(unknown)) {
     stop("unknown field(s) for ", type, ": ", paste(unknown, collapse = ", "),
@@ -209,15 +210,15 @@ proto_encode <- function(msg, type) {
     if (is.null(v)) next
     if (f$repeated) {
       if (f$type == "message") {
-        for (item in v) parts[[length(parts) + 1]] <- proto_scalar(f, item)
+        for (item in v) parts[[length(parts) + 1]] <- proto_scalar(f, item, schemas)
       } else {
-        for (item in as.list(v)) parts[[length(parts) + 1]] <- proto_scalar(f, item)
+        for (item in as.list(v)) parts[[length(parts) + 1]] <- proto_scalar(f, item, schemas)
       }
     } else {
       if (f$type != "message" && f$type != "bytes" && length(v) != 1) {
         stop(type, ".", f$name, " must be a single value", call. = FALSE)
       }
-      if (!proto_is_default(f, v)) parts[[length(parts) + 1]] <- proto_scalar(f, v)
+      if (!proto_is_default(f, v)) parts[[length(parts) + 1]] <- proto_scalar(f, v, schemas)
     }
   }
   if (!length(parts)) return(raw(0))
@@ -249,8 +250,8 @@ bytes_to_utf8 <- function(b) {
 #' Every field of the schema is present in the result, with proto3 default
 #' values for fields that were not on the wire. Unknown fields are skipped.
 #' @noRd
-proto_decode <- function(buf, type) {
-  schema <- proto_schema(type)
+proto_decode <- function(buf, type, schemas = proto_schemas) {
+  schema <- proto_schema(type, schemas)
   by_number <- list()
   out <- list()
   for (f in schema) {
@@ -284,7 +285,7 @@ proto_decode <- function(buf, type) {
       value <- switch(f$type,
         string = bytes_to_utf8(bytes),
         bytes = bytes,
-        message = proto_decode(bytes, f$message),
+        message = proto_decode(bytes, f$message, schemas),
         # Packed repeated scalars: a run of varints.
         bool = , int32 = , int64 = , enum = {
           vals <- list()

@@ -1,0 +1,398 @@
+# Command line and run() arguments. Both are parsed into the same "run
+# options" list and merged, command line over R arguments, so a flow file
+# behaves the same under Rscript and in RStudio.
+
+run_commands <- c("run", "resume", "logs", "show", "help", "batch")
+
+# Names run() takes itself; flow parameters cannot use them.
+reserved_run_args <- c("flow", "resume", "logs", "show", "batch", "help",
+                       "max_workers", "max_num_splits", "tag", "with",
+                       "origin_run_id")
+
+# Command line options allowed with each command.
+command_options <- list(
+  run = c("max-workers", "max-num-splits", "tag", "with", "param"),
+  resume = c("max-workers", "max-num-splits", "tag", "with", "origin-run-id", "param"),
+  show = c("max-workers", "max-num-splits", "tag", "with", "param"),
+  logs = character(0),
+  help = character(0)
+)
+
+batch_unavailable <- function() {
+  stop("AWS Batch is not available in this version: run without --with batch ",
+       "(Batch support is planned)", call. = FALSE)
+}
+
+new_run_options <- function() {
+  list(command = NULL, max_workers = NULL, max_num_splits = NULL, tags = NULL,
+       with = list(), resume_step = NULL, origin_run_id = NULL, logs = NULL,
+       params = list())
+}
+
+norm_flag <- function(x) gsub("_", "-", x, fixed = TRUE)
+
+find_parameter <- function(params, key) {
+  for (p in params) if (norm_flag(p$name) == norm_flag(key)) return(p)
+  NULL
+}
+
+parse_int_option <- function(value, label) {
+  if (is.numeric(value) && length(value) == 1 && !is.na(value) &&
+      value == trunc(value) && abs(value) <= .Machine$integer.max) {
+    return(as.integer(value))
+  }
+  if (is.character(value) && length(value) == 1 && grepl("^[+-]?[0-9]+$", value) &&
+      abs(as.numeric(value)) <= .Machine$integer.max) {
+    return(as.integer(value))
+  }
+  shown <- if (is.atomic(value) && length(value) == 1) as.character(value) else deparse1(value)
+  stop("invalid value '", shown, "' for ", label, ": expected an integer", call. = FALSE)
+}
+
+#' Parse a --with specification: DECO[:key=value[,key=value]]
+#' @noRd
+parse_with_spec <- function(spec) {
+  if (inherits(spec, "metaflow_decorator")) {
+    deco <- spec
+  } else {
+    if (!is.character(spec) || length(spec) != 1 || is.na(spec)) {
+      stop("--with values must be strings like \"retry:times=3\"", call. = FALSE)
+    }
+    bad <- function() {
+      stop("invalid --with value '", spec,
+           "': expected DECO[:key=value[,key=value]], e.g. retry:times=3", call. = FALSE)
+    }
+    name <- sub(":.*$", "", spec)
+    if (!grepl("^[A-Za-z_][A-Za-z0-9_]*$", name)) bad()
+    args <- list()
+    if (grepl(":", spec, fixed = TRUE)) {
+      rest <- sub("^[^:]*:", "", spec)
+      for (kv in strsplit(rest, ",", fixed = TRUE)[[1]]) {
+        if (!grepl("^[^=]+=", kv)) bad()
+        args[[trimws(sub("=.*$", "", kv))]] <- sub("^[^=]*=", "", kv)
+      }
+      if (!length(args)) bad()
+    }
+    deco <- decorator(name, .list = args)
+  }
+  if (deco$name == "batch") batch_unavailable()
+  deco
+}
+
+#' Parse command line arguments
+#'
+#' @param args character vector, as from commandArgs(trailingOnly = TRUE).
+#' @param params the flow's parameters (flow$parameters).
+#' @param default_command the command when none is given (from run()'s
+#'   arguments), which decides the options allowed.
+#' @return run options (see new_run_options()); command is NULL if none given.
+#' @noRd
+parse_cli <- function(args, params = list(), default_command = "run") {
+  out <- new_run_options()
+  # Help wins over everything else on the line, mistakes included.
+  if (any(args %in% c("--help", "-h")) || identical(args[1], "help")) {
+    out$command <- "help"
+    return(out)
+  }
+  seen <- character(0)
+  positional <- character(0)
+  i <- 1L
+  n <- length(args)
+  cmd_label <- function() if (is.null(out$command)) default_command else out$command
+  take_value <- function(flag, inline) {
+    if (!is.null(inline)) return(inline)
+    if (i >= n || startsWith(args[i + 1L], "--")) {
+      stop("option ", flag, " needs a value; see --help", call. = FALSE)
+    }
+    i <<- i + 1L
+    args[i]
+  }
+  while (i <= n) {
+    a <- args[i]
+    if (startsWith(a, "--") && nchar(a) > 2) {
+      key <- sub("=.*$", "", substring(a, 3))
+      inline <- if (grepl("=", a, fixed = TRUE)) sub("^[^=]*=", "", a) else NULL
+      flag <- paste0("--", key)
+      opt <- norm_flag(key)
+      if (opt == "max-workers") {
+        out$max_workers <- parse_int_option(take_value(flag, inline), "--max-workers")
+      } else if (opt == "max-num-splits") {
+        out$max_num_splits <- parse_int_option(take_value(flag, inline), "--max-num-splits")
+      } else if (opt == "tag") {
+        out$tags <- c(out$tags, take_value(flag, inline))
+      } else if (opt == "with") {
+        out$with[[length(out$with) + 1]] <- parse_with_spec(take_value(flag, inline))
+      } else if (opt == "origin-run-id") {
+        out$origin_run_id <- take_value(flag, inline)
+      } else if (!is.null(p <- find_parameter(params, key))) {
+        opt <- "param"
+        value <- NULL
+        if (p$type == "logical" && is.null(inline)) {
+          # A logical parameter works as a flag: --flag alone means TRUE.
+          nxt <- if (i < n) args[i + 1L] else ""
+          if (!is.na(parse_logical(nxt))) {
+            value <- nxt
+            i <- i + 1L
+          } else {
+            value <- TRUE
+          }
+        } else {
+          value <- take_value(flag, inline)
+        }
+        out$params[[p$name]] <- list(value = value, label = paste0("--", norm_flag(p$name)))
+      } else {
+        stop("unknown option '", flag, "' for '", cmd_label(), "'; see --help",
+             call. = FALSE)
+      }
+      seen[flag] <- opt
+    } else if (startsWith(a, "-") && nchar(a) > 1 && !grepl("^-[0-9.]", a)) {
+      stop("unknown option '", a, "' for '", cmd_label(), "'; see --help", call. = FALSE)
+    } else if (is.null(out$command) && !length(positional) && a %in% run_commands) {
+      out$command <- a
+      if (a == "help") return(out)
+      # batch list|kill ... is refused before its own options are looked at.
+      if (a == "batch") batch_unavailable()
+    } else {
+      positional <- c(positional, a)
+    }
+    i <- i + 1L
+  }
+  command <- if (is.null(out$command)) default_command else out$command
+  if (is.null(out$command)) {
+    if (length(positional)) stop("unknown command '", positional[1], "'; see --help", call. = FALSE)
+  } else if (command == "resume" && length(positional) <= 1) {
+    if (length(positional)) out$resume_step <- positional
+  } else if (command == "logs" && length(positional) == 1) {
+    out$logs <- positional
+  } else if (command == "logs") {
+    stop("logs needs one argument, RUN/STEP or RUN/STEP/TASK; see --help", call. = FALSE)
+  } else if (length(positional)) {
+    stop("unexpected argument '", positional[length(positional)], "' for '", command,
+         "'; see --help", call. = FALSE)
+  }
+  for (flag in names(seen)) {
+    if (!seen[[flag]] %in% command_options[[command]]) {
+      stop("unknown option '", flag, "' for '", command, "'; see --help", call. = FALSE)
+    }
+  }
+  out
+}
+
+#' Parse the arguments given to run() in R
+#' @noRd
+parse_r_args <- function(args, params = list()) {
+  out <- new_run_options()
+  if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
+    stop("run() arguments must be named, e.g. run(max_workers = 8); see run(help = TRUE)",
+         call. = FALSE)
+  }
+  is_true <- function(x) isTRUE(x)
+  commands <- character(0)
+  # batch first: run(batch = "kill", run_id = "456") must say Batch is unavailable.
+  if (!is.null(args[["batch"]]) && !identical(args[["batch"]], FALSE)) batch_unavailable()
+  for (name in names(args)) {
+    v <- args[[name]]
+    switch(name,
+      max_workers = out$max_workers <- parse_int_option(v, "max_workers"),
+      max_num_splits = out$max_num_splits <- parse_int_option(v, "max_num_splits"),
+      tag = {
+        if (!is.null(v) && (!is.character(v) || anyNA(v))) {
+          stop("tag must be a character vector", call. = FALSE)
+        }
+        out$tags <- c(out$tags, v)
+      },
+      with = {
+        specs <- if (inherits(v, "metaflow_decorator")) list(v) else as.list(v)
+        for (s in specs) out$with[[length(out$with) + 1]] <- parse_with_spec(s)
+      },
+      resume = {
+        if (is.character(v) && length(v) == 1 && !is.na(v)) {
+          commands <- c(commands, "resume")
+          out$resume_step <- v
+        } else if (is.logical(v) && length(v) == 1 && !is.na(v)) {
+          if (v) commands <- c(commands, "resume")
+        } else {
+          stop("resume must be TRUE or the name of the step to resume from", call. = FALSE)
+        }
+      },
+      origin_run_id = {
+        if (!(is.character(v) || is.numeric(v)) || length(v) != 1 || is.na(v)) {
+          stop("origin_run_id must be a single run id", call. = FALSE)
+        }
+        out$origin_run_id <- as.character(v)
+      },
+      logs = {
+        check_string(v, "logs (RUN/STEP or RUN/STEP/TASK)")
+        commands <- c(commands, "logs")
+        out$logs <- v
+      },
+      show = if (is_true(v)) commands <- c(commands, "show"),
+      help = if (is_true(v)) commands <- c(commands, "help"),
+      batch = NULL,
+      {
+        p <- find_parameter(params, name)
+        if (is.null(p)) {
+          stop("unknown argument '", name, "' for run(): not a run option nor a ",
+               "parameter of the flow; see run(help = TRUE)", call. = FALSE)
+        }
+        out$params[[p$name]] <- list(value = v, label = name)
+      }
+    )
+  }
+  if ("help" %in% commands) commands <- "help"
+  if (length(commands) > 1) {
+    stop("run(): use only one of resume, logs, show and help", call. = FALSE)
+  }
+  if (length(commands)) out$command <- commands
+  if (!is.null(out$origin_run_id) && !identical(out$command, "resume")) {
+    stop("origin_run_id only applies when resuming: run(resume = TRUE, origin_run_id = ...)",
+         call. = FALSE)
+  }
+  out
+}
+
+#' Merge run() arguments and command line options, the command line winning
+#' @noRd
+merge_run_options <- function(r, cli) {
+  out <- r
+  out$command <- if (!is.null(cli$command)) cli$command else if (!is.null(r$command)) r$command else "run"
+  # A command given on the command line replaces the R command's own values.
+  if (!is.null(cli$command) && !identical(cli$command, r$command)) {
+    out$resume_step <- NULL
+    out$origin_run_id <- NULL
+    out$logs <- NULL
+  }
+  for (k in c("max_workers", "max_num_splits", "resume_step", "origin_run_id", "logs")) {
+    if (!is.null(cli[[k]])) out[[k]] <- cli[[k]]
+  }
+  out$tags <- unique(c(r$tags, cli$tags))
+  # --with on the command line replaces an R-side decorator of the same name.
+  cli_names <- vapply(cli$with, `[[`, "", "name")
+  keep <- Filter(function(d) !d$name %in% cli_names, r$with)
+  out$with <- c(keep, cli$with)
+  out$params <- utils::modifyList(r$params, cli$params)
+  out
+}
+
+# ---- parameter values ----------------------------------------------------
+
+parse_logical <- function(x) {
+  x <- toupper(x)
+  if (x %in% c("TRUE", "T", "YES", "1")) return(TRUE)
+  if (x %in% c("FALSE", "F", "NO", "0")) return(FALSE)
+  NA
+}
+
+#' Convert a parameter value given as text to the parameter's type
+#' @param value the value (text from the command line, or an R value).
+#' @param p the parameter (from flow$parameters).
+#' @param label how the user named it, for errors ("--alpha" or "alpha").
+#' @noRd
+convert_parameter <- function(value, p, label) {
+  if (!is.character(value) || length(value) != 1 || is.na(value)) {
+    # R values given to run() are used as they are.
+    return(value)
+  }
+  parts <- if (!is.null(p$separator)) strsplit(value, p$separator, fixed = TRUE)[[1]] else value
+  bad <- function(x, what) {
+    stop("invalid value '", x, "' for ", label, ": expected ", what, call. = FALSE)
+  }
+  switch(p$type,
+    character = parts,
+    integer = vapply(parts, function(x) {
+      if (!grepl("^[+-]?[0-9]+$", x) || abs(as.numeric(x)) > .Machine$integer.max) {
+        bad(x, "an integer")
+      }
+      as.integer(x)
+    }, 0L, USE.NAMES = FALSE),
+    numeric = vapply(parts, function(x) {
+      v <- suppressWarnings(as.numeric(x))
+      if (is.na(v) && trimws(x) != "NA") bad(x, "a number")
+      v
+    }, 0, USE.NAMES = FALSE),
+    logical = vapply(parts, function(x) {
+      v <- parse_logical(x)
+      if (is.na(v)) bad(x, "TRUE or FALSE")
+      v
+    }, NA, USE.NAMES = FALSE)
+  )
+}
+
+#' Final parameter values: given values converted, else defaults
+#'
+#' @param check_required whether a missing required parameter is an error.
+#' @return list of list(name, value, has_value, help, required).
+#' @noRd
+resolve_parameters <- function(params, given, check_required = TRUE) {
+  lapply(params, function(p) {
+    g <- given[[p$name]]
+    value <- if (!is.null(g)) convert_parameter(g$value, p, g$label) else p$default
+    if (is.null(value) && p$required && check_required) {
+      stop("missing required parameter --", norm_flag(p$name), call. = FALSE)
+    }
+    list(name = p$name, value = value, has_value = !is.null(value), help = p$help,
+         required = p$required)
+  })
+}
+
+# ---- help ----------------------------------------------------------------
+
+format_default <- function(x) {
+  if (is.null(x)) return("")
+  if (is.atomic(x) && length(x) == 1) return(as.character(x))
+  paste(deparse(x, width.cutoff = 60L), collapse = " ")
+}
+
+# The script Rscript runs, for the usage line.
+script_name <- function() {
+  file <- sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE))
+  if (length(file)) basename(file[1]) else "flow.R"
+}
+
+help_text <- function(flow = NULL) {
+  lines <- c(
+    sprintf("Usage: Rscript %s [COMMAND] [OPTIONS]", script_name()),
+    "",
+    "Commands:",
+    "  run                     Run the flow (the default).",
+    "  resume [STEP]           Resume the latest run (or --origin-run-id): steps before",
+    "                          STEP (default: the first that failed) are cloned, the rest",
+    "                          runs again.",
+    "  logs RUN/STEP[/TASK]    Print the stdout and stderr of the tasks of a step.",
+    "  show                    Print the steps of the flow.",
+    "  help                    Print this help (also --help, -h).",
+    "",
+    "Options of run and resume:",
+    "  --max-workers N         Run at most N tasks at once (default 16).",
+    "  --max-num-splits N      Fail a foreach with more than N splits (default 100).",
+    "  --tag TAG               Tag the run (repeatable).",
+    "  --with DECO[:K=V,...]   Add a decorator to every step (repeatable), e.g.",
+    "                          --with retry, --with retry:times=3,",
+    "                          --with timeout:seconds=30, --with catch:var=err.",
+    "  --origin-run-id ID      resume only: the run to resume (default: the latest).",
+    "  --NAME VALUE            Set the flow parameter NAME (also --NAME=VALUE; _ and -",
+    "                          are interchangeable), converted to the type of its default."
+  )
+  if (!is.null(flow) && length(flow$parameters)) {
+    lines <- c(lines, "", sprintf("Parameters of %s:", flow$name))
+    for (p in flow$parameters) {
+      desc <- c(p$type,
+                if (p$required) "required",
+                if (!is.null(p$default)) paste("default", format_default(p$default)))
+      lines <- c(lines, sprintf("  --%-21s %s%s", norm_flag(p$name),
+                                paste(desc, collapse = ", "),
+                                if (nzchar(p$help)) paste0(": ", p$help) else ""))
+    }
+  }
+  c(lines,
+    "",
+    "In R (e.g. RStudio) give the same as arguments of run():",
+    "  run()  run(max_workers = 32)  run(max_num_splits = 200)  run(tag = c(\"a\", \"b\"))",
+    "  run(with = c(\"retry\", \"timeout:seconds=30\"))  run(NAME = VALUE)",
+    "  run(resume = TRUE)  run(resume = \"STEP\", origin_run_id = \"15\")",
+    "  run(logs = \"15/end\")  run(show = TRUE)  run(help = TRUE)",
+    "Under Rscript, command-line arguments take precedence over those of run().",
+    "",
+    "AWS Batch (--with batch, batch list|kill) is not available in this version.",
+    "")
+}

@@ -1,0 +1,288 @@
+#' Run a flow, or another command on it
+#'
+#' One function for the terminal and for interactive R. Under Rscript
+#' (\code{Rscript flow.R run --max-workers 8}) the command line is read with
+#' \code{commandArgs(trailingOnly = TRUE)} and merged over the arguments of
+#' \code{run()}, the command line winning; interactively only the arguments
+#' count. Without arguments the flow is run.
+#'
+#' Commands (command line / R):
+#' \describe{
+#'   \item{\code{run} / \code{run()}}{Run the flow. Options:
+#'     \code{--max-workers N} / \code{max_workers = N} (default 16),
+#'     \code{--max-num-splits N} / \code{max_num_splits = N} (default 100),
+#'     \code{--tag T} / \code{tag = c(...)} (repeatable),
+#'     \code{--with DECO[:k=v[,k=v]]} / \code{with = c(...)} (a decorator
+#'     for every step, e.g. \code{retry:times=3}; repeatable), and flow
+#'     parameters as \code{--name value} / \code{name = value}.}
+#'   \item{\code{resume [STEP] [--origin-run-id ID]} /
+#'     \code{run(resume = TRUE)}, \code{run(resume = "step", origin_run_id = "15")}}{
+#'     Resume the latest (or the given) run from STEP (default: where it
+#'     failed), with the options of \code{run}.}
+#'   \item{\code{logs RUN/STEP[/TASK]} / \code{run(logs = "15/end")}}{Print
+#'     the stdout and stderr of the tasks of a step.}
+#'   \item{\code{show} / \code{run(show = TRUE)}}{Print the steps of the flow
+#'     after the engine validated it.}
+#'   \item{\code{help}, \code{--help}, \code{-h} / \code{run(help = TRUE)}}{
+#'     Print the usage.}
+#' }
+#' AWS Batch (\code{--with batch}, \code{batch list}, \code{run(batch = TRUE)})
+#' is not available in this version and is refused before anything starts.
+#'
+#' The flow is executed by the metaflow engine: the one at
+#' \code{METAFLOW_ENGINE_ADDRESS} (\code{unix:///path} or \code{host:port},
+#' with \code{METAFLOW_ENGINE_TOKEN} over TCP) or else an embedded engine
+#' (\code{metaflow-engine} on the PATH, or \code{METAFLOW_ENGINE_BIN}) started
+#' for this call. Runs are stored in \code{.metaflow} under the working
+#' directory or under \code{METAFLOW_DATASTORE_SYSROOT_LOCAL}.
+#'
+#' Pressing Ctrl-C cancels the run: its tasks are killed and the run is marked
+#' failed.
+#'
+#' @param flow a flow created by \code{\link{metaflow}}.
+#' @param ... options and parameter values, see above.
+#' @return For \code{run} and \code{resume}, the run id, invisibly. A failed
+#'   run is an error.
+#' @examples
+#' \dontrun{
+#' metaflow("HelloFlow") %>%
+#'   step(step = "start", r_function = function(self) self$x <- 1,
+#'        next_step = "end") %>%
+#'   step(step = "end") %>%
+#'   run(max_workers = 4, tag = "demo")
+#' }
+#' @export
+run <- function(flow = NULL, ...) {
+  interactive <- interactive()
+  cli_args <- if (interactive) character(0) else commandArgs(trailingOnly = TRUE)
+  run_main(flow, list(...), cli_args, interactive)
+}
+
+run_main <- function(flow, r_args, cli_args, interactive) {
+  if (!is.null(flow)) check_flow(flow)
+  params <- if (is.null(flow)) list() else flow$parameters
+  r <- parse_r_args(r_args, params)
+  cli <- parse_cli(cli_args, params,
+                   default_command = if (is.null(r$command)) "run" else r$command)
+  opts <- merge_run_options(r, cli)
+  if (opts$command == "help") {
+    cat(help_text(flow), sep = "\n")
+    return(invisible(NULL))
+  }
+  if (is.null(flow)) {
+    stop("run() needs a flow: metaflow(\"Name\") %>% step(...) %>% run()", call. = FALSE)
+  }
+  switch(opts$command,
+    logs = show_logs(flow, opts$logs),
+    show = show_flow(flow, opts),
+    run = , resume = run_flow(flow, opts, interactive)
+  )
+}
+
+# ---- the RunRequest --------------------------------------------------------
+
+base_packages <- c("base", "stats", "graphics", "grDevices", "utils", "datasets", "methods")
+
+# Objects of the environment the flow was defined in (and of the global
+# environment, which step functions usually close over), for the tasks.
+flow_globals <- function(env) {
+  envs <- if (identical(env, globalenv())) list(env) else list(globalenv(), env)
+  out <- list()
+  for (e in envs) {
+    names <- setdiff(ls(e, all.names = TRUE), ".Random.seed")
+    for (nm in names) {
+      v <- get(nm, envir = e, inherits = FALSE)
+      if (!inherits(v, "metaflow_flow")) out[nm] <- list(v)
+    }
+  }
+  out
+}
+
+# A step without r_function does nothing, like Metaflow's `pass`. Its stand-in
+# lives in the global environment: one from this namespace would make the
+# task load the metaflow package just to unserialize it.
+noop_step_function <- function(join) {
+  f <- if (join) function(self, inputs) invisible(NULL) else function(self) invisible(NULL)
+  environment(f) <- globalenv()
+  f
+}
+
+code_bundle <- function(flow) {
+  functions <- list()
+  for (s in flow$steps) {
+    functions[[s$name]] <- if (is.null(s$r_function)) noop_step_function(s$join) else s$r_function
+  }
+  # Oldest attachment first, so tasks attach them in the same order.
+  packages <- setdiff(rev(.packages()), c(base_packages, "metaflow"))
+  serialize(list(functions = functions, globals = flow_globals(flow$env),
+                 packages = packages), NULL)
+}
+
+decorator_message <- function(d) {
+  args <- decorator_arg_strings(d$args)
+  list(name = d$name,
+       args = unname(Map(function(k, v) list(key = k, value = v), names(args), args)))
+}
+
+build_run_request <- function(flow, opts, validate_only = FALSE) {
+  steps <- lapply(flow$steps, function(s) {
+    list(name = s$name, `next` = s$next_step,
+         foreach = if (is.null(s$foreach)) "" else s$foreach, join = s$join,
+         decorators = lapply(s$decorators, decorator_message))
+  })
+  values <- resolve_parameters(flow$parameters, opts$params,
+                               check_required = !validate_only)
+  parameters <- lapply(values, function(v) {
+    list(name = v$name, value = if (v$has_value) mp_pack(v$value) else raw(0),
+         help = v$help, required = v$required, has_value = v$has_value)
+  })
+  options <- list(
+    max_workers = if (is.null(opts$max_workers)) 16L else opts$max_workers,
+    max_num_splits = if (is.null(opts$max_num_splits)) 100L else opts$max_num_splits,
+    tags = opts$tags,
+    with = lapply(opts$with, decorator_message),
+    resume = identical(opts$command, "resume"),
+    resume_step = if (is.null(opts$resume_step)) "" else opts$resume_step,
+    origin_run_id = if (is.null(opts$origin_run_id)) "" else opts$origin_run_id,
+    datastore_root = datastore_root(),
+    rscript = file.path(R.home("bin"), "Rscript"),
+    user = Sys.getenv("METAFLOW_USER", Sys.getenv("USER", "unknown")),
+    workdir = getwd()
+  )
+  list(flow = list(name = flow$name, steps = steps, parameters = parameters,
+                   code = if (validate_only) raw(0) else code_bundle(flow)),
+       options = options)
+}
+
+# ---- run / resume ----------------------------------------------------------
+
+console_line <- function(line, to_stderr) {
+  con <- if (to_stderr) stderr() else stdout()
+  cat(line, if (!endsWith(line, "\n")) "\n", sep = "", file = con)
+  flush(con)
+}
+
+run_flow <- function(flow, opts, interactive) {
+  req <- build_run_request(flow, opts)
+  run_id <- ""
+  finished <- NULL
+  interrupted <- FALSE
+  handler <- function(ev) {
+    if (ev$kind == RUN_EVENT_LOG) {
+      console_line(ev$line, ev$stderr)
+    } else if (ev$kind == RUN_EVENT_RUN_STARTED) {
+      run_id <<- ev$run_id
+    } else if (ev$kind == RUN_EVENT_RUN_FINISHED) {
+      if (nzchar(ev$run_id)) run_id <<- ev$run_id
+      finished <<- ev
+    }
+  }
+  with_engine(function(conn) {
+    tryCatch(
+      grpc_stream(conn, "StartRun", req, handler),
+      interrupt = function(i) {
+        interrupted <<- TRUE
+        cancel_run(conn, flow$name, run_id)
+      }
+    )
+  })
+  # Reached after with_engine() has shut an embedded engine down.
+  if (interrupted) {
+    if (!interactive) quit(save = "no", status = 130)
+    stop("Run interrupted", call. = FALSE)
+  }
+  if (is.null(finished)) {
+    stop("the metaflow engine ended the run without a result", call. = FALSE)
+  }
+  if (!finished$success) {
+    msg <- if (nzchar(finished$error)) finished$error else sprintf("Run %s failed", run_id)
+    stop(msg, call. = FALSE)
+  }
+  invisible(run_id)
+}
+
+# Called on Ctrl-C. Closing the stream alone would make the engine cancel
+# too, but CancelRun says how many tasks it killed.
+cancel_run <- function(conn, flow_name, run_id) {
+  if (!nzchar(run_id)) {
+    console_line("Run interrupted before it started.", TRUE)
+    return(invisible(NULL))
+  }
+  res <- tryCatch(
+    grpc_unary(conn, "CancelRun", list(run_id = run_id, datastore_root = datastore_root(),
+                                       flow = flow_name), timeout = 30),
+    error = function(e) e)
+  if (inherits(res, "error")) {
+    console_line(sprintf("Run %s interrupted; cancelling it failed: %s", run_id,
+                         conditionMessage(res)), TRUE)
+  } else {
+    console_line(sprintf("Run %s interrupted: killed %d task(s).", run_id,
+                         res$killed_tasks), TRUE)
+  }
+  invisible(NULL)
+}
+
+# ---- logs ------------------------------------------------------------------
+
+show_logs <- function(flow, pathspec) {
+  res <- with_engine(function(conn) {
+    grpc_unary(conn, "Logs", list(datastore_root = datastore_root(), flow = flow$name,
+                                  pathspec = pathspec))
+  })
+  tasks <- res$tasks
+  if (!length(tasks)) stop("no tasks found for ", pathspec, call. = FALSE)
+  run_id <- sub("/.*$", "", pathspec)
+  for (t in tasks) {
+    if (length(tasks) > 1) {
+      console_line(sprintf("== %s/%s/%s (attempt %d) ==", run_id, t$step, t$task_id,
+                           t$attempt), FALSE)
+    }
+    if (nzchar(t$stdout)) cat(t$stdout, if (!endsWith(t$stdout, "\n")) "\n", sep = "")
+    if (nzchar(t$stderr)) {
+      cat(t$stderr, if (!endsWith(t$stderr, "\n")) "\n", sep = "", file = stderr())
+    }
+  }
+  invisible(NULL)
+}
+
+# ---- show ------------------------------------------------------------------
+
+show_flow <- function(flow, opts) {
+  req <- build_run_request(flow, opts, validate_only = TRUE)
+  res <- with_engine(function(conn) grpc_unary(conn, "Validate", req))
+  cat(format_flow(flow, res$order, opts$with), sep = "\n")
+  invisible(NULL)
+}
+
+# Lines describing the flow, in Metaflow's `show` layout, steps in `order`.
+format_flow <- function(flow, order = character(0), with = list()) {
+  names <- vapply(flow$steps, `[[`, "", "name")
+  order <- c(order[order %in% names], setdiff(names, order))
+  lines <- c(sprintf("Flow %s", flow$name), "")
+  if (length(flow$parameters)) {
+    lines <- c(lines, "Parameters")
+    for (p in flow$parameters) {
+      desc <- c(p$type, if (p$required) "required",
+                if (!is.null(p$default)) paste("default", format_default(p$default)))
+      lines <- c(lines, sprintf("    --%s (%s)%s", norm_flag(p$name), paste(desc, collapse = ", "),
+                                if (nzchar(p$help)) paste0(": ", p$help) else ""))
+    }
+    lines <- c(lines, "")
+  }
+  if (length(with)) {
+    lines <- c(lines, paste("With every step:",
+                            paste(vapply(with, format_decorator, ""), collapse = " ")), "")
+  }
+  for (nm in order) {
+    s <- flow$steps[[match(nm, names)]]
+    lines <- c(lines, sprintf("Step %s%s", s$name, if (s$join) "  (join)" else ""))
+    for (d in s$decorators) lines <- c(lines, paste0("    ", format_decorator(d)))
+    if (length(s$next_step)) {
+      arrow <- paste0("    => ", paste(s$next_step, collapse = ", "))
+      if (!is.null(s$foreach)) arrow <- paste0(arrow, "  (foreach over self$", s$foreach, ")")
+      lines <- c(lines, arrow)
+    }
+    lines <- c(lines, "")
+  }
+  lines
+}

@@ -1,0 +1,192 @@
+params <- example_flow()$parameters
+
+cli <- function(...) parse_cli(c(...), params)
+opts <- function(cli_args = character(0), r_args = list()) {
+  r <- parse_r_args(r_args, params)
+  merge_run_options(r, parse_cli(cli_args, params,
+                                 default_command = if (is.null(r$command)) "run" else r$command))
+}
+
+test_that("no arguments means run with defaults", {
+  o <- opts()
+  expect_equal(o$command, "run")
+  expect_null(o$max_workers)
+  expect_null(o$max_num_splits)
+  expect_length(o$with, 0)
+  expect_length(o$params, 0)
+})
+
+test_that("run options are parsed", {
+  o <- cli("run", "--max-workers", "32", "--max-num-splits=200", "--tag", "a",
+           "--tag=b", "--with", "retry", "--with", "timeout:seconds=30",
+           "--with=catch:var=err")
+  expect_equal(o$command, "run")
+  expect_identical(o$max_workers, 32L)
+  expect_identical(o$max_num_splits, 200L)
+  expect_equal(o$tags, c("a", "b"))
+  expect_equal(vapply(o$with, `[[`, "", "name"), c("retry", "timeout", "catch"))
+  expect_equal(o$with[[2]]$args, list(seconds = "30"))
+  expect_equal(o$with[[3]]$args, list(var = "err"))
+  # The command is optional; options may come first.
+  expect_null(cli("--max-workers", "3")$command)
+  expect_equal(cli("--max-workers", "3", "run")$command, "run")
+  # _ and - are interchangeable.
+  expect_identical(cli("--max_workers", "3")$max_workers, 3L)
+})
+
+test_that("--with takes several key=value pairs", {
+  d <- parse_with_spec("retry:times=3,minutes_between_retries=0")
+  expect_equal(d$args, list(times = "3", minutes_between_retries = "0"))
+  expect_equal(parse_with_spec("environment:vars=a=b")$args, list(vars = "a=b"))
+  expect_error(parse_with_spec("retry:times"), "invalid --with value 'retry:times'")
+  expect_error(parse_with_spec("retry:"), "invalid --with value")
+  expect_error(parse_with_spec("1retry"), "invalid --with value")
+})
+
+test_that("bad option values are rejected in R", {
+  expect_error(cli("run", "--max-workers", "abc"),
+               "invalid value 'abc' for --max-workers: expected an integer")
+  expect_error(cli("run", "--max-num-splits", "1.5"), "expected an integer")
+  expect_error(cli("run", "--max-workers"), "option --max-workers needs a value")
+  expect_error(cli("run", "--tag", "--max-workers", "1"), "option --tag needs a value")
+  # Range checks (0, negative) are the engine's.
+  expect_identical(cli("run", "--max-workers", "0")$max_workers, 0L)
+  expect_identical(cli("run", "--max-workers", "-1")$max_workers, -1L)
+})
+
+test_that("unknown options and commands are errors", {
+  expect_error(cli("run", "--foo"), "unknown option '--foo' for 'run'; see --help", fixed = TRUE)
+  expect_error(cli("--foo"), "unknown option '--foo' for 'run'; see --help", fixed = TRUE)
+  expect_error(cli("resume", "--foo=1"), "unknown option '--foo' for 'resume'", fixed = TRUE)
+  expect_error(cli("run", "-x"), "unknown option '-x' for 'run'", fixed = TRUE)
+  expect_error(cli("frobnicate"), "unknown command 'frobnicate'; see --help", fixed = TRUE)
+  expect_error(cli("run", "extra"), "unexpected argument 'extra' for 'run'", fixed = TRUE)
+  expect_error(cli("run", "--origin-run-id", "3"),
+               "unknown option '--origin-run-id' for 'run'", fixed = TRUE)
+  expect_error(cli("logs", "15/end", "--max-workers", "2"),
+               "unknown option '--max-workers' for 'logs'", fixed = TRUE)
+  expect_error(cli("logs", "15/end", "--alpha=2"), "unknown option '--alpha' for 'logs'",
+               fixed = TRUE)
+})
+
+test_that("flow parameters are taken as --name value", {
+  o <- cli("run", "--alpha", "0.5", "--epochs=3", "--learning-rate", "1e-3", "--label", "-x")
+  expect_equal(o$params$alpha$value, "0.5")
+  expect_equal(o$params$alpha$label, "--alpha")
+  expect_equal(o$params$epochs$value, "3")
+  expect_equal(o$params$learning_rate$value, "1e-3")
+  expect_equal(o$params$label$value, "-x")
+  expect_equal(cli("--learning_rate", "2")$params$learning_rate$value, "2")
+  # A logical parameter works as a flag, or takes a logical value.
+  expect_identical(cli("run", "--verbose")$params$verbose$value, TRUE)
+  expect_identical(cli("run", "--verbose", "--alpha", "1")$params$verbose$value, TRUE)
+  expect_equal(cli("run", "--verbose", "false")$params$verbose$value, "false")
+  expect_equal(cli("run", "--verbose=no")$params$verbose$value, "no")
+  expect_error(cli("run", "--alpha"), "option --alpha needs a value")
+})
+
+test_that("resume, logs, show and help are parsed", {
+  o <- cli("resume")
+  expect_equal(o$command, "resume")
+  expect_null(o$resume_step)
+  o <- cli("resume", "train", "--origin-run-id", "15", "--max-workers", "2")
+  expect_equal(o$resume_step, "train")
+  expect_equal(o$origin_run_id, "15")
+  expect_identical(o$max_workers, 2L)
+  expect_error(cli("resume", "a", "b"), "unexpected argument 'b' for 'resume'")
+  o <- cli("logs", "15/end")
+  expect_equal(o$command, "logs")
+  expect_equal(o$logs, "15/end")
+  expect_error(cli("logs"), "logs needs one argument")
+  expect_equal(cli("show")$command, "show")
+  expect_equal(cli("show", "--with", "retry")$with[[1]]$name, "retry")
+  for (h in list("help", "--help", "-h", c("run", "--foo", "--help"), c("run", "-h"))) {
+    expect_equal(cli(h)$command, "help")
+  }
+})
+
+test_that("AWS Batch is refused before anything starts", {
+  msg <- "AWS Batch is not available in this version: run without --with batch (Batch support is planned)"
+  expect_error(cli("run", "--with", "batch"), msg, fixed = TRUE)
+  expect_error(cli("run", "--with", "batch:cpu=4"), msg, fixed = TRUE)
+  expect_error(cli("batch", "list"), msg, fixed = TRUE)
+  expect_error(cli("batch", "kill", "--my-runs"), msg, fixed = TRUE)
+  expect_error(cli("batch", "kill", "--run-id", "456"), msg, fixed = TRUE)
+  expect_error(parse_r_args(list(batch = TRUE), params), msg, fixed = TRUE)
+  expect_error(parse_r_args(list(batch = "list", my_runs = TRUE), params), msg, fixed = TRUE)
+  expect_error(parse_r_args(list(batch = "kill", run_id = "456"), params), msg, fixed = TRUE)
+  expect_error(parse_r_args(list(with = c("retry", "batch")), params), msg, fixed = TRUE)
+  expect_error(run_main(example_flow(), list(), c("run", "--with", "batch"), FALSE), msg,
+               fixed = TRUE)
+  # A parameter whose name starts with "batch" is just a parameter.
+  f <- metaflow("F") %>% parameter("batch_size", default = 8L)
+  r <- parse_r_args(list(batch_size = 32L), f$parameters)
+  expect_identical(r$params$batch_size$value, 32L)
+})
+
+test_that("run() arguments in R are parsed", {
+  r <- parse_r_args(list(max_workers = 32, max_num_splits = 200L, tag = c("a", "b"),
+                         with = c("retry", "catch:var=err"), alpha = 0.1), params)
+  expect_identical(r$max_workers, 32L)
+  expect_identical(r$max_num_splits, 200L)
+  expect_equal(r$tags, c("a", "b"))
+  expect_equal(vapply(r$with, `[[`, "", "name"), c("retry", "catch"))
+  expect_equal(r$params$alpha$value, 0.1)
+  r <- parse_r_args(list(with = list(decorator("retry", times = 2))), params)
+  expect_equal(r$with[[1]]$args, list(times = 2))
+  expect_equal(parse_r_args(list(resume = TRUE), params)$command, "resume")
+  r <- parse_r_args(list(resume = "train", origin_run_id = 15), params)
+  expect_equal(r$resume_step, "train")
+  expect_equal(r$origin_run_id, "15")
+  expect_null(parse_r_args(list(resume = FALSE), params)$command)
+  expect_equal(parse_r_args(list(logs = "15/end"), params)$logs, "15/end")
+  expect_equal(parse_r_args(list(show = TRUE), params)$command, "show")
+  expect_equal(parse_r_args(list(help = TRUE, show = TRUE), params)$command, "help")
+  expect_equal(parse_r_args(list(learning_rate = 2), params)$params$learning_rate$value, 2)
+})
+
+test_that("bad run() arguments are errors", {
+  expect_error(parse_r_args(list(max_workers = 2.5), params),
+               "invalid value '2.5' for max_workers: expected an integer")
+  expect_error(parse_r_args(list(max_workers = "abc"), params), "expected an integer")
+  expect_error(parse_r_args(list(foo = 1), params),
+               "unknown argument 'foo' for run(): not a run option nor a parameter", fixed = TRUE)
+  expect_error(parse_r_args(list(1), params), "must be named")
+  expect_error(parse_r_args(list(show = TRUE, resume = TRUE), params), "only one of")
+  expect_error(parse_r_args(list(origin_run_id = "3"), params), "only applies when resuming")
+  expect_error(parse_r_args(list(resume = 1), params), "resume must be TRUE or the name")
+  expect_error(parse_r_args(list(tag = 1), params), "tag must be a character vector")
+  expect_error(run_main(NULL, list(max_workers = 2), character(0), FALSE), "needs a flow")
+})
+
+test_that("the command line wins over run() arguments", {
+  o <- opts(c("--max-workers", "8", "--alpha", "0.2", "--tag", "cli",
+              "--with", "retry:times=5"),
+            list(max_workers = 4, max_num_splits = 50, alpha = 0.1, epochs = 2L,
+                 tag = "r", with = c("retry", "catch")))
+  expect_equal(o$command, "run")
+  expect_identical(o$max_workers, 8L)
+  expect_identical(o$max_num_splits, 50L)
+  expect_equal(o$params$alpha$value, "0.2")
+  expect_equal(o$params$epochs$value, 2L)
+  expect_equal(o$tags, c("r", "cli"))
+  # --with retry:times=5 replaces run(with = "retry"); catch stays.
+  expect_equal(vapply(o$with, `[[`, "", "name"), c("catch", "retry"))
+  expect_equal(o$with[[2]]$args, list(times = "5"))
+  # A command on the command line replaces the one of run().
+  o <- opts("run", list(resume = "train", origin_run_id = "3"))
+  expect_equal(o$command, "run")
+  expect_null(o$resume_step)
+  expect_null(o$origin_run_id)
+  o <- opts(c("--origin-run-id", "7"), list(resume = "train"))
+  expect_equal(o$command, "resume")
+  expect_equal(o$resume_step, "train")
+  expect_equal(o$origin_run_id, "7")
+  expect_equal(opts(character(0), list(show = TRUE))$command, "show")
+  o <- opts(character(0), list(logs = "15/end"))
+  expect_equal(o$command, "logs")
+  expect_equal(o$logs, "15/end")
+  o <- opts(character(0), list(resume = "b", origin_run_id = "2"))
+  expect_equal(c(o$command, o$resume_step, o$origin_run_id), c("resume", "b", "2"))
+  expect_equal(opts("logs 1/end" |> strsplit(" ") |> unlist(), list(show = TRUE))$logs, "1/end")
+})
