@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Benchmarks (not part of make test). Figures are ratios to a baseline run in
+# the same invocation, since machines here are noisy.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+echo "== foreach scheduling overhead"
+bash "$here/foreach_bench.sh"
+echo "== artifact throughput and memory (MiB: ${ARTIFACT_MIB:-1024})"
+Rscript "$here/artifact_bench.R" "${ARTIFACT_MIB:-1024}"
+echo "== Go benchmarks"
+(cd "$here/../.." && go test -run '^$' -bench . -benchtime 3x ./engine/... )
