@@ -66,13 +66,25 @@ func NewGRPCServer(srv *Server, token string) *grpc.Server {
 				return h(ctx, req)
 			}),
 			grpc.StreamInterceptor(func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-				if err := check(ss.Context()); err != nil {
-					return err
-				}
-				return h(s, ss)
+				return h(s, &authStream{ServerStream: ss, check: check})
 			}))
 	}
 	gs := grpc.NewServer(opts...)
 	pb.RegisterEngineServer(gs, srv)
 	return gs
+}
+
+// authStream checks the token after the request message has been read:
+// rejecting a stream before that makes libcurl (the R client) report an
+// HTTP/2 framing error instead of the Unauthenticated status.
+type authStream struct {
+	grpc.ServerStream
+	check func(context.Context) error
+}
+
+func (s *authStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return s.check(s.Context())
 }

@@ -204,7 +204,7 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 	runID, step := parts[0], parts[1]
 	if _, err := store.GetRun(req.Flow, runID); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, status.Errorf(codes.NotFound, "run %s of flow %s not found: check the run id (runs are listed by `metaflow-engine runs --flow %s`)", runID, req.Flow, req.Flow)
+			return nil, status.Errorf(codes.NotFound, "run %s of flow %s not found: check the run id (list runs with: metaflow-engine runs %s)", runID, req.Flow, req.Flow)
 		}
 		return nil, notFoundOr(err)
 	}

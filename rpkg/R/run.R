@@ -146,7 +146,7 @@ build_run_request <- function(flow, opts, validate_only = FALSE) {
     origin_run_id = if (is.null(opts$origin_run_id)) "" else opts$origin_run_id,
     datastore_root = datastore_root(),
     rscript = file.path(R.home("bin"), "Rscript"),
-    user = Sys.getenv("METAFLOW_USER", Sys.getenv("USER", "unknown")),
+    user = current_user(),
     workdir = getwd()
   )
   list(flow = list(name = flow$name, steps = steps, parameters = parameters,
@@ -285,4 +285,13 @@ format_flow <- function(flow, order = character(0), with = list()) {
     lines <- c(lines, "")
   }
   lines
+}
+
+# Metaflow's user name: METAFLOW_USER, then USER, then the account name.
+current_user <- function() {
+  for (v in c("METAFLOW_USER", "USER", "LOGNAME")) {
+    u <- Sys.getenv(v)
+    if (nzchar(u)) return(u)
+  }
+  Sys.info()[["user"]]
 }

@@ -1,0 +1,17 @@
+# The README's foreach example: 20 splits, squared, summed in a join.
+library(metaflow)
+
+start <- function(self) { self$params <- 1:20 }
+work  <- function(self) {
+  self$sq <- self$input^2
+  cat("work", self$input, "squared is", self$sq, "\n")
+}
+join  <- function(self, inputs) { self$total <- sum(sapply(inputs, function(i) i$sq)) }
+end   <- function(self) { message("total is: ", self$total) }
+
+metaflow("ForeachFlowR") %>%
+  step(step = "start", r_function = start, next_step = "work", foreach = "params") %>%
+  step(step = "work", r_function = work, next_step = "join") %>%
+  step(step = "join", r_function = join, next_step = "end", join = TRUE) %>%
+  step(step = "end", r_function = end) %>%
+  run()

@@ -1,0 +1,77 @@
+# 13. retry, catch and timeout.
+
+test_that("--with retry retries a step that fails on its first attempt", {
+  res <- run_flow("retryflow.R", c("run", "--with", "retry"))
+  expect_exit(res, 0)
+  expect_line(res$stdout, task_line_re(1, "start", "attempt 0 ?"), res)
+  expect_line(res$stdout, task_line_re(1, "start", "attempt 1 ?"), res)
+  expect_line(c(res$stdout, res$stderr), "first attempt fails", res)
+  expect_line(res$stdout, task_line_re(1, "start", ".*[Rr]etrying.*"), res)
+  expect_line(res$stdout, task_line_re(1, "end", "needed 2 attempts"), res)
+  expect_line(res$stdout, sprintf("^%s Done!$", TS_RE), res)
+
+  sid <- task_ids(res$dir, "RetryFlowR", "1", "start")
+  expect_length(sid, 1)
+  t <- task_meta(res$dir, "RetryFlowR", "1", "start", sid)
+  expect_equal(t$status, "completed")
+  expect_length(t$attempts, 2)
+  expect_equal(vapply(t$attempts, function(a) a$status, ""), c("failed", "completed"))
+  expect_equal(vapply(t$attempts, function(a) as.integer(a$attempt), 0L), c(0L, 1L))
+  # Each attempt keeps its own output.
+  expect_equal(trimws(readLines(mf_path(res$dir, "RetryFlowR", "1", "start", sid, "0.stdout"))),
+               "attempt 0")
+  expect_equal(trimws(readLines(mf_path(res$dir, "RetryFlowR", "1", "start", sid, "1.stdout"))),
+               "attempt 1")
+})
+
+test_that("without retry the same flow fails", {
+  res <- run_flow("retryflow.R", "run")
+  expect_failure_exit(res)
+  expect_match(error_line(res), "first attempt fails")
+  sid <- task_ids(res$dir, "RetryFlowR", "1", "start")
+  expect_length(task_meta(res$dir, "RetryFlowR", "1", "start", sid)$attempts, 1)
+})
+
+test_that("--with catch:var=err lets the flow finish with the error in err", {
+  res <- run_flow("catchflow.R", c("run", "--with", "catch:var=err"))
+  expect_exit(res, 0)
+  expect_line(res$stdout, task_line_re(1, "end", "caught: .*kaboom in a.*"), res)
+  expect_line(res$stdout, sprintf("^%s Done!$", TS_RE), res)
+  aid <- task_ids(res$dir, "CatchFlowR", "1", "a")
+  expect_true("err" %in% names(task_artifacts(res$dir, "CatchFlowR", "1", "a", aid)))
+  eid <- task_ids(res$dir, "CatchFlowR", "1", "end")
+  expect_true("err" %in% names(task_artifacts(res$dir, "CatchFlowR", "1", "end", eid)))
+  expect_equal(run_meta(res$dir, "CatchFlowR", "1")$status, "completed")
+
+  # Read the artifact back with the client API.
+  writeLines(c(
+    'suppressPackageStartupMessages(library(metaflow))',
+    'r <- run_client$new("CatchFlowR", "1")',
+    'cat("ERR<<", r$artifact("err"), ">>\\n", sep = "")'
+  ), file.path(res$dir, "client.R"))
+  cl <- run_cmd(res$dir, "Rscript", "client.R")
+  expect_exit(cl, 0)
+  expect_line(cl$stdout, "^ERR<<.*kaboom in a.*>>$", cl)
+})
+
+test_that("without catch the same flow fails", {
+  res <- run_flow("catchflow.R", "run")
+  expect_failure_exit(res)
+  expect_match(error_line(res), "kaboom in a")
+  expect_equal(run_meta(res$dir, "CatchFlowR", "1")$status, "failed")
+})
+
+test_that("a step over its timeout is killed and fails the run", {
+  res <- run_flow("timeoutflow.R", "run", timeout = 120)
+  expect_failure_exit(res)
+  # Killed after 2 s, not after the 60 s sleep.
+  expect_lt(res$elapsed, 40)
+  # (Its own output may or may not have appeared: R's start-up counts too.)
+  expect_line(res$stdout, task_line_re(1, "slow", ".*timed out.*"), res)
+  expect_match(error_line(res), "timed out")
+  expect_match(error_line(res), "slow")
+  expect_no_line(res$stdout, "never reached", res)
+  sid <- task_ids(res$dir, "TimeoutFlowR", "1", "slow")
+  expect_equal(task_meta(res$dir, "TimeoutFlowR", "1", "slow", sid)$status, "failed")
+  expect_equal(run_meta(res$dir, "TimeoutFlowR", "1")$status, "failed")
+})
