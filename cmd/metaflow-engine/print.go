@@ -3,9 +3,16 @@ package main
 import (
 	"fmt"
 	"io"
+
+	"github.com/metaflow-r/metaflow/engine/rvalue"
 )
 
-// printArtifact is replaced by the rvalue printer.
+// printArtifact prints an R-value msgpack blob roughly as R's print() would.
 func printArtifact(w io.Writer, path string) error {
-	return fmt.Errorf("printing artifacts is not built yet")
+	v, err := rvalue.DecodeFile(path)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, rvalue.Format(v))
+	return err
 }
