@@ -6,7 +6,7 @@ package rpc
 import (
 	"context"
 	"errors"
-		"io/fs"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -118,33 +118,54 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 	if err != nil {
 		return err
 	}
-	r.Emit = func(ev scheduler.Event) {
-		_ = stream.Send(&pb.RunEvent{Kind: pb.RunEvent_LOG, Line: ev.Line, Stderr: ev.Stderr})
-	}
 	if err := r.Prepare(); err != nil {
 		return invalid(err)
 	}
 	runID := r.RunID()
 	ctx, cancel := context.WithCancel(stream.Context())
+	// One sender goroutine owns the stream. Emit waits for room (back-pressure
+	// on chatty steps) but never past a cancellation, so a client that stops
+	// reading cannot wedge the run or a CancelRun.
+	events := make(chan *pb.RunEvent, 1024)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		dead := false
+		for ev := range events {
+			if !dead && stream.Send(ev) != nil {
+				dead = true
+			}
+		}
+	}()
+	r.Emit = func(ev scheduler.Event) {
+		select {
+		case events <- &pb.RunEvent{Kind: pb.RunEvent_LOG, Line: ev.Line, Stderr: ev.Stderr}:
+		case <-ctx.Done():
+		}
+	}
 	a := &activeRun{run: r, cancel: cancel, done: make(chan struct{})}
 	k := key(req.Options.DatastoreRoot, req.Flow.Name, runID)
 	s.mu.Lock()
 	s.active[k] = a
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.active, k)
-		s.mu.Unlock()
-		close(a.done)
-	}()
-	_ = stream.Send(&pb.RunEvent{Kind: pb.RunEvent_RUN_STARTED, RunId: runID})
+	events <- &pb.RunEvent{Kind: pb.RunEvent_RUN_STARTED, RunId: runID}
 	err = r.Execute(ctx)
-	cancel()
+	// The run is over: CancelRun callers need not wait for the client to read.
+	s.mu.Lock()
+	delete(s.active, k)
+	s.mu.Unlock()
+	close(a.done)
 	ev := &pb.RunEvent{Kind: pb.RunEvent_RUN_FINISHED, RunId: runID, Success: err == nil}
 	if err != nil {
-		ev.Error = err.Error()
+		ev.Error = strings.ToValidUTF8(err.Error(), "\uFFFD")
 	}
-	_ = stream.Send(ev)
+	select {
+	case events <- ev:
+	case <-stream.Context().Done():
+	}
+	cancel()
+	close(events)
+	<-sent
 	return nil
 }
 
@@ -227,8 +248,9 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 		if n := len(t.Attempts); n > 0 {
 			att := t.Attempts[n-1].Attempt
 			tl.Attempt = int32(att)
-			tl.Stdout = readOptional(store.LogPath(req.Flow, runID, step, id, att, "stdout"))
-			tl.Stderr = readOptional(store.LogPath(req.Flow, runID, step, id, att, "stderr"))
+			// Logs keep the step's raw bytes; protobuf strings must be UTF-8.
+			tl.Stdout = strings.ToValidUTF8(readOptional(store.LogPath(req.Flow, runID, step, id, att, "stdout")), "\uFFFD")
+			tl.Stderr = strings.ToValidUTF8(readOptional(store.LogPath(req.Flow, runID, step, id, att, "stderr")), "\uFFFD")
 		}
 		resp.Tasks = append(resp.Tasks, tl)
 	}

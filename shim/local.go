@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 )
@@ -92,25 +93,39 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	// Its own process group: Ctrl-C in the user's terminal does not reach it
 	// directly, and a kill reaches everything the step started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
+	// Our own pipes (not StdoutPipe): a background process the step started
+	// may keep them open after Rscript exits, and must not stall the task.
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		return -1, fmt.Errorf("stdout pipe: %w", err)
 	}
-	stderr, err := cmd.StderrPipe()
+	errR, errW, err := os.Pipe()
 	if err != nil {
+		outR.Close()
+		outW.Close()
 		return -1, fmt.Errorf("stderr pipe: %w", err)
 	}
+	defer outR.Close()
+	defer errR.Close()
+	cmd.Stdout, cmd.Stderr = outW, errW
 	outLog, err := createLog(ln.StdoutPath)
 	if err != nil {
+		outW.Close()
+		errW.Close()
 		return -1, err
 	}
 	defer outLog.Close()
 	errLog, err := createLog(ln.StderrPath)
 	if err != nil {
+		outW.Close()
+		errW.Close()
 		return -1, err
 	}
 	defer errLog.Close()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	outW.Close() // the child holds its own copies
+	errW.Close()
+	if err != nil {
 		return -1, fmt.Errorf("start %s: %w", rscript, err)
 	}
 	pid := cmd.Process.Pid
@@ -119,30 +134,51 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go pump(&wg, stdout, outLog, false, ln.Line)
-	go pump(&wg, stderr, errLog, true, ln.Line)
+	go pump(&wg, outR, outLog, false, ln.Line)
+	go pump(&wg, errR, errLog, true, ln.Line)
 
-	done := make(chan struct{})
+	exited := make(chan struct{})
 	go func() {
 		select {
 		case <-ctx.Done():
 			_ = syscall.Kill(-pid, syscall.SIGTERM)
 			select {
-			case <-done:
+			case <-exited:
 			case <-time.After(l.KillGrace):
 			}
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
-		case <-done:
+		case <-exited:
 		}
 	}()
-	wg.Wait() // drain output before Wait closes the pipes
-	werr := cmd.Wait()
-	close(done)
-	// Anything the step left behind in its group goes too.
+	// Wait for the leader to exit without reaping it, so its pid (and so its
+	// process group id) cannot be reused while we kill what it left behind.
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	close(exited)
+	werr := cmd.Wait()
+	// Drain what is left in the pipes; a process that left the group may
+	// still hold them, so stop reading after a short grace.
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(time.Second):
+		outR.Close()
+		errR.Close()
+		<-drained
+	}
 	if werr != nil {
 		var ee *exec.ExitError
 		if errors.As(werr, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return -1, fmt.Errorf("killed by signal %s (out of memory, or killed from outside)", ws.Signal())
+			}
 			return ee.ExitCode(), nil
 		}
 		return -1, fmt.Errorf("wait for task: %w", werr)

@@ -184,6 +184,9 @@ func (l *Local) CommitBlob(flow, staged string) (Artifact, error) {
 	}
 	h := sha256.New()
 	n, err := io.Copy(h, f)
+	if err == nil {
+		err = f.Sync() // durable before it is renamed into the store
+	}
 	f.Close()
 	if err != nil {
 		return Artifact{}, fmt.Errorf("hash staged artifact: %w", err)
@@ -261,6 +264,12 @@ func writeAtomic(path string, fill func(io.Writer) error) error {
 	if err := fill(tmp); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// Durable before visible: after a crash a completed task never points at
+	// an empty file.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", path, err)

@@ -91,6 +91,9 @@ func New(flow string, steps []Step) (*Graph, error) {
 			if len(s.Next) != 1 {
 				return nil, fmt.Errorf("foreach step %q must have exactly one next_step, got %d", n, len(s.Next))
 			}
+			if nx := g.Steps[s.Next[0]]; nx.Join {
+				return nil, fmt.Errorf("foreach step %q goes straight to join step %q: add a step between them that processes each split", n, nx.Name)
+			}
 			if !ValidName(s.Foreach) {
 				return nil, fmt.Errorf("step %q: foreach = %q is not a valid artifact name", n, s.Foreach)
 			}

@@ -70,6 +70,7 @@ func TestInvalidGraphs(t *testing.T) {
 		{"text cpu", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "resources", Args: map[string]string{"cpu": "a"}}}}, s("end")}, "cpu = \"a\": must be a positive number"},
 		{"unknown arg", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "retry", Args: map[string]string{"tims": "3"}}}}, s("end")}, `has no argument "tims"`},
 		{"batch not yet", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch"}}}, s("end")}, "AWS Batch is not available"},
+		{"foreach into join", []Step{{Name: "start", Next: []string{"j"}, Foreach: "xs"}, join("j", "end"), s("end")}, "goes straight to join step"},
 		{"foreach two next", []Step{{Name: "start", Next: []string{"a", "b"}, Foreach: "xs"}, s("a", "end"), s("b", "end"), s("end")}, "exactly one next_step"},
 	}
 	for _, c := range cases {

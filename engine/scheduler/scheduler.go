@@ -179,10 +179,16 @@ func (r *Run) prepareResume() error {
 		if err != nil {
 			return err
 		}
-		if len(ids) == 0 {
-			return fmt.Errorf("nothing to resume: flow %s has no runs yet; use run first", flow)
+		// The newest run that has ended: not one being created or still running.
+		for _, id := range ids {
+			if run, err := store.GetRun(flow, id); err == nil && run.Status != datastore.StatusRunning {
+				r.Opts.OriginRunID = id
+				break
+			}
 		}
-		r.Opts.OriginRunID = ids[0]
+		if r.Opts.OriginRunID == "" {
+			return fmt.Errorf("nothing to resume: flow %s has no finished runs yet; use run first", flow)
+		}
 	}
 	if _, err := store.GetRun(flow, r.Opts.OriginRunID); err != nil {
 		return fmt.Errorf("cannot resume: run %s of flow %s does not exist (see --origin-run-id)", r.Opts.OriginRunID, flow)
@@ -463,7 +469,8 @@ func (r *Run) emit(stderr bool, line string) {
 	}
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
-	r.Emit(Event{Line: line, Stderr: stderr})
+	// Steps may print bytes in any encoding; the console stream is UTF-8.
+	r.Emit(Event{Line: strings.ToValidUTF8(line, "\uFFFD"), Stderr: stderr})
 }
 
 func sortedKeys[M ~map[string]V, V any](m M) []string {

@@ -136,6 +136,7 @@ local({
 
   spec <- rt$spec
   fail <- function(msg, calls = NULL) {
+    writeLines(msg, file.path(spec$output_dir, "_error.txt"))
     if (!startsWith(msg, "Error")) msg <- paste("Error:", msg)
     cat(msg, "\n", sep = "", file = stderr())
     if (length(calls)) {
@@ -144,7 +145,6 @@ local({
         cat(sprintf("  %d: %s\n", i, paste(deparse(calls[[i]], width.cutoff = 100L)[1L])), file = stderr())
       }
     }
-    writeLines(msg, file.path(spec$output_dir, "_error.txt"))
     quit(save = "no", status = 1L)
   }
 
@@ -177,7 +177,7 @@ local({
     if (!anyDuplicated(steps)) names(ins) <- steps
     call_step <- function() fn(self, ins)
   } else {
-    self <- rt$new_self(arts_of(inputs[[1L]]), input = spec$input,
+    self <- rt$new_self(arts_of(inputs[[1L]]), input = spec[["input", exact = TRUE]],
                         index = if (is.null(spec$index)) -1L else as.integer(spec$index))
     call_step <- function() fn(self)
   }
@@ -190,8 +190,14 @@ local({
       start <- which(vapply(cs, function(cl) identical(cl, quote(fn(self))) ||
                               identical(cl, quote(fn(self, ins))), TRUE))
       if (length(start)) cs <- cs[start[1L]:length(cs)]
-      n <- length(cs)
-      calls <<- cs[seq_len(max(0L, n - 2L))]  # drop the handler's own frames
+      # Cut at the runtime's own frames (self's methods, the handler).
+      internal <- vapply(cs, function(cl) {
+        grepl("metaflow_self|^rt\\$|^stop$|^h$|^\\.handleSimpleError$", deparse(cl[[1L]])[1L])
+      }, TRUE)
+      keep <- if (any(internal)) which(internal)[1L] - 1L else length(cs)
+      cs <- cs[seq_len(keep)]
+      if (length(cs)) cs[[1L]][[1L]] <- as.name(spec$step)  # "fn(self)" -> "end(self)"
+      calls <<- cs
     }),
     error = function(e) {
       cl <- conditionCall(e)
