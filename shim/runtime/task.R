@@ -4,6 +4,10 @@
 # writes the spec; this file writes staged artifacts and _result.mpk into the
 # spec's output_dir, which the engine commits into the datastore.
 local({
+  # The JIT would byte-compile every runtime function on its first call, which
+  # costs more than the work itself in a short-lived process; the step's own
+  # code runs with the JIT level R started with.
+  jit_level <- compiler::enableJIT(0)
   file_arg <- grep("^--file=", commandArgs(), value = TRUE)
   here <- dirname(sub("^--file=", "", file_arg[1L]))
   rt <- new.env()
@@ -184,7 +188,11 @@ local({
 
   calls <- NULL
   tryCatch(
-    withCallingHandlers(call_step(), error = function(e) {
+    withCallingHandlers({
+      compiler::enableJIT(jit_level)
+      call_step()
+      compiler::enableJIT(0)
+    }, error = function(e) {
       cs <- sys.calls()
       # Keep the user's frames: from the step function down to the error.
       start <- which(vapply(cs, function(cl) identical(cl, quote(fn(self))) ||
