@@ -16,6 +16,12 @@ mp_b_min_length <- 65536        # vectors this long (or longer) use "b"
 mp_piece_bytes <- 1048576       # file I/O step: small enough to stay in cache
 mp_flush_bytes <- 1048576       # buffered small writes before a writeBin()
 mp_read_ahead <- 262144         # file reads for headers and small values
+# R collects garbage when allocation passes a threshold that grows with the
+# live heap, so with a 1 GiB vector live the 1 MiB pieces of a streamed copy
+# would pile up to ~50% of it. A minor collection (~1 ms) after every 1/32 of
+# the vector (at least 4 MiB) bounds that to ~3% at negligible cost.
+mp_gc_bytes <- 4194304
+mp_gc_every <- function(bytes) max(mp_gc_bytes, bytes / 32)
 mp_chr_group <- 65536           # strings encoded per vectorised batch
 mp_native_types <- c("logical", "integer", "double", "complex", "character",
                      "raw", "list")
@@ -32,18 +38,6 @@ mp_hdr_uint <- function(n) {
   else if (n < 65536) c(as.raw(0xcd), mp_be(n, 2))
   else if (n < 4294967296) c(as.raw(0xce), mp_be(n, 4))
   else c(as.raw(0xcf), mp_be(n, 8))
-}
-
-mp_hdr_int <- function(n) {
-  if (n >= 0) return(mp_hdr_uint(n))
-  if (n >= -32) as.raw(256 + n)
-  else if (n >= -128) as.raw(c(0xd0, 256 + n))
-  else if (n >= -32768) c(as.raw(0xd1), mp_be(65536 + n, 2))
-  else if (n >= -2147483648) c(as.raw(0xd2), mp_be(4294967296 + n, 4))
-  else {
-    hi <- floor(n / 4294967296)
-    c(as.raw(0xd3), mp_be(4294967296 + hi, 4), mp_be(n - hi * 4294967296, 4))
-  }
 }
 
 mp_hdr_len <- function(n, fix, fixmax, c16, c32, what) {
@@ -210,6 +204,7 @@ mp_writer <- function(con = NULL) {
   parts <- list()
   k <- 0L
   pending <- 0
+  since_gc <- 0
   emit <- function(r) {
     k <<- k + 1L
     parts[[k]] <<- r
@@ -228,7 +223,7 @@ mp_writer <- function(con = NULL) {
     }
     invisible(NULL)
   }
-  vec <- function(x, from, to, size) {
+  vec <- function(x, from, to, size, gc_every = Inf) {
     if (is.null(con)) {
       return(emit(writeBin(.subset(x, from:to), raw(), size = size, endian = "little")))
     }
@@ -238,6 +233,11 @@ mp_writer <- function(con = NULL) {
     while (a <= to) {
       b <- min(a + step - 1, to)
       writeBin(.subset(x, a:b), con, size = size, endian = "little")
+      since_gc <<- since_gc + (b - a + 1) * size
+      if (since_gc >= gc_every) {
+        gc(verbose = FALSE, full = FALSE)
+        since_gc <<- 0
+      }
       a <- b + 1
     }
     invisible(NULL)
@@ -270,66 +270,81 @@ mp_attrs <- function(x) {
   a
 }
 
-mp_enc_value <- function(x, w) {
+# pre: bytes that go just before this value (its key in a map, its parent's
+# header), merged into the value's first write, so that a small value costs
+# a single emit.
+mp_enc_value <- function(x, w, pre = NULL) {
   t <- mp_rtype(x)
-  if (t == "null") return(w$emit(mp_null_doc))
+  if (t == "null") return(w$emit(c(pre, mp_null_doc)))
   if (t == "rds") {
-    b <- serialize(x, NULL, version = 3L)
-    w$emit(c(mp_hdr_map(2), mp_key$t, mp_tag$rds, mp_key$v, mp_hdr_bin(length(b))))
+    # Version 3 writes the session's native encoding into its header, so the
+    # same closure would give different bytes in a C and a UTF-8 locale.
+    b <- serialize(x, NULL, version = 2L)
+    w$emit(c(pre, mp_hdr_map(2), mp_key$t, mp_tag$rds, mp_key$v, mp_hdr_bin(length(b))))
     return(w$emit(b))
   }
   a <- mp_attrs(x)
   # length() may dispatch on a class (e.g. vctrs records are lists).
   n <- if (t == "list" && is.object(x)) length(unclass(x)) else length(x)
   big <- n >= mp_b_min_length && !is.na(mp_elt_size[t])
-  w$emit(c(mp_hdr_map(2L + big + !is.null(a)), mp_key$t, mp_tag[[t]]))
-  if (big) w$emit(c(mp_key$n, mp_hdr_uint(n)))
+  head <- c(pre, mp_hdr_map(2L + big + !is.null(a)), mp_key$t, mp_tag[[t]],
+            if (big) c(mp_key$n, mp_hdr_uint(n)))
   if (!is.null(a)) {
-    w$emit(c(mp_key$a, mp_hdr_map(length(a))))
+    head <- c(head, mp_key$a, mp_hdr_map(length(a)))
     nm <- names(a)
     for (i in seq_along(a)) {
-      w$emit(mp_str1(nm[i]))
-      mp_enc_value(a[[i]], w)
+      mp_enc_value(a[[i]], w, c(head, mp_str1(nm[i])))
+      head <- NULL
     }
   }
   if (big) {
-    w$emit(mp_key$b)
+    w$emit(c(head, mp_key$b))
     return(mp_enc_chunks(x, n, mp_elt_size[[t]], w))
   }
-  w$emit(mp_key$v)
+  head <- c(head, mp_key$v)
   if (t == "list") {
-    w$emit(mp_hdr_array(n))
-    for (i in seq_len(n)) mp_enc_value(.subset2(x, i), w)
+    head <- c(head, mp_hdr_array(n))
+    for (i in seq_len(n)) {
+      mp_enc_value(.subset2(x, i), w, head)
+      head <- NULL
+    }
+    if (n == 0) w$emit(head)
     return(invisible(NULL))
   }
   # Small or variable-width vectors: work on an attribute-free copy so no
   # method (as.vector.factor, is.na.POSIXlt, ...) gets in the way.
   if (!is.null(a)) attributes(x) <- NULL
-  if (t == "raw") return(w$emit(c(mp_hdr_bin(n), x)))
-  w$emit(mp_hdr_array(n))
+  if (t == "raw") return(w$emit(c(head, mp_hdr_bin(n), x)))
+  head <- c(head, mp_hdr_array(n))
   if (t == "character") {
-    if (n > 0) for (from in seq(1, n, by = mp_chr_group)) {
-      w$emit(mp_enc_chr(x[from:min(n, from + mp_chr_group - 1)])$bytes)
+    if (n <= 8) {  # the vectorised path costs more than it saves here
+      strs <- lapply(x, function(s) if (is.na(s)) as.raw(0xc0) else mp_str1(s))
+      return(w$emit(c(head, unlist(strs))))
+    }
+    for (from in seq.int(1, n, by = mp_chr_group)) {
+      w$emit(c(head, mp_enc_chr(x[from:min(n, from + mp_chr_group - 1)])$bytes))
+      head <- NULL
     }
     return(invisible(NULL))
   }
-  w$emit(switch(t,
+  w$emit(c(head, switch(t,
     logical = mp_enc_lgl(x)$bytes,
     integer = mp_enc_int32(x)$bytes,
     double = mp_enc_dbl(x)$bytes,
-    complex = mp_enc_cplx(x)$bytes))
+    complex = mp_enc_cplx(x)$bytes)))
 }
 
 # "b": an array of bin chunks of at most 64 MiB, little-endian elements.
 mp_enc_chunks <- function(x, n, size, w) {
   per <- mp_chunk_bytes %/% size
   nchunks <- ceiling(n / per)
+  gc_every <- mp_gc_every(n * size)
   w$emit(mp_hdr_array(nchunks))
   for (i in seq_len(nchunks)) {
     from <- (i - 1) * per + 1
     to <- min(n, i * per)
     w$emit(mp_hdr_bin((to - from + 1) * size))
-    w$vec(x, from, to, size)
+    w$vec(x, from, to, size, gc_every)
   }
   invisible(NULL)
 }
@@ -368,33 +383,60 @@ mp_need <- function(rd, k) {
   if (rd$len - rd$pos + 1 < k && mp_fill(rd, k) < k) mp_err("truncated document")
 }
 
+# The token readers below check the buffer inline and call mp_need() only
+# when they run out: they run once or more per value.
 mp_u8 <- function(rd) {
-  mp_need(rd, 1)
   p <- rd$pos
+  if (p > rd$len) {
+    mp_need(rd, 1)
+    p <- rd$pos
+  }
   rd$pos <- p + 1
   as.integer(rd$buf[[p]])
 }
 
 mp_bytes <- function(rd, k) {
   if (k == 0) return(raw(0))
-  mp_need(rd, k)
   p <- rd$pos
+  if (p + k - 1 > rd$len) {
+    mp_need(rd, k)
+    p <- rd$pos
+  }
   rd$pos <- p + k
   rd$buf[p:(p + k - 1)]
 }
 
-# Unsigned big-endian integer of k bytes, as a double.
-mp_ube <- function(rd, k) {
-  b <- as.integer(mp_bytes(rd, k))
-  v <- 0
-  for (x in b) v <- v * 256 + x
-  v
+# A one-letter map key of an R value ("t", "n", "a", "v", "b").
+mp_read_key <- function(rd) {
+  p <- rd$pos
+  if (p + 1 <= rd$len && rd$buf[[p]] == as.raw(0xa1)) {
+    rd$pos <- p + 2
+    return(rawToChar(rd$buf[p + 1]))
+  }
+  mp_read_str(rd)
 }
 
-mp_sbe <- function(rd, k) {
-  v <- mp_ube(rd, k)
-  if (v >= 2^(8 * k - 1)) v - 2^(8 * k) else v
+# Big-endian integers of k bytes (k in 1, 2, 4, 8) as doubles, vectorised
+# over the columns of a k-row matrix of byte values. 8-byte values are built
+# from two exact 32-bit halves, so they are exact up to 2^53.
+mp_be_num <- function(m, signed) {
+  k <- nrow(m)
+  horner <- function(rows) {
+    v <- m[rows[1], ]
+    for (r in rows[-1]) v <- v * 256 + m[r, ]
+    v
+  }
+  if (k == 8) {
+    hi <- horner(1:4)
+    if (signed) hi <- ifelse(m[1, ] >= 128L, hi - 4294967296, hi)
+    return(hi * 4294967296 + horner(5:8))
+  }
+  v <- horner(seq_len(k))
+  if (signed) ifelse(m[1, ] >= 128L, v - 2^(8 * k), v) else v
 }
+
+mp_ube <- function(rd, k) mp_be_num(matrix(as.integer(mp_bytes(rd, k)), k), FALSE)
+mp_sbe <- function(rd, k) mp_be_num(matrix(as.integer(mp_bytes(rd, k)), k), TRUE)
 
 mp_utf8 <- function(b) {
   s <- rawToChar(b)
@@ -402,8 +444,10 @@ mp_utf8 <- function(b) {
   s
 }
 
-mp_read_str <- function(rd) {
+# bin: also accept bin (other writers' strings in character vectors).
+mp_read_str <- function(rd, bin = FALSE) {
   h <- mp_u8(rd)
+  if (bin && h >= 0xc4 && h <= 0xc6) h <- h + (0xd9 - 0xc4)
   n <- if (h >= 0xa0 && h <= 0xbf) h - 0xa0
        else if (h == 0xd9) mp_ube(rd, 1)
        else if (h == 0xda) mp_ube(rd, 2)
@@ -494,14 +538,15 @@ mp_read_plain_map <- function(rd, n) {
 
 mp_read_value <- function(rd) {
   nk <- mp_read_map_len(rd)
-  if (nk < 1 || mp_read_str(rd) != "t") mp_err("an R value must start with key \"t\"")
+  if (nk < 1 || mp_read_key(rd) != "t") mp_err("an R value must start with key \"t\"")
   t <- mp_read_str(rd)
+  if (!(t %in% c("null", mp_native_types, "rds"))) mp_err("unknown R value type \"", t, "\"")
   n <- NA_real_
   attrs <- NULL
   val <- NULL
   got <- t == "null"
   for (i in seq_len(nk - 1)) {
-    key <- mp_read_str(rd)
+    key <- mp_read_key(rd)
     if (key == "n") {
       n <- mp_read_plain_obj(rd)
       if (!is.numeric(n) || length(n) != 1L || n < 0) mp_err("bad \"n\"")
@@ -520,7 +565,9 @@ mp_read_value <- function(rd) {
   }
   if (t == "null") return(NULL)
   if (!got) mp_err("R value of type ", t, " has no \"v\" or \"b\"")
-  if (!is.na(n) && length(val) != n) mp_err("\"n\" is ", n, " but ", length(val), " elements were read")
+  if (!is.na(n) && length(val) != n) {
+    mp_err("\"n\" is ", n, " but ", length(val), " elements were read")
+  }
   if (!is.null(attrs) && t != "rds") attributes(val) <- attrs
   val
 }
@@ -581,15 +628,15 @@ mp_read_nums <- function(rd, n, t) {
   avail <- mp_fill(rd, w * n)
   p <- rd$pos
   if (avail >= w * n) {
-    marks <- rd$buf[seq(p, by = w, length.out = n)]
-    if (t == "logical" && all(marks == as.raw(0xc2) | marks == as.raw(0xc3) | marks == as.raw(0xc0))) {
-      rd$pos <- p + n
-      out <- marks == as.raw(0xc3)
-      out[marks == as.raw(0xc0)] <- NA
-      return(out)
-    }
-    code <- if (t == "integer") as.raw(0xd2) else as.raw(0xcb)
-    if (t != "logical" && all(marks == code)) {
+    marks <- rd$buf[seq.int(p, by = w, length.out = n)]
+    if (t == "logical") {
+      if (all(marks == as.raw(0xc2) | marks == as.raw(0xc3) | marks == as.raw(0xc0))) {
+        rd$pos <- p + n
+        out <- marks == as.raw(0xc3)
+        out[marks == as.raw(0xc0)] <- NA
+        return(out)
+      }
+    } else if (all(marks == (if (t == "integer") as.raw(0xd2) else as.raw(0xcb)))) {
       m <- rd$buf[p:(p + w * n - 1)]
       dim(m) <- c(w, n)
       rd$pos <- p + w * n
@@ -639,11 +686,7 @@ mp_read_nums_any <- function(rd, n, t, R) {
                 "206" = , "210" = 4L, 8L)
     g <- grab(code, k)
     if (!length(g$i)) next
-    m <- matrix(as.integer(g$b), k)
-    v <- m[1L, ]
-    for (r in seq_len(k - 1L)) v <- v * 256 + m[r + 1L, ]
-    if (code >= 0xd0) v <- ifelse(m[1L, ] >= 128L, v - 2^(8 * k), v)
-    val[g$i] <- v
+    val[g$i] <- mp_be_num(matrix(as.integer(g$b), k), code >= 0xd0)
   }
   for (code in c(0xca, 0xcb)) {
     k <- if (code == 0xca) 4L else 8L
@@ -686,27 +729,130 @@ mp_read_cplx <- function(rd, n) {
 # Strings. Each start depends on the previous length, so instead of a loop
 # the starts are found by pointer doubling over the positions that could
 # start a string (a str/bin/nil header byte): nxt maps each such candidate to
-# the candidate right after its string, and composing nxt with itself log2(n)
-# times lists the first n starts. The region is a guess, doubled when the
-# array turns out to be longer. Bodies are then gathered at once into a
+# the candidate right after its string, and composing nxt with itself
+# log2(n) times lists the starts. This runs over ~1 MiB segments (widened
+# for a longer string), each decoded at once: bodies are gathered into a
 # NUL-separated buffer that readBin() splits into a character vector.
+mp_chr_segment <- 1048576
+
 mp_read_chr <- function(rd, n) {
-  if (n == 0) return(character(0))
-  R <- 16 * n + 64
-  repeat {
-    avail <- mp_fill(rd, R)
-    r <- mp_chr_scan(rd$buf, rd$pos, min(R, avail), n)
-    if (!is.null(r)) break
-    if (avail < R) mp_err("truncated string array")
-    R <- 4 * R
+  if (n <= 8) {
+    out <- character(n)
+    for (i in seq_len(n)) {
+      mp_need(rd, 1)
+      if (rd$buf[[rd$pos]] == as.raw(0xc0)) {
+        rd$pos <- rd$pos + 1
+        out[i] <- NA
+      } else {
+        out[i] <- mp_read_str(rd, bin = TRUE)
+      }
+    }
+    return(out)
   }
-  p0 <- rd$pos - 1
+  parts <- list()
+  done <- 0
+  R <- mp_chr_segment
+  while (done < n) {
+    avail <- mp_fill(rd, R)
+    r <- mp_chr_scan(rd$buf, rd$pos, min(R, avail), n - done)
+    if (r$count == 0) {                  # the next string is longer than R
+      if (avail < R) mp_err("truncated string array")
+      R <- 2 * R
+      next
+    }
+    parts[[length(parts) + 1L]] <- mp_chr_extract(rd$buf, rd$pos - 1, r)
+    rd$pos <- rd$pos + r$end
+    done <- done + r$count
+    R <- mp_chr_segment
+  }
+  if (length(parts) == 1L) parts[[1L]] else unlist(parts, use.names = FALSE)
+}
+
+# Header byte -> bytes of header (0: cannot start a string element).
+mp_str_hl <- local({
+  h <- integer(256)
+  h[0xa0:0xc0 + 1] <- 1L          # fixstr, nil
+  h[c(0xd9, 0xc4) + 1] <- 2L      # str8, bin8
+  h[c(0xda, 0xc5) + 1] <- 3L
+  h[c(0xdb, 0xc6) + 1] <- 5L
+  h
+})
+
+# Scans R bytes from buf[pos] for at most n strings. Returns the strings that
+# lie wholly inside: list(count, body = body offsets, len = byte lengths (-1
+# for NA), end = bytes they use).
+mp_chr_scan <- function(buf, pos, R, n) {
+  none <- list(count = 0)
+  if (R < 1) return(none)
+  blk <- 1048576
+  C <- vector("list", ceiling(R / blk))
+  for (i in seq_along(C)) {
+    a <- (i - 1) * blk
+    hb <- as.integer(buf[(pos + a):(pos + min(R, a + blk) - 1)])
+    C[[i]] <- which(mp_str_hl[hb + 1L] > 0L) + a
+  }
+  C <- unlist(C, use.names = FALSE)
+  if (!length(C) || C[1] != 1) {
+    mp_err(sprintf("expected a string in a character vector, found 0x%02x",
+                   as.integer(buf[[pos]])))
+  }
+  h <- as.integer(buf[pos - 1 + C])
+  hl <- mp_str_hl[h + 1L]
+  len <- h - 0xa0
+  len[h == 0xc0L] <- 0
+  long <- which(hl > 1L)
+  if (length(long)) {
+    # Length bytes of str8/16/32 (0 when they fall outside the region).
+    at <- function(k) {
+      q <- C[long] + k
+      v <- integer(length(q))
+      v[q <= R] <- as.integer(buf[pos - 1 + q[q <= R]])
+      v
+    }
+    hk <- hl[long]
+    b1 <- at(1)
+    v <- b1
+    if (any(hk > 2L)) {
+      v <- ifelse(hk == 3L, b1 * 256 + at(2), v)
+      if (any(hk == 5L)) {
+        v <- ifelse(hk == 5L, ((b1 * 256 + at(2)) * 256 + at(3)) * 256 + at(4), v)
+      }
+    }
+    len[long] <- v
+  }
+  nx <- C + hl + len                         # where the next element starts
+  nx[C + hl - 1 > R] <- R + 2                # header cut by the region's end
+  K <- length(C)
+  j <- findInterval(nx, C)                   # C is sorted: j is nx's slot if any
+  J <- c(ifelse(j > 0L & C[pmax(j, 1L)] == nx, j, K + 1L), K + 1L)
+  m <- min(n, K)
+  S <- 1L
+  while (length(S) < m) {
+    S <- c(S, J[S])
+    if (length(S) < m) J <- J[J]
+  }
+  S <- S[seq_len(m)]
+  cnt <- m
+  out <- which(S > K)
+  if (length(out)) {
+    cnt <- out[1] - 1                        # S[cnt]'s successor is not a string
+    if (nx[S[cnt]] <= R) mp_err("malformed string array")
+  }
+  if (nx[S[cnt]] - 1 > R) cnt <- cnt - 1     # the last one runs past the region
+  if (cnt == 0) return(none)
+  S <- S[seq_len(cnt)]
+  list(count = cnt, body = C[S] + hl[S], len = ifelse(h[S] == 0xc0L, -1, len[S]),
+       end = nx[S[cnt]] - 1)
+}
+
+# The strings of a scan: bodies gathered into one NUL-separated buffer.
+mp_chr_extract <- function(buf, base, r) {
   ok <- r$len >= 0
-  out <- rep(NA_character_, n)
+  out <- rep(NA_character_, r$count)
   if (any(ok)) {
     L <- r$len[ok]
     m <- length(L)
-    body <- rd$buf[sequence(L, from = p0 + r$body[ok])]
+    body <- buf[sequence(L, from = base + r$body[ok])]
     if (any(body == as.raw(0))) mp_err("strings must not contain NUL")
     tmp <- raw(sum(L) + m)
     tmp[sequence(L, from = cumsum(L + 1) - L)] <- body
@@ -714,55 +860,7 @@ mp_read_chr <- function(rd, n) {
     Encoding(s) <- "UTF-8"
     out[ok] <- s
   }
-  rd$pos <- rd$pos + r$end
   out
-}
-
-# Scans R bytes from buf[pos] for n strings: list(body = body offsets,
-# len = byte lengths (-1 for NA), end = bytes used), or NULL when the n
-# strings run past the region.
-mp_chr_scan <- function(buf, pos, R, n) {
-  hb <- as.integer(buf[pos:(pos + R - 1)])
-  C <- which((hb >= 0xa0L & hb <= 0xc0L) | (hb >= 0xc4L & hb <= 0xc6L) |
-             (hb >= 0xd9L & hb <= 0xdbL))
-  if (!length(C) || C[1] != 1) {
-    if (R == 0) return(NULL)
-    mp_err(sprintf("expected a string in a character vector, found 0x%02x", hb[1]))
-  }
-  h <- hb[C]
-  hl <- rep.int(1L, length(C))
-  hl[h == 0xd9L | h == 0xc4L] <- 2L
-  hl[h == 0xda | h == 0xc5L] <- 3L
-  hl[h == 0xdbL | h == 0xc6L] <- 5L
-  len <- ifelse(h <= 0xbfL, h - 0xa0, 0)
-  # Length bytes of str8/16/32 (0 when they fall outside the region).
-  at <- function(k) { q <- C + k; ifelse(q <= R, hb[pmin(q, R)], 0L) }
-  long <- hl > 1L
-  if (any(long)) {
-    b1 <- at(1); b2 <- at(2); b3 <- at(3); b4 <- at(4)
-    len <- ifelse(hl == 2L, b1, ifelse(hl == 3L, b1 * 256 + b2,
-           ifelse(hl == 5L, ((b1 * 256 + b2) * 256 + b3) * 256 + b4, len)))
-  }
-  nx <- C + hl + len                       # where the next element starts
-  K <- length(C)
-  slot <- integer(R)
-  slot[C] <- seq_len(K)
-  J <- c(ifelse(nx <= R, slot[pmin(nx, R)], 0L), 0L)
-  J[J == 0L] <- K + 1L                      # sentinel: past the region or junk
-  S <- 1L
-  while (length(S) < n) {
-    S <- c(S, J[S])
-    if (length(S) < n) J <- J[J]
-  }
-  S <- S[seq_len(n)]
-  if (any(S > K)) {
-    bad <- S[which(S > K)[1] - 1]           # the element whose successor failed
-    if (nx[bad] <= R) mp_err("malformed string array")
-    return(NULL)
-  }
-  last <- S[n]
-  if (nx[last] - 1 > R) return(NULL)
-  list(body = C[S] + hl[S], len = ifelse(h[S] == 0xc0L, -1, len[S]), end = nx[last] - 1)
 }
 
 # "b": streams chunks into one preallocated vector. Files are read straight
@@ -797,7 +895,14 @@ mp_read_b <- function(rd, t, n) {
     left_chunks <<- left_chunks - 1
     left <<- bytes / size
   }
+  since_gc <- 0
+  gc_every <- if (is.na(n)) Inf else mp_gc_every(n * size)
   take <- function(k) {
+    since_gc <<- since_gc + k * size
+    if (since_gc >= gc_every) {
+      gc(verbose = FALSE, full = FALSE)
+      since_gc <<- 0
+    }
     if (is.null(con)) {
       v <- readBin(mp_bytes(rd, k * size), t, k, size = size, endian = "little")
     } else {
@@ -837,6 +942,7 @@ mp_read_b <- function(rd, t, n) {
     }
     return(finish(if (nchunks) do.call(c, parts) else vector(t, 0L)))
   }
+  if (n == 0) return(finish(vector(t, 0L)))
   if (nchunks == 1) return(finish(elems(n)))   # one chunk: no copy at all
   out <- vector(t, n)
   piece <- mp_piece_bytes %/% size
@@ -868,11 +974,11 @@ mp_read_b <- function(rd, t, n) {
 # A divisor of n near the target piece length (or NA) so that the vector can
 # be viewed as a matrix of whole pieces.
 mp_piece_divisor <- function(n, target) {
-  if (n / 4 > .Machine$integer.max) return(NA)
   cand <- seq.int(target %/% 8, min(n, target * 4))
   d <- cand[n %% cand == 0]
-  if (!length(d) || n / d[1] > .Machine$integer.max) return(NA)
-  d[which.min(abs(log(d / target)))]
+  if (!length(d)) return(NA)
+  d <- d[which.min(abs(log(d / target)))]
+  if (n / d > .Machine$integer.max) NA else d
 }
 
 # ---- public API ---------------------------------------------------------------

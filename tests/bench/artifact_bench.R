@@ -2,9 +2,14 @@
 # 1024) written and read with saveRDS(compress = FALSE)/readRDS and with
 # mp_write/mp_read (shim/runtime/msgpack.R). Every phase runs in its own
 # Rscript child so its peak RSS (VmHWM) is its own; times are wall clock of
-# the codec call only. The second argument (default 3) repeats the four
-# phases, alternating which codec goes first, and medians are reported: disk
-# write-back on shared machines makes single runs noisy.
+# the codec call only, after a warm-up call that triggers R's one-off
+# byte-compilation of the codec. The second argument (default 3) repeats the
+# four phases, alternating which codec goes first; medians are reported.
+#
+# Files go to ARTIFACT_BENCH_DIR, by default /dev/shm when it is a writable
+# tmpfs with room: on shared VMs disk write-back makes single runs vary 2-3x,
+# which would swamp the codecs being compared. Set ARTIFACT_BENCH_DIR=/tmp
+# (or any disk folder) to include the disk.
 #
 #   Rscript tests/bench/artifact_bench.R [MiB] [reps]
 
@@ -32,6 +37,12 @@ make_matrix <- function(mib) {
 # One phase in this process; prints "key=value" lines for the parent.
 child <- function(phase, path, mib, root) {
   source(file.path(root, "shim", "runtime", "msgpack.R"))
+  # Warm-up: R byte-compiles the codec's functions on first use (~0.3 s,
+  # once per process); that is start-up cost, not throughput.
+  warm <- tempfile()
+  mp_write(list(runif(70000), "x"), warm)
+  invisible(mp_read(warm))
+  unlink(warm)
   r_kib <- proc_kib("VmRSS")          # R itself, before any matrix exists
   writer <- phase %in% c("rds_write", "mp_write")
   x <- if (writer) make_matrix(mib) else NULL
@@ -50,6 +61,16 @@ child <- function(phase, path, mib, root) {
     # Checked after VmHWM was taken, so the second copy is not counted.
     cat(sprintf("ok=%s\n", identical(x, make_matrix(mib))))
   }
+}
+
+# Free bytes in /dev/shm when it is a writable tmpfs, else 0.
+shm_free_bytes <- function() {
+  if (!isTRUE(file.access("/dev/shm", 2) == 0)) return(0)
+  out <- tryCatch(system2("df", c("-Pk", "/dev/shm"), stdout = TRUE, stderr = FALSE),
+                  error = function(e) character(0), warning = function(w) character(0))
+  if (length(out) < 2) return(0)
+  kib <- suppressWarnings(as.numeric(strsplit(out[2], " +")[[1]][4]))
+  if (is.na(kib)) 0 else kib * 1024
 }
 
 run_child <- function(phase, path, mib) {
@@ -73,7 +94,11 @@ main <- function() {
   }
   mib <- if (length(args) >= 1) as.numeric(args[1]) else 1024
   reps <- if (length(args) >= 2) as.integer(args[2]) else 3L
-  dir <- tempfile("artifact-bench-")
+  base <- Sys.getenv("ARTIFACT_BENCH_DIR")
+  if (!nzchar(base)) {
+    base <- if (shm_free_bytes() > 2.5 * mib * 1048576) "/dev/shm" else tempdir()
+  }
+  dir <- tempfile("artifact-bench-", tmpdir = base)
   dir.create(dir)
   on.exit(unlink(dir, recursive = TRUE))
   rds <- file.path(dir, "x.rds")
@@ -91,7 +116,12 @@ main <- function() {
   obj <- med("mp_write", "bytes")
   mibs <- function(b) b / 1048576
 
-  cat(sprintf("object: %.1f MiB double matrix (1024 rows), %d rep(s), medians\n", mibs(obj), reps))
+  cat(sprintf("object: %.1f MiB double matrix (1024 rows), %d rep(s), medians; files in %s\n",
+              mibs(obj), reps, base))
+  for (phase in names(res)) {
+    cat(sprintf("  %-9s runs: %s s\n", phase,
+                paste(sprintf("%.2f", vapply(res[[phase]], `[[`, 0, "secs")), collapse = " ")))
+  }
   cat(sprintf("file sizes: rds %.1f MiB, mpk %.1f MiB\n", mibs(file.size(rds)), mibs(file.size(mpk))))
   rds_t <- med("rds_write", "secs") + med("rds_read", "secs")
   mp_t <- med("mp_write", "secs") + med("mp_read", "secs")
@@ -102,9 +132,9 @@ main <- function() {
   cat(sprintf("THROUGHPUT ratio mp/rds (write+read): %.2fx (target >= 0.80)\n", rds_t / mp_t))
   for (phase in c("mp_write", "mp_read", "rds_write", "rds_read")) {
     hwm <- med(phase, "hwm")
-    base <- med(phase, "base")
+    r0 <- med(phase, "base")
     cat(sprintf("PEAK RSS %-9s %7.1f MiB = %.3fx object; %.3fx without R's own %.0f MiB\n",
-                phase, mibs(hwm), hwm / obj, (hwm - base) / obj, mibs(base)))
+                phase, mibs(hwm), hwm / obj, (hwm - r0) / obj, mibs(r0)))
   }
 }
 
