@@ -41,7 +41,7 @@ test-go:
 	go test ./...
 
 test-r:
-	cd rpkg/tests && Rscript -e 'testthat::test_dir("testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'
+	cd rpkg/tests && METAFLOW_REPO_ROOT=$(CURDIR) Rscript -e 'testthat::test_dir("testthat", package = "metaflow", load_package = "installed", stop_on_failure = TRUE)'
 
 test-e2e:
 	bash tests/e2e/run.sh
