@@ -183,6 +183,9 @@ run_flow <- function(flow, opts, interactive) {
       interrupt = function(i) {
         interrupted <<- TRUE
         cancel_run(conn, flow$name, run_id)
+        # Finalize the interrupted stream's curl handle so its connection
+        # closes: the engine then cancels a run whose id we never learnt.
+        invisible(gc(verbose = FALSE))
       }
     )
   })
@@ -205,7 +208,7 @@ run_flow <- function(flow, opts, interactive) {
 # too, but CancelRun says how many tasks it killed.
 cancel_run <- function(conn, flow_name, run_id) {
   if (!nzchar(run_id)) {
-    console_line("Run interrupted before it started.", TRUE)
+    console_line("Run interrupted before it started; the engine cancels it.", TRUE)
     return(invisible(NULL))
   }
   res <- tryCatch(
