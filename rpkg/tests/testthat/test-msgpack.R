@@ -1,4 +1,4 @@
-# The base-R msgpack codec (shim/runtime/msgpack.R, sourced into the package
+# The base-R msgpack codec (shim/runtime/msgpack.R, copied into the package
 # namespace): R-value round trips in memory and on files, canonical bytes,
 # other writers' encodings, the plain dialect, and the shared test vectors.
 
