@@ -27,12 +27,37 @@ import (
 type Server struct {
 	pb.UnimplementedEngineServer
 	Exec scheduler.Executor
+	// NewBatch makes the AWS Batch executor the first time a run needs it
+	// (nil: Batch is not available in this engine).
+	NewBatch func() (scheduler.Executor, error)
 	// OnShutdown is called (once) when a client asks an embedded engine to stop.
 	OnShutdown func()
 
 	mu     sync.Mutex
 	active map[string]*activeRun
 	once   sync.Once
+
+	batchMu   sync.Mutex
+	batchExec scheduler.Executor
+}
+
+// batch returns the Batch executor, making it on first use; a failure (e.g.
+// no job queue configured) is retried by the next run.
+func (s *Server) batch() (scheduler.Executor, error) {
+	s.batchMu.Lock()
+	defer s.batchMu.Unlock()
+	if s.batchExec != nil {
+		return s.batchExec, nil
+	}
+	if s.NewBatch == nil {
+		return nil, errors.New("AWS Batch is not available in this engine")
+	}
+	e, err := s.NewBatch()
+	if err != nil {
+		return nil, err
+	}
+	s.batchExec = e
+	return e, nil
 }
 
 type activeRun struct {
@@ -117,6 +142,12 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 	r, err := s.buildRun(req)
 	if err != nil {
 		return err
+	}
+	if scheduler.UsesBatch(r.Graph, r.Opts.With) {
+		// Refused before anything is written or submitted.
+		if r.Batch, err = s.batch(); err != nil {
+			return status.Error(codes.FailedPrecondition, err.Error())
+		}
 	}
 	if err := r.Prepare(); err != nil {
 		return invalid(err)

@@ -19,7 +19,7 @@ func main() {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(serveCmd(), runsCmd(), artifactCmd())
+	root.AddCommand(serveCmd(), runsCmd(), artifactCmd(), taskRunnerCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)

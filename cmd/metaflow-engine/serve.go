@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/metaflow-r/metaflow/batch"
+	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/rpc"
 	"github.com/metaflow-r/metaflow/shim"
 )
@@ -61,6 +64,17 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 			}
 			defer exec.Close()
 			srv := rpc.NewServer(exec)
+			// AWS Batch (--with batch, the batch decorator): configured from
+			// the environment when a run first needs it.
+			srv.NewBatch = func() (scheduler.Executor, error) {
+				cfg, err := batch.ConfigFromEnv()
+				if err != nil {
+					return nil, err
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				return batch.NewExecutor(ctx, cfg)
+			}
 			gs := rpc.NewGRPCServer(srv, token)
 			stop := make(chan struct{}, 1)
 			stopOnce := func() {

@@ -223,6 +223,10 @@ var knownDecorators = map[string]map[string]string{
 	"catch":       {"var": "name", "print_exception": "bool"},
 	"timeout":     {"seconds": "nonnegnum", "minutes": "nonnegnum", "hours": "nonnegnum"},
 	"environment": {"vars": "any"},
+	// AWS Batch: the step runs as a Batch job of this size, in this queue
+	// and image (defaults from METAFLOW_BATCH_JOB_QUEUE and
+	// METAFLOW_BATCH_CONTAINER_IMAGE).
+	"batch": {"cpu": "posint", "memory": "posint", "gpu": "nonnegint", "queue": "text", "image": "text"},
 }
 
 // ValidateDecorator checks one decorator (used for --with too).
@@ -237,9 +241,6 @@ func validateDecorators(step string, ds []Decorator) error {
 	}
 	seen := map[string]bool{}
 	for _, d := range ds {
-		if d.Name == "batch" {
-			return fmt.Errorf("%s: AWS Batch is not available in this version: use decorator(\"resources\", ...) and run locally (Batch support is planned)", where)
-		}
 		spec, ok := knownDecorators[d.Name]
 		if !ok {
 			return fmt.Errorf("%s: unknown decorator %q: use one of %s", where, d.Name, strings.Join(KnownDecoratorNames(), ", "))
@@ -293,6 +294,15 @@ func checkKind(kind, v string) error {
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 0 {
 			return fmt.Errorf("must be a whole number >= 0")
+		}
+	case "posint":
+		i, err := strconv.Atoi(v)
+		if err != nil || i < 1 {
+			return fmt.Errorf("must be a whole number >= 1")
+		}
+	case "text":
+		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t\n\r") {
+			return fmt.Errorf("must be a non-empty name without spaces")
 		}
 	case "bool":
 		if v != "TRUE" && v != "FALSE" && v != "true" && v != "false" {

@@ -27,6 +27,9 @@ func TestValidGraphs(t *testing.T) {
 			{Name: "j2", Next: []string{"end"}, Join: true},
 			s("end"),
 		}, "start,outer,inner,j1,j2,end", map[string]string{"j1": "outer", "j2": "start"}},
+		{"batch decorator", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch",
+			Args: map[string]string{"cpu": "2", "memory": "8000", "gpu": "0", "queue": "q", "image": "rocker/r-ver:4.4.1"}}}}, s("end")},
+			"start,end", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,7 +72,9 @@ func TestInvalidGraphs(t *testing.T) {
 		{"negative memory", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "resources", Args: map[string]string{"memory": "-1"}}}}, s("end")}, "memory = \"-1\": must be a positive number"},
 		{"text cpu", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "resources", Args: map[string]string{"cpu": "a"}}}}, s("end")}, "cpu = \"a\": must be a positive number"},
 		{"unknown arg", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "retry", Args: map[string]string{"tims": "3"}}}}, s("end")}, `has no argument "tims"`},
-		{"batch not yet", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch"}}}, s("end")}, "AWS Batch is not available"},
+		{"batch fractional cpu", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"cpu": "1.5"}}}}, s("end")}, "cpu = \"1.5\": must be a whole number >= 1"},
+		{"batch unknown arg", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"cores": "2"}}}}, s("end")}, `has no argument "cores"`},
+		{"batch empty queue", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"queue": " "}}}}, s("end")}, "must be a non-empty name"},
 		{"foreach into join", []Step{{Name: "start", Next: []string{"j"}, Foreach: "xs"}, join("j", "end"), s("end")}, "goes straight to join step"},
 		{"foreach two next", []Step{{Name: "start", Next: []string{"a", "b"}, Foreach: "xs"}, s("a", "end"), s("b", "end"), s("end")}, "exactly one next_step"},
 	}

@@ -50,9 +50,12 @@ type Event struct {
 
 // Run is one run (or resume) of a flow.
 type Run struct {
-	Graph  *graph.Graph
-	Store  datastore.Store
-	Exec   Executor
+	Graph *graph.Graph
+	Store datastore.Store
+	Exec  Executor
+	// Batch runs the tasks of steps with the batch decorator (or every step
+	// with --with batch); nil when AWS Batch is not configured.
+	Batch  Executor
 	Params []Param
 	Code   []byte
 	Opts   Options
@@ -140,6 +143,9 @@ func (r *Run) Prepare() error {
 		}
 		names = append(names, p.Name)
 	}
+	if r.Batch == nil && UsesBatch(r.Graph, r.Opts.With) {
+		return errors.New("AWS Batch is not configured in this engine: set METAFLOW_BATCH_JOB_QUEUE and METAFLOW_DATASTORE_SYSROOT_S3 (see docs/batch.md)")
+	}
 	for _, st := range r.Graph.Steps {
 		if st.Foreach != "" && reservedName(st.Foreach) {
 			return fmt.Errorf("step %q: foreach = %q names a reserved artifact", st.Name, st.Foreach)
@@ -159,6 +165,22 @@ func (r *Run) Prepare() error {
 		return err
 	}
 	return nil
+}
+
+// UsesBatch reports whether some step of g runs on AWS Batch (its own batch
+// decorator, or batch among the --with decorators).
+func UsesBatch(g *graph.Graph, with []graph.Decorator) bool {
+	for _, d := range with {
+		if d.Name == "batch" {
+			return true
+		}
+	}
+	for _, st := range g.Steps {
+		if _, ok := st.Decorator("batch"); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // RunID is the allocated run id (after Prepare).

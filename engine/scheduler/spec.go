@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
 // TaskSpec tells the base-R task runtime what to run (plain msgpack; field
@@ -59,7 +61,10 @@ type Launch struct {
 	Rscript string
 	Workdir string
 	// Env is extra environment for the task (environment decorator).
-	Env        map[string]string
+	Env map[string]string
+	// Decorators are the step's decorators merged with --with (the step's
+	// own arguments win); remote executors read resources/batch from them.
+	Decorators map[string]graph.Decorator
 	StdoutPath string
 	StderrPath string
 	// Started is called once the process exists.

@@ -25,6 +25,8 @@ type stepPolicy struct {
 	catchVar  string
 	timeout   time.Duration
 	env       map[string]string
+	decos     map[string]graph.Decorator
+	batch     bool
 }
 
 func (r *Run) policy(st *graph.Step) stepPolicy {
@@ -36,6 +38,8 @@ func (r *Run) policy(st *graph.Step) stepPolicy {
 	for _, d := range st.Decorators { // the step's own arguments win over --with
 		decos[d.Name] = d
 	}
+	p.decos = decos
+	_, p.batch = decos["batch"]
 	num := func(d graph.Decorator, k string, def float64) float64 {
 		if v, ok := d.Args[k]; ok {
 			if f, err := strconv.ParseFloat(v, 64); err == nil {
@@ -164,8 +168,15 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		actx, cancel = context.WithTimeout(ctx, pol.timeout)
 	}
 	defer cancel()
+	exec := r.Exec
+	if pol.batch {
+		if r.Batch == nil {
+			return nil, fmt.Errorf("%w: step %s uses AWS Batch but no Batch executor is configured", errFatal, task.Step)
+		}
+		exec = r.Batch
+	}
 	l := &Launch{
-		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env,
+		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env, Decorators: pol.decos,
 		StdoutPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stdout"),
 		StderrPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stderr"),
 		Started: func(pid int) {
@@ -177,7 +188,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			r.emit(stderr, r.stamp()+" "+r.prefix(task)+" "+text)
 		},
 	}
-	code, runErr := r.Exec.Run(actx, l)
+	code, runErr := exec.Run(actx, l)
 	cur.FinishedAt, cur.ExitCode = r.Now(), code
 	fail := func(msg string) (*taskRef, error) {
 		cur.Status, cur.Error = datastore.StatusFailed, msg

@@ -19,8 +19,8 @@ command_options <- list(
 )
 
 batch_unavailable <- function() {
-  stop("AWS Batch is not available in this version: run without --with batch ",
-       "(Batch support is planned)", call. = FALSE)
+  stop("batch list and batch kill are not available in this version: ",
+       "list or stop jobs with the AWS console or CLI", call. = FALSE)
 }
 
 new_run_options <- function() {
@@ -75,7 +75,6 @@ parse_with_spec <- function(spec) {
     }
     deco <- decorator(name, .list = args)
   }
-  if (deco$name == "batch") batch_unavailable()
   deco
 }
 
@@ -188,8 +187,12 @@ parse_r_args <- function(args, params = list()) {
   }
   is_true <- function(x) isTRUE(x)
   commands <- character(0)
-  # batch first: run(batch = "kill", run_id = "456") must say Batch is unavailable.
-  if (!is.null(args[["batch"]]) && !identical(args[["batch"]], FALSE)) batch_unavailable()
+  # batch first: run(batch = "kill", run_id = "456") must say it is unavailable.
+  b <- args[["batch"]]
+  if (!is.null(b) && !is.logical(b)) batch_unavailable()
+  if (!is.null(b) && (length(b) != 1 || is.na(b))) {
+    stop("batch must be TRUE or FALSE", call. = FALSE)
+  }
   for (name in names(args)) {
     v <- args[[name]]
     switch(name,
@@ -228,7 +231,8 @@ parse_r_args <- function(args, params = list()) {
       },
       show = if (is_true(v)) commands <- c(commands, "show"),
       help = if (is_true(v)) commands <- c(commands, "help"),
-      batch = NULL,
+      # run(batch = TRUE) is --with batch.
+      batch = if (isTRUE(v)) out$with[[length(out$with) + 1]] <- decorator("batch"),
       {
         p <- find_parameter(params, name)
         if (is.null(p)) {
@@ -368,7 +372,9 @@ help_text <- function(flow = NULL) {
     "  --tag TAG               Tag the run (repeatable).",
     "  --with DECO[:K=V,...]   Add a decorator to every step (repeatable), e.g.",
     "                          --with retry, --with retry:times=3,",
-    "                          --with timeout:seconds=30, --with catch:var=err.",
+    "                          --with timeout:seconds=30, --with catch:var=err,",
+    "                          --with batch (every step on AWS Batch; also",
+    "                          --with batch:cpu=2,memory=8000,queue=Q,image=I).",
     "  --origin-run-id ID      resume only: the run to resume (default: the latest).",
     "  --NAME VALUE            Set the flow parameter NAME (also --NAME=VALUE; _ and -",
     "                          are interchangeable), converted to the type of its default."
@@ -393,6 +399,8 @@ help_text <- function(flow = NULL) {
     "  run(logs = \"15/end\")  run(show = TRUE)  run(help = TRUE)",
     "Under Rscript, command-line arguments take precedence over those of run().",
     "",
-    "AWS Batch (--with batch, batch list|kill) is not available in this version.",
+    "AWS Batch: --with batch or decorator(\"batch\", cpu =, memory =, gpu =, queue =,",
+    "image =) on a step; configure METAFLOW_BATCH_JOB_QUEUE and",
+    "METAFLOW_DATASTORE_SYSROOT_S3. batch list|kill are not available in this version.",
     "")
 }

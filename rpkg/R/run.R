@@ -26,8 +26,11 @@
 #'   \item{\code{help}, \code{--help}, \code{-h} / \code{run(help = TRUE)}}{
 #'     Print the usage.}
 #' }
-#' AWS Batch (\code{--with batch}, \code{batch list}, \code{run(batch = TRUE)})
-#' is not available in this version and is refused before anything starts.
+#' AWS Batch: \code{--with batch} / \code{run(batch = TRUE)} runs every step
+#' as an AWS Batch job, \code{decorator("batch", cpu =, memory =, gpu =,
+#' queue =, image =)} one step (configuration: \code{METAFLOW_BATCH_JOB_QUEUE},
+#' \code{METAFLOW_DATASTORE_SYSROOT_S3}, see docs/batch.md).
+#' \code{batch list} and \code{batch kill} are not available in this version.
 #'
 #' The flow is executed by the metaflow engine: the one at
 #' \code{METAFLOW_ENGINE_ADDRESS} (\code{unix:///path} or \code{host:port},

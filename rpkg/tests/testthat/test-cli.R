@@ -105,19 +105,22 @@ test_that("resume, logs, show and help are parsed", {
   }
 })
 
-test_that("AWS Batch is refused before anything starts", {
-  msg <- "AWS Batch is not available in this version: run without --with batch (Batch support is planned)"
-  expect_error(cli("run", "--with", "batch"), msg, fixed = TRUE)
-  expect_error(cli("run", "--with", "batch:cpu=4"), msg, fixed = TRUE)
+test_that("--with batch and run(batch = TRUE) ask for AWS Batch; batch list|kill are refused", {
+  expect_equal(cli("run", "--with", "batch")$with[[1]]$name, "batch")
+  d <- cli("run", "--with", "batch:cpu=4,queue=q")$with[[1]]
+  expect_equal(d$name, "batch")
+  expect_equal(d$args, list(cpu = "4", queue = "q"))
+  expect_equal(parse_r_args(list(batch = TRUE), params)$with[[1]]$name, "batch")
+  expect_length(parse_r_args(list(batch = FALSE), params)$with, 0)
+  expect_equal(vapply(parse_r_args(list(with = c("retry", "batch")), params)$with, `[[`, "", "name"),
+               c("retry", "batch"))
+  expect_error(parse_r_args(list(batch = NA), params), "batch must be TRUE or FALSE", fixed = TRUE)
+  msg <- "batch list and batch kill are not available in this version"
   expect_error(cli("batch", "list"), msg, fixed = TRUE)
   expect_error(cli("batch", "kill", "--my-runs"), msg, fixed = TRUE)
   expect_error(cli("batch", "kill", "--run-id", "456"), msg, fixed = TRUE)
-  expect_error(parse_r_args(list(batch = TRUE), params), msg, fixed = TRUE)
   expect_error(parse_r_args(list(batch = "list", my_runs = TRUE), params), msg, fixed = TRUE)
   expect_error(parse_r_args(list(batch = "kill", run_id = "456"), params), msg, fixed = TRUE)
-  expect_error(parse_r_args(list(with = c("retry", "batch")), params), msg, fixed = TRUE)
-  expect_error(run_main(example_flow(), list(), c("run", "--with", "batch"), FALSE), msg,
-               fixed = TRUE)
   # A parameter whose name starts with "batch" is just a parameter.
   f <- metaflow("F") %>% parameter("batch_size", default = 8L)
   r <- parse_r_args(list(batch_size = 32L), f$parameters)

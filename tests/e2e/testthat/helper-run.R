@@ -15,7 +15,10 @@ TS_RE <- "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}"
 # Environment variables that would point a flow at another engine or
 # datastore; every subprocess starts without them unless a test sets them.
 ENGINE_ENV <- c("METAFLOW_ENGINE_ADDRESS", "METAFLOW_ENGINE_TOKEN",
-                "METAFLOW_DATASTORE_SYSROOT_LOCAL", "METAFLOW_ENGINE_BIN")
+                "METAFLOW_DATASTORE_SYSROOT_LOCAL", "METAFLOW_ENGINE_BIN",
+                "METAFLOW_BATCH_JOB_QUEUE", "METAFLOW_DATASTORE_SYSROOT_S3",
+                "METAFLOW_BATCH_CONTAINER_IMAGE", "METAFLOW_BATCH_JOB_ENV",
+                "METAFLOW_ECS_S3_ACCESS_IAM_ROLE", "METAFLOW_BATCH_ENGINE_BINARY")
 
 e2e_counter <- local({
   n <- 0L

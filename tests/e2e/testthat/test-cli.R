@@ -1,4 +1,4 @@
-# 14. show, --help, and AWS Batch (not available: refused, nothing starts).
+# 14. show, --help, and AWS Batch refusals (not configured; batch list|kill).
 
 test_that("show prints the graph and runs nothing", {
   res <- run_flow("branchflow.R", "show")
@@ -39,15 +39,15 @@ test_that("--help prints the usage", {
   expect_line(res$stdout, "^Usage: ", res)
 })
 
-test_that("--with batch says Batch is not available and starts nothing", {
+test_that("--with batch without a Batch configuration says what to set and starts nothing", {
   res <- run_flow("linearflow.R", c("run", "--with", "batch"))
-  expect_one_line_error(res, "not available", fixed = TRUE)
-  expect_match(error_line(res), "Batch")
+  expect_one_line_error(res, "AWS Batch is not configured: set METAFLOW_BATCH_JOB_QUEUE", fixed = TRUE)
+  expect_match(error_line(res), "METAFLOW_DATASTORE_SYSROOT_S3", fixed = TRUE)
   expect_no_line(res$stdout, "Task is starting", res)
   expect_no_datastore(res)
 })
 
-test_that("batch list and batch kill say Batch is not available", {
+test_that("batch list and batch kill say they are not available", {
   for (cmd in c("list", "kill")) {
     res <- run_flow("linearflow.R", c("batch", cmd))
     expect_one_line_error(res, "not available", fixed = TRUE)

@@ -1,0 +1,679 @@
+package batch
+
+import (
+	"context"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/metaflow-r/metaflow/engine/graph"
+	"github.com/metaflow-r/metaflow/engine/scheduler"
+)
+
+// Config configures the Batch executor, with Metaflow's variable names.
+type Config struct {
+	// Queue is the default job queue (METAFLOW_BATCH_JOB_QUEUE); a step's
+	// batch(queue=) overrides it.
+	Queue string
+	// Image is the default image (METAFLOW_BATCH_CONTAINER_IMAGE); empty
+	// means rocker/r-ver:<version of the submitting Rscript>, prefixed with
+	// METAFLOW_BATCH_CONTAINER_REGISTRY if set.
+	Image    string
+	Registry string
+	// S3Root is s3://bucket/prefix (METAFLOW_DATASTORE_SYSROOT_S3): code,
+	// inputs, outputs and logs of jobs travel through it.
+	S3Root string
+	// JobRole is the IAM role of the jobs (METAFLOW_ECS_S3_ACCESS_IAM_ROLE).
+	JobRole string
+	// JobEnv is extra environment for every job (METAFLOW_BATCH_JOB_ENV, a
+	// JSON object).
+	JobEnv map[string]string
+	// EngineBinary is a linux/amd64 metaflow-engine that jobs download and
+	// run (METAFLOW_BATCH_ENGINE_BINARY); default: this executable.
+	EngineBinary string
+	// PollInterval between DescribeJobs calls (default 1 s).
+	PollInterval time.Duration
+}
+
+// ConfigFromEnv reads the configuration from the environment. It fails,
+// naming the variable, when the queue or the S3 root is missing.
+func ConfigFromEnv() (Config, error) {
+	c := Config{
+		Queue:        os.Getenv("METAFLOW_BATCH_JOB_QUEUE"),
+		Image:        os.Getenv("METAFLOW_BATCH_CONTAINER_IMAGE"),
+		Registry:     os.Getenv("METAFLOW_BATCH_CONTAINER_REGISTRY"),
+		S3Root:       os.Getenv("METAFLOW_DATASTORE_SYSROOT_S3"),
+		JobRole:      os.Getenv("METAFLOW_ECS_S3_ACCESS_IAM_ROLE"),
+		EngineBinary: os.Getenv("METAFLOW_BATCH_ENGINE_BINARY"),
+	}
+	if s := os.Getenv("METAFLOW_BATCH_JOB_ENV"); s != "" {
+		if err := json.Unmarshal([]byte(s), &c.JobEnv); err != nil {
+			return c, fmt.Errorf("METAFLOW_BATCH_JOB_ENV must be a JSON object of strings: %v", err)
+		}
+	}
+	return c, c.check()
+}
+
+func (c Config) check() error {
+	var missing []string
+	if c.Queue == "" {
+		missing = append(missing, "METAFLOW_BATCH_JOB_QUEUE (the job queue)")
+	}
+	if c.S3Root == "" {
+		missing = append(missing, "METAFLOW_DATASTORE_SYSROOT_S3 (s3://bucket/prefix for code, artifacts and logs)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("AWS Batch is not configured: set %s", strings.Join(missing, " and "))
+	}
+	if _, _, err := parseS3URL(c.S3Root); err != nil {
+		return fmt.Errorf("METAFLOW_DATASTORE_SYSROOT_S3: %v", err)
+	}
+	return nil
+}
+
+// Executor runs task attempts as AWS Batch jobs (scheduler.Executor). The
+// local datastore stays the store of record: Run uploads the task's code
+// bundle and input artifacts to S3, submits a job that runs
+// `metaflow-engine task-runner` in the container, waits for it, and puts
+// the job's result and staged artifacts into the task's output folder, so
+// the scheduler commits them exactly as for a local task.
+type Executor struct {
+	cfg    Config
+	c      *Client
+	s3     *s3Store
+	bucket string
+	prefix string
+	poll   *poller
+
+	mu       sync.Mutex
+	uploads  map[string]*onceErr // S3 key -> upload
+	checked  map[string]*onceErr // queue+resources -> CheckQueue
+	rversion map[string]*onceStr // Rscript -> version
+	engineMu sync.Mutex
+	engine   string              // S3 key of the engine binary, once uploaded
+	codeSHA  map[string]*onceStr // local code path -> sha
+}
+
+type onceErr struct {
+	once sync.Once
+	err  error
+}
+
+type onceStr struct {
+	once sync.Once
+	s    string
+	err  error
+}
+
+// NewExecutor checks cfg and loads the AWS configuration (SDK default chain).
+func NewExecutor(ctx context.Context, cfg Config) (*Executor, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	bucket, prefix, _ := parseS3URL(cfg.S3Root)
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	c := NewFromConfig(awsCfg, Options{JobRoleARN: cfg.JobRole})
+	return &Executor{
+		cfg: cfg, c: c, s3: newS3(awsCfg), bucket: bucket, prefix: prefix,
+		poll:    &poller{c: c, interval: cfg.PollInterval, watch: map[string]*watcher{}},
+		uploads: map[string]*onceErr{}, checked: map[string]*onceErr{},
+		rversion: map[string]*onceStr{}, codeSHA: map[string]*onceStr{},
+	}, nil
+}
+
+// Client is the Batch client the executor uses.
+func (e *Executor) Client() *Client { return e.c }
+
+func (e *Executor) key(parts ...string) string {
+	if e.prefix == "" {
+		return path.Join(parts...)
+	}
+	return path.Join(append([]string{e.prefix}, parts...)...)
+}
+
+func dataKey(flowPrefix, sha string) string {
+	return path.Join(flowPrefix, "data", sha[:2], sha)
+}
+
+// remoteSpec is what the task runner in the container reads: the task spec
+// with S3 keys (in Bucket) instead of local paths.
+type remoteSpec struct {
+	Task       scheduler.TaskSpec `msgpack:"task"`
+	Bucket     string             `msgpack:"bucket"`
+	FlowPrefix string             `msgpack:"flow_prefix"`
+	TaskPrefix string             `msgpack:"task_prefix"`
+}
+
+// exitRecord is the task runner's last upload: the task's exit code.
+type exitRecord struct {
+	ExitCode int `json:"exit_code"`
+}
+
+// shape is the size and place of one job.
+func (e *Executor) shape(l *scheduler.Launch) (Resources, string, string, error) {
+	res := Resources{}
+	num := func(d graph.Decorator, k string) int {
+		v, ok := d.Args[k]
+		if !ok {
+			return 0
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0
+		}
+		n := int(f)
+		if float64(n) < f {
+			n++ // 1.5 vCPU asks for 2
+		}
+		return n
+	}
+	queue, image := e.cfg.Queue, e.cfg.Image
+	// Like Metaflow: the larger of the resources and batch decorators wins.
+	for _, name := range []string{"resources", "batch"} {
+		d, ok := l.Decorators[name]
+		if !ok {
+			continue
+		}
+		res.VCPUs = max(res.VCPUs, num(d, "cpu"))
+		res.MemoryMB = max(res.MemoryMB, num(d, "memory"))
+		res.GPUs = max(res.GPUs, num(d, "gpu"))
+		if name == "batch" {
+			if q := d.Args["queue"]; q != "" {
+				queue = q
+			}
+			if im := d.Args["image"]; im != "" {
+				image = im
+			}
+		}
+	}
+	res = res.WithDefaults()
+	if image == "" {
+		v, err := e.rVersion(l.Rscript)
+		if err != nil {
+			return res, "", "", err
+		}
+		image = "rocker/r-ver:" + v
+		if e.cfg.Registry != "" {
+			image = strings.TrimRight(e.cfg.Registry, "/") + "/" + image
+		}
+	}
+	return res, queue, image, nil
+}
+
+func (e *Executor) rVersion(rscript string) (string, error) {
+	if rscript == "" {
+		rscript = "Rscript"
+	}
+	e.mu.Lock()
+	o := e.rversion[rscript]
+	if o == nil {
+		o = &onceStr{}
+		e.rversion[rscript] = o
+	}
+	e.mu.Unlock()
+	o.once.Do(func() {
+		out, err := exec.Command(rscript, "--vanilla", "-e", "cat(as.character(getRversion()))").Output()
+		if err != nil {
+			o.err = fmt.Errorf("cannot tell the R version for the default image (set METAFLOW_BATCH_CONTAINER_IMAGE): %v", err)
+			return
+		}
+		o.s = strings.TrimSpace(string(out))
+	})
+	return o.s, o.err
+}
+
+func (e *Executor) checkQueue(ctx context.Context, queue string, r Resources) error {
+	k := fmt.Sprintf("%s\x00%d\x00%d\x00%d", queue, r.VCPUs, r.MemoryMB, r.GPUs)
+	e.mu.Lock()
+	o := e.checked[k]
+	if o == nil {
+		o = &onceErr{}
+		e.checked[k] = o
+	}
+	e.mu.Unlock()
+	o.once.Do(func() { o.err = e.c.CheckQueue(ctx, queue, r) })
+	if o.err != nil {
+		e.mu.Lock()
+		if e.checked[k] == o {
+			delete(e.checked, k) // a later task checks again (it may be transient)
+		}
+		e.mu.Unlock()
+	}
+	return o.err
+}
+
+// upload puts a local file at key once per executor, skipping objects that
+// already exist (keys are content addressed).
+func (e *Executor) upload(ctx context.Context, key, local, sha string) error {
+	e.mu.Lock()
+	o := e.uploads[key]
+	if o == nil {
+		o = &onceErr{}
+		e.uploads[key] = o
+	}
+	e.mu.Unlock()
+	o.once.Do(func() {
+		ok, err := e.s3.Exists(ctx, e.bucket, key)
+		if err != nil {
+			o.err = err
+			return
+		}
+		if !ok {
+			o.err = e.s3.PutFile(ctx, e.bucket, key, local, sha)
+		}
+	})
+	if o.err != nil {
+		e.mu.Lock()
+		if e.uploads[key] == o {
+			delete(e.uploads, key) // try again next time
+		}
+		e.mu.Unlock()
+		return fmt.Errorf("upload %s to s3://%s/%s: %w", local, e.bucket, key, o.err)
+	}
+	return nil
+}
+
+func (e *Executor) fileSHA(local string) (string, error) {
+	e.mu.Lock()
+	o := e.codeSHA[local]
+	if o == nil {
+		o = &onceStr{}
+		e.codeSHA[local] = o
+	}
+	e.mu.Unlock()
+	o.once.Do(func() { o.s, o.err = fileSHA(local) })
+	return o.s, o.err
+}
+
+// engineKey uploads the engine binary jobs run (once per executor) and
+// returns its S3 key.
+func (e *Executor) engineKey(ctx context.Context) (string, error) {
+	e.engineMu.Lock()
+	defer e.engineMu.Unlock()
+	if e.engine != "" {
+		return e.engine, nil
+	}
+	bin, err := EngineBinary(e.cfg.EngineBinary)
+	if err != nil {
+		return "", err
+	}
+	sha, err := fileSHA(bin)
+	if err != nil {
+		return "", err
+	}
+	key := e.key("_engine", sha, "metaflow-engine")
+	if err := e.upload(ctx, key, bin, sha); err != nil {
+		return "", err
+	}
+	e.engine = key
+	return key, nil
+}
+
+// EngineBinary returns the metaflow-engine jobs download: given, or this
+// executable if it can run in a linux/amd64 container with glibc (static,
+// or dynamically linked to libc only, as `go build` makes it).
+func EngineBinary(given string) (string, error) {
+	if given != "" {
+		return given, checkELF(given)
+	}
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		return "", fmt.Errorf("this engine is a %s/%s binary: set METAFLOW_BATCH_ENGINE_BINARY to a linux/amd64 metaflow-engine (CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build ./cmd/metaflow-engine)", runtime.GOOS, runtime.GOARCH)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locate the engine binary: %w", err)
+	}
+	return self, checkELF(self)
+}
+
+func checkELF(p string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		return fmt.Errorf("engine binary for Batch jobs %s: %w", p, err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_X86_64 {
+		return fmt.Errorf("engine binary for Batch jobs %s is not linux/amd64 (set METAFLOW_BATCH_ENGINE_BINARY)", p)
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		return fmt.Errorf("engine binary for Batch jobs %s: %w", p, err)
+	}
+	for _, l := range libs {
+		switch l {
+		case "libc.so.6", "libpthread.so.0", "libdl.so.2", "libresolv.so.2":
+		default:
+			return fmt.Errorf("engine binary %s needs %s, which an R image may lack: build a static one (CGO_ENABLED=0 go build ./cmd/metaflow-engine) and set METAFLOW_BATCH_ENGINE_BINARY", p, l)
+		}
+	}
+	return nil
+}
+
+// bootstrap is the job's command: base R downloads the engine from a
+// presigned URL and runs its task runner, which does the rest.
+const bootstrap = `u <- Sys.getenv("METAFLOW_ENGINE_URL"); f <- file.path(tempdir(), "metaflow-engine"); ` +
+	`ok <- tryCatch(download.file(u, f, mode = "wb", quiet = TRUE) == 0, error = function(e) { message("metaflow: cannot download the engine: ", conditionMessage(e)); FALSE }); ` +
+	`if (!isTRUE(ok)) quit(save = "no", status = 97); Sys.chmod(f, "0755"); ` +
+	`quit(save = "no", status = system2(f, c("task-runner", "--spec", Sys.getenv("METAFLOW_TASK_SPEC"))))`
+
+func nonce() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Run implements scheduler.Executor.
+func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
+	spec := l.Spec
+	res, queue, image, err := e.shape(l)
+	if err != nil {
+		return -1, err
+	}
+	if err := e.checkQueue(ctx, queue, res); err != nil {
+		return -1, err
+	}
+	engKey, err := e.engineKey(ctx)
+	if err != nil {
+		return -1, err
+	}
+	// Presigned URLs outlive the job's wait in RUNNABLE by a day.
+	engURL, err := e.s3.PresignGet(ctx, e.bucket, engKey, 24*time.Hour)
+	if err != nil {
+		return -1, err
+	}
+	flowPrefix := e.key(spec.Flow)
+	rs := remoteSpec{Task: *spec, Bucket: e.bucket, FlowPrefix: flowPrefix}
+	rs.Task.OutputDir = ""
+	codeSHA, err := e.fileSHA(spec.Code)
+	if err != nil {
+		return -1, fmt.Errorf("hash code bundle: %w", err)
+	}
+	rs.Task.Code = path.Join(flowPrefix, "code", codeSHA)
+	if err := e.upload(ctx, rs.Task.Code, spec.Code, codeSHA); err != nil {
+		return -1, err
+	}
+	rs.Task.Inputs = make([]scheduler.SpecInput, len(spec.Inputs))
+	for i, in := range spec.Inputs {
+		out := scheduler.SpecInput{Step: in.Step, TaskID: in.TaskID, Artifacts: map[string]scheduler.SpecArtifact{}}
+		for name, a := range in.Artifacts {
+			k := dataKey(flowPrefix, a.SHA)
+			if err := e.upload(ctx, k, a.Path, a.SHA); err != nil {
+				return -1, err
+			}
+			out.Artifacts[name] = scheduler.SpecArtifact{SHA: a.SHA, Path: k}
+		}
+		rs.Task.Inputs[i] = out
+	}
+	if spec.Input != nil {
+		sha := filepath.Base(spec.Input.Path) // blobs are named by their sha256
+		k := dataKey(flowPrefix, sha)
+		if err := e.upload(ctx, k, spec.Input.Path, sha); err != nil {
+			return -1, err
+		}
+		rs.Task.Input = &scheduler.SpecSplit{Path: k, Index: spec.Input.Index}
+	}
+	rs.TaskPrefix = path.Join(flowPrefix, spec.RunID, spec.Step, spec.TaskID, fmt.Sprintf("%d-%s", spec.Attempt, nonce()))
+	b, err := msgpack.Marshal(&rs)
+	if err != nil {
+		return -1, fmt.Errorf("encode task spec: %w", err)
+	}
+	specKey := rs.TaskPrefix + "/_spec.mpk"
+	if err := e.s3.PutBytes(ctx, e.bucket, specKey, b); err != nil {
+		return -1, err
+	}
+	env := map[string]string{}
+	for k, v := range e.cfg.JobEnv {
+		env[k] = v
+	}
+	for k, v := range l.Env {
+		env[k] = v
+	}
+	env["METAFLOW_ENGINE_URL"] = engURL
+	env["METAFLOW_TASK_SPEC"] = "s3://" + e.bucket + "/" + specKey
+	user := spec.Current["username"]
+	if user == "" {
+		user = "unknown"
+	}
+	id, err := e.c.Submit(ctx, JobSpec{
+		Queue: queue, Image: image, Command: []string{"Rscript", "-e", bootstrap}, Env: env, Resources: res,
+		Labels: Labels{Flow: spec.Flow, User: user, Run: spec.RunID, Step: spec.Step, Task: spec.TaskID, Attempt: spec.Attempt},
+	})
+	if err != nil {
+		return -1, err
+	}
+	if l.Started != nil {
+		l.Started(0)
+	}
+	say := func(format string, args ...any) {
+		if l.Line != nil {
+			l.Line(false, fmt.Sprintf(format, args...))
+		}
+	}
+	say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
+	st, err := e.wait(ctx, id, say)
+	if err != nil {
+		return -1, err
+	}
+	return e.collect(ctx, l, rs.TaskPrefix, flowPrefix, st)
+}
+
+// wait follows a job until it is done or ctx is cancelled (then the job is
+// terminated).
+func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)) (JobStatus, error) {
+	w := e.poll.add(id)
+	defer e.poll.remove(id)
+	last := StateSubmitted
+	for {
+		select {
+		case <-ctx.Done():
+			tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := e.c.Terminate(tctx, id, "metaflow: the task was cancelled")
+			cancel()
+			if err != nil {
+				say("Could not terminate Batch job %s: %v", id, err)
+			} else {
+				say("Batch job %s terminated.", id)
+			}
+			return JobStatus{}, ctx.Err()
+		case err := <-w.err:
+			tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_ = e.c.Terminate(tctx, id, "metaflow: the engine lost track of the job")
+			cancel()
+			return JobStatus{}, fmt.Errorf("follow Batch job %s (terminated): %w", id, err)
+		case st := <-w.st:
+			if st.Status != last {
+				say("Batch job %s is %s.", id, st.Status)
+				last = st.Status
+			}
+			if st.Status.Done() {
+				return st, nil
+			}
+		}
+	}
+}
+
+// collect puts a finished job's logs, result and staged artifacts where a
+// local task leaves them and returns the task's exit code.
+func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, taskPrefix, flowPrefix string, st JobStatus) (int, error) {
+	var rec exitRecord
+	b, err := e.s3.GetBytes(ctx, e.bucket, taskPrefix+"/_exit.json")
+	haveExit := err == nil
+	if err != nil && !errors.Is(err, errNotFound) {
+		return -1, err
+	}
+	if haveExit {
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return -1, fmt.Errorf("job %s: bad exit record: %v", st.ID, err)
+		}
+	}
+	// Logs: the task runner's copies, else CloudWatch.
+	gotLogs := false
+	for _, s := range []struct {
+		name, local string
+		stderr      bool
+	}{{"stdout", l.StdoutPath, false}, {"stderr", l.StderrPath, true}} {
+		if err := e.s3.GetFile(ctx, e.bucket, taskPrefix+"/"+s.name+".log", s.local); err != nil {
+			continue
+		}
+		gotLogs = true
+		if l.Line != nil {
+			if data, err := os.ReadFile(s.local); err == nil && len(data) > 0 {
+				for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+					l.Line(s.stderr, line)
+				}
+			}
+		}
+	}
+	if !gotLogs {
+		lines, err := e.c.LogTail(ctx, st.LogStream, 200)
+		if err == nil && len(lines) > 0 {
+			_ = os.MkdirAll(filepath.Dir(l.StderrPath), 0o755)
+			_ = os.WriteFile(l.StderrPath, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+			for _, line := range lines {
+				if l.Line != nil {
+					l.Line(true, line)
+				}
+			}
+		}
+	}
+	if !haveExit {
+		why := st.StatusReason
+		if st.Reason != "" {
+			why = strings.TrimSpace(why + " " + st.Reason)
+		}
+		if why == "" {
+			why = "the container did not run the task (see the log lines above)"
+		}
+		return -1, fmt.Errorf("Batch job %s %s: %s", st.ID, strings.ToLower(string(st.Status)), why)
+	}
+	out := l.Spec.OutputDir
+	if rec.ExitCode != 0 {
+		_ = e.s3.GetFile(ctx, e.bucket, taskPrefix+"/_error.txt", filepath.Join(out, "_error.txt"))
+		return rec.ExitCode, nil
+	}
+	if err := e.s3.GetFile(ctx, e.bucket, taskPrefix+"/_result.mpk", filepath.Join(out, "_result.mpk")); err != nil {
+		return -1, fmt.Errorf("job %s: task result: %w", st.ID, err)
+	}
+	ob, err := e.s3.GetBytes(ctx, e.bucket, taskPrefix+"/_outputs.json")
+	if err != nil {
+		return -1, fmt.Errorf("job %s: list of artifacts: %w", st.ID, err)
+	}
+	var outputs map[string]string
+	if err := json.Unmarshal(ob, &outputs); err != nil {
+		return -1, fmt.Errorf("job %s: list of artifacts: %v", st.ID, err)
+	}
+	for name, sha := range outputs {
+		if err := e.s3.GetFile(ctx, e.bucket, dataKey(flowPrefix, sha), filepath.Join(out, name+".mpk")); err != nil {
+			return -1, fmt.Errorf("job %s: artifact %s: %w", st.ID, name, err)
+		}
+	}
+	return 0, nil
+}
+
+// poller describes every job in flight with one DescribeJobs per 100 jobs
+// per interval, shared by all running tasks.
+type poller struct {
+	c        *Client
+	interval time.Duration
+
+	mu      sync.Mutex
+	watch   map[string]*watcher
+	running bool
+}
+
+// watcher receives the latest status of one job, or an error when
+// DescribeJobs has failed for maxPollFailures intervals in a row.
+type watcher struct {
+	st  chan JobStatus
+	err chan error
+}
+
+const maxPollFailures = 60
+
+func (p *poller) add(id string) *watcher {
+	w := &watcher{st: make(chan JobStatus, 1), err: make(chan error, 1)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.watch[id] = w
+	if !p.running {
+		p.running = true
+		go p.loop()
+	}
+	return w
+}
+
+func (p *poller) remove(id string) {
+	p.mu.Lock()
+	delete(p.watch, id)
+	p.mu.Unlock()
+}
+
+func (p *poller) loop() {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	failures := 0
+	for range t.C {
+		p.mu.Lock()
+		ids := make([]string, 0, len(p.watch))
+		for id := range p.watch {
+			ids = append(ids, id)
+		}
+		if len(ids) == 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		st, err := p.c.Describe(ctx, ids)
+		cancel()
+		if err != nil {
+			// Transient, most likely: the next tick tries again.
+			if failures++; failures >= maxPollFailures {
+				p.mu.Lock()
+				for _, w := range p.watch {
+					select {
+					case w.err <- err:
+					default:
+					}
+				}
+				p.mu.Unlock()
+				failures = 0
+			}
+			continue
+		}
+		failures = 0
+		p.mu.Lock()
+		for id, s := range st {
+			if w, ok := p.watch[id]; ok {
+				select { // keep only the latest status
+				case <-w.st:
+				default:
+				}
+				w.st <- s
+			}
+		}
+		p.mu.Unlock()
+	}
+}

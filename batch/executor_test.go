@@ -1,0 +1,270 @@
+//go:build linux
+
+package batch
+
+// The Batch executor end to end against the "live" moto_server: a flow whose
+// start step has the batch decorator runs start as a Batch job (a docker
+// container of the local base-R image running `metaflow-engine task-runner`,
+// which reaches moto's S3 on 127.0.0.1) and end as a local Rscript.
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/graph"
+	"github.com/metaflow-r/metaflow/engine/scheduler"
+	"github.com/metaflow-r/metaflow/shim"
+)
+
+// ensureImage builds the test image when it is absent (~70 s, once).
+func ensureImage(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker is not installed; skipping the Batch executor test")
+	}
+	if exec.Command("docker", "image", "inspect", testImage).Run() == nil {
+		return
+	}
+	t.Logf("building %s with tests/batch/build-image.sh (about 70 s, once)", testImage)
+	out, err := exec.Command("bash", "../tests/batch/build-image.sh").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build %s: %v\n%s", testImage, err, out)
+	}
+}
+
+// createBucket makes an S3 bucket in the emulator (a signed PUT /bucket).
+func createBucket(t *testing.T, s *s3Store, bucket string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, s.endpoint+"/"+bucket, nil)
+	creds, _ := s.cfg.Credentials.Retrieve(context.Background())
+	req.Header.Set("X-Amz-Content-Sha256", emptyHash())
+	if err := s.signer.SignHTTP(context.Background(), creds, req, emptyHash(), "s3", s.region(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("create bucket: %s", resp.Status)
+	}
+}
+
+// codeBundle serializes step functions the way run() does.
+func codeBundle(t *testing.T, functions string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "code.rds")
+	expr := `writeBin(serialize(list(functions = list(` + functions + `), globals = list(), packages = character()), NULL), "` + path + `")`
+	script := filepath.Join(dir, "code.R")
+	if err := os.WriteFile(script, []byte(expr+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("Rscript", script).CombinedOutput(); err != nil {
+		t.Fatalf("make code bundle: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// testExecutor is a Batch executor on the live emulator, with a fresh
+// queue, a bucket and a static engine for the jobs.
+func testExecutor(t *testing.T) (*fixture, *Executor, *shim.Local) {
+	t.Helper()
+	if _, err := exec.LookPath("Rscript"); err != nil {
+		t.Skip("Rscript is not installed")
+	}
+	f := newFixture(t, true)
+	ensureImage(t)
+	// A static engine for the jobs (the build cache makes later builds a link).
+	engine := filepath.Join(t.TempDir(), "metaflow-engine")
+	cmd := exec.Command("go", "build", "-o", engine, "./cmd/metaflow-engine")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the engine: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { waitJobsGone(t) })
+	bucket := strings.ToLower(f.name("mf-exec"))
+	exe, err := NewExecutor(f.ctx, Config{
+		Queue: f.queue, Image: testImage, S3Root: "s3://" + bucket + "/metaflow", EngineBinary: engine,
+		PollInterval: 200 * time.Millisecond,
+		// What METAFLOW_BATCH_JOB_ENV carries under moto: the emulator's
+		// endpoint and dummy credentials different from the submitter's.
+		JobEnv: map[string]string{
+			"AWS_ENDPOINT_URL": emu.live, "AWS_ACCESS_KEY_ID": "job", "AWS_SECRET_ACCESS_KEY": "job-secret",
+			"AWS_REGION": "us-east-1",
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createBucket(t, exe.s3, bucket)
+	local, err := shim.NewLocal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { local.Close() })
+	return f, exe, local
+}
+
+func TestEmuExecutorRunsStepOnBatch(t *testing.T) {
+	f, exe, local := testExecutor(t)
+	g, err := graph.New("ExecFlowR", []graph.Step{
+		{Name: "start", Next: []string{"work"}, Foreach: "xs",
+			Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"cpu": "1", "memory": "512"}}}},
+		{Name: "work", Next: []string{"join"}},
+		{Name: "join", Next: []string{"end"}, Join: true},
+		{Name: "end"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := codeBundle(t, `
+		start = function(self) { self$xs <- c(2, 3); self$where <- Sys.getenv("AWS_BATCH_JOB_ID"); cat("hello from the container\n") },
+		work = function(self) { self$sq <- self$input^2 },
+		join = function(self, inputs) { self$total <- sum(sapply(inputs, function(i) i$sq)); self$where <- inputs[[1]]$where },
+		end = function(self) { cat("total is:", self$total, "job", nzchar(self$where), "\n") }`)
+	root := t.TempDir()
+	var mu sync.Mutex
+	var lines []string
+	r := &scheduler.Run{
+		Graph: g, Store: datastore.NewLocal(filepath.Join(root, ".metaflow")), Exec: local, Batch: exe, Code: code,
+		Opts: scheduler.Options{MaxWorkers: 4, MaxNumSplits: 10, User: "tester", Workdir: root, Rscript: "Rscript"},
+		Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
+	}
+	if err := r.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	err = r.Execute(f.ctx)
+	all := strings.Join(lines, "\n")
+	if err != nil {
+		t.Fatalf("run failed: %v\n%s", err, all)
+	}
+	t.Logf("console:\n%s", all)
+	for _, want := range []string{"/start/1 (pid 0)] Batch job ", "is RUNNING.", "is SUCCEEDED.", "hello from the container", "total is: 13 job TRUE"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("console lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "/work/2 (pid 0)") {
+		t.Errorf("work ran on Batch:\n%s", all)
+	}
+	// The datastore holds start's artifacts and its log, as for a local task.
+	st := datastore.NewLocal(filepath.Join(root, ".metaflow"))
+	arts, err := st.GetArtifacts("ExecFlowR", r.RunID(), "start", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"xs", "where"} {
+		if _, ok := arts[n]; !ok {
+			t.Errorf("start has no artifact %s: %v", n, arts)
+		}
+	}
+	logb, _ := os.ReadFile(st.LogPath("ExecFlowR", r.RunID(), "start", "1", 0, "stdout"))
+	if !bytes.Contains(logb, []byte("hello from the container")) {
+		t.Errorf("start's stdout log: %q", logb)
+	}
+	// A failing step: its error message comes back from the container.
+	g2, _ := graph.New("FailFlowR", []graph.Step{
+		{Name: "start", Next: []string{"end"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
+		{Name: "end"},
+	})
+	r2 := &scheduler.Run{
+		Graph: g2, Store: datastore.NewLocal(filepath.Join(root, ".metaflow")), Exec: local, Batch: exe,
+		Code: codeBundle(t, `start = function(self) stop("boom in the container"), end = function(self) NULL`),
+		Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester", Workdir: root, Rscript: "Rscript"},
+		Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
+	}
+	if err := r2.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	err = r2.Execute(f.ctx)
+	if err == nil || !strings.Contains(err.Error(), "boom in the container") {
+		t.Errorf("failing step: %v", err)
+	}
+}
+
+// Cancelling a run (Ctrl-C) terminates its Batch jobs.
+func TestEmuExecutorCancelTerminatesJob(t *testing.T) {
+	f, exe, local := testExecutor(t)
+	g, _ := graph.New("SleepFlowR", []graph.Step{
+		{Name: "start", Next: []string{"end"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
+		{Name: "end"},
+	})
+	root := t.TempDir()
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	ids := make(chan string, 1)
+	r := &scheduler.Run{
+		Graph: g, Store: datastore.NewLocal(filepath.Join(root, ".metaflow")), Exec: local, Batch: exe,
+		Code: codeBundle(t, `start = function(self) Sys.sleep(120), end = function(self) NULL`),
+		Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester", Workdir: root, Rscript: "Rscript"},
+		Emit: func(ev scheduler.Event) {
+			if i := strings.Index(ev.Line, "] Batch job "); i >= 0 && strings.HasSuffix(ev.Line, " is RUNNING.") {
+				ids <- strings.Fields(ev.Line[i+len("] Batch job "):])[0]
+				cancel()
+			}
+		},
+	}
+	if err := r.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	err := r.Execute(ctx)
+	if !scheduler.IsInterrupted(err) {
+		t.Fatalf("run: %v, want interrupted", err)
+	}
+	if d := time.Since(t0); d > 60*time.Second {
+		t.Errorf("cancel took %s", d)
+	}
+	id := <-ids
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := exe.Client().Describe(f.ctx, []string{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[id].Status == StateFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s is %s 20 s after the run was cancelled", id, st[id].Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitJobsGone waits until moto has removed the containers of this file's
+// Batch jobs (named mf-<flow>-...), so stopping moto leaves none behind.
+func waitJobsGone(t *testing.T) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left := 0
+		for _, flow := range []string{"ExecFlowR", "FailFlowR", "SleepFlowR"} {
+			out, _ := exec.Command("docker", "ps", "-aq", "--filter", "name=^mf-"+flow+"-").Output()
+			left += len(strings.Fields(string(out)))
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d Batch job containers still exist 30 s after the test", left)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,151 @@
+# AWS Batch end to end against moto_server: the batch decorator on one step
+# (BigSumFlowR: start in a container, end locally) and --with batch on a
+# small foreach. moto runs each job as a docker container of the local
+# base-R image (tests/batch/build-image.sh, built here when absent) on the
+# host network, so jobs reach moto's S3 on 127.0.0.1. Skipped, with a
+# message, when docker or moto_server is missing.
+
+REPO_ROOT <- normalizePath(file.path(E2E_DIR, "..", ".."))
+BATCH_IMAGE <- "metaflow-r-test:bookworm"
+
+batch_skip_reason <- function() {
+  if (!nzchar(Sys.which("docker"))) return("docker is not installed")
+  if (!nzchar(Sys.which("moto_server"))) return("moto_server is not installed (pip install 'moto[server]')")
+  if (system2("docker", "info", stdout = FALSE, stderr = FALSE) != 0) return("docker is not running")
+  NULL
+}
+
+# Starts moto, builds the image if needed and creates queue and bucket once
+# for this file; moto is stopped when the file's tests are done.
+batch_state <- local({
+  state <- NULL
+  function() {
+    if (!is.null(state)) return(state)
+    why <- batch_skip_reason()
+    if (!is.null(why)) {
+      state <<- list(skip = paste("AWS Batch tests skipped:", why))
+      return(state)
+    }
+    if (system2("docker", c("image", "inspect", BATCH_IMAGE), stdout = FALSE, stderr = FALSE) != 0) {
+      message("test-batch: building ", BATCH_IMAGE, " (about 70 s, once)")
+      st <- system2("bash", file.path(REPO_ROOT, "tests/batch/build-image.sh"))
+      if (st != 0) stop("tests/batch/build-image.sh failed (exit status ", st, ")")
+    }
+    port <- free_port()
+    moto <- file.path(REPO_ROOT, "tests/batch/moto.sh")
+    if (py_system2("bash", c(moto, "start", port)) != 0) stop("could not start moto_server")
+    withr::defer({
+      # moto removes a job's container after marking it done; wait for that
+      # so stopping moto leaves no container behind.
+      wait_until(function() {
+        left <- unlist(lapply(c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR"), function(f) {
+          suppressWarnings(system2("docker", c("ps", "-aq", "--filter", paste0("name=^mf-", f, "-")),
+                                   stdout = TRUE))
+        }))
+        !length(left)
+      }, timeout = 30)
+      py_system2("bash", c(moto, "stop", port), stdout = FALSE)
+    }, testthat::teardown_env())
+    endpoint <- sprintf("http://127.0.0.1:%d", port)
+    st <- py_system2("python3", c(file.path(REPO_ROOT, "tests/batch/moto-setup.py"), endpoint,
+                               "metaflow-queue", "metaflow-e2e"))
+    if (st == 3) {
+      state <<- list(skip = "AWS Batch tests skipped: python3 has no boto3 (it comes with moto)")
+      return(state)
+    }
+    if (st != 0) stop("tests/batch/moto-setup.py failed (exit status ", st, ")")
+    job_env <- jsonlite::toJSON(list(
+      AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "job", AWS_SECRET_ACCESS_KEY = "job-secret",
+      AWS_REGION = "us-east-1"), auto_unbox = TRUE)
+    state <<- list(skip = NULL, env = c(
+      METAFLOW_BATCH_JOB_QUEUE = "metaflow-queue",
+      METAFLOW_DATASTORE_SYSROOT_S3 = "s3://metaflow-e2e/metaflow",
+      METAFLOW_BATCH_CONTAINER_IMAGE = BATCH_IMAGE,
+      METAFLOW_BATCH_JOB_ENV = as.character(job_env),
+      # The submitter (the engine) reaches moto the same way, with other keys.
+      AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
+      AWS_REGION = "us-east-1", AWS_CONFIG_FILE = "/dev/null", AWS_SHARED_CREDENTIALS_FILE = "/dev/null",
+      AWS_EC2_METADATA_DISABLED = "true"))
+    state
+  }
+})
+
+skip_without_batch <- function() {
+  st <- batch_state()
+  if (!is.null(st$skip)) testthat::skip(st$skip)
+  st$env
+}
+
+JOB_RE <- "[0-9a-f-]{36}"
+
+# Python tools run without R's LD_LIBRARY_PATH: with it, a Python built with
+# a shared libpython (pyenv) loads the system's libpython and misses its
+# own site-packages (moto).
+py_system2 <- function(cmd, args, ...) {
+  system2("env", c("-u", "LD_LIBRARY_PATH", cmd, args), ...)
+}
+
+# A console line of a task that ran as a Batch job (no local pid).
+batch_line_re <- function(run_id, step, text, task_id = "[0-9]+") {
+  sprintf("^%s \\[%s/%s/%s \\(pid 0\\)\\] %s$", TS_RE, run_id, step, task_id, text)
+}
+
+test_that("decorator(\"batch\") runs start as a Batch job and end locally", {
+  env <- skip_without_batch()
+  res <- run_flow("batchsumflow.R", "run", env = env, timeout = 240)
+  expect_exit(res, 0)
+  expect_line(res$stdout, batch_line_re(1, "start", sprintf(
+    "Batch job %s submitted to queue metaflow-queue \\(1 vCPU, 1000 MB memory, 0 GPU, image %s\\)\\.",
+    JOB_RE, BATCH_IMAGE), task_id = 1), res)
+  expect_line(res$stdout, batch_line_re(1, "start", sprintf("Batch job %s is RUNNING\\.", JOB_RE), 1), res)
+  expect_line(res$stdout, batch_line_re(1, "start", sprintf("Batch job %s is SUCCEEDED\\.", JOB_RE), 1), res)
+  expect_line(res$stdout, batch_line_re(1, "start", sprintf("start ran in job %s ", JOB_RE), 1), res)
+  expect_line(res$stderr, task_line_re(1, "end", "sum is: 800020000", task_id = 2), res)
+  expect_line(res$stderr, task_line_re(1, "end", "start's job was a Batch job", task_id = 2), res)
+  expect_line(res$stderr, task_line_re(1, "end", "end's job is local", task_id = 2), res)
+  expect_no_line(res$stdout, "\\[1/end/.*Batch job", res)
+  # The local datastore is the store of record: start's task, artifacts
+  # and log are there as for a local task.
+  expect_equal(task_meta(res$dir, "BigSumFlowR", "1", "start", "1")$status, "completed")
+  expect_true(all(c("sum", "job", "size") %in% names(task_artifacts(res$dir, "BigSumFlowR", "1", "start", "1"))))
+  log <- read_lines_safe(mf_path(res$dir, "BigSumFlowR", "1", "start", "1", "0.stdout"))
+  expect_true(any(grepl("start ran in job", log, fixed = TRUE)), info = paste(log, collapse = "\n"))
+  # The client API reads the artifact the container produced.
+  got <- run_cmd(res$dir, "Rscript", c("-e", paste(
+    "suppressMessages(library(metaflow));",
+    "cat(format(task_client$new('BigSumFlowR/1/start/1')$artifact('sum'), scientific = FALSE))")))
+  expect_equal(got$stdout, "800020000", info = describe_result(got))
+})
+
+test_that("--with batch runs every step of a foreach as Batch jobs", {
+  env <- skip_without_batch()
+  res <- run_flow("batchforeachflow.R", c("run", "--with", "batch:memory=512"), env = env, timeout = 300)
+  expect_exit(res, 0)
+  expect_line(res$stderr, batch_line_re(1, "end", "total is: 55"), res)
+  tl <- parse_task_lines(res$stdout)
+  submitted <- tl[grepl("^Batch job .* submitted to queue metaflow-queue \\(1 vCPU, 512 MB", tl$text), ]
+  # start, 5 splits, join, end: 8 jobs, one per task.
+  expect_equal(nrow(submitted), 8)
+  expect_setequal(unique(submitted$step), c("start", "work", "join", "end"))
+  for (i in 1:5) {
+    expect_line(res$stdout, batch_line_re(1, "work", sprintf("work %d squared is %d in a job: TRUE ", i, i^2)), res)
+  }
+  expect_equal(length(task_ids(res$dir, "BatchForeachFlowR", "1", "work")), 5)
+})
+
+test_that("a step failing in its Batch job fails the run with the step's error", {
+  env <- skip_without_batch()
+  dir <- new_workdir("batchfail")
+  writeLines(c(
+    "library(metaflow)",
+    "metaflow('BatchFailFlowR') %>%",
+    "  step(decorator('batch', memory = 512), step = 'start',",
+    "       r_function = function(self) stop('boom in the container'), next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) NULL) %>%",
+    "  run()"), file.path(dir, "flow.R"))
+  res <- run_flow(NULL, "run", env = env, workdir = dir, timeout = 240)
+  expect_failure_exit(res)
+  expect_line(res$stdout, batch_line_re(1, "start", sprintf("Batch job %s is FAILED\\.", JOB_RE), 1), res)
+  expect_output_match(res, "boom in the container", fixed = TRUE)
+  expect_equal(task_meta(dir, "BatchFailFlowR", "1", "start", "1")$status, "failed")
+})
