@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,7 +278,7 @@ func (r *Run) Killed() int {
 }
 
 func (r *Run) execute(ctx context.Context) error {
-	g, store, flow, runID := r.Graph, r.Store, r.Graph.Flow, r.meta.RunID
+	store, flow, runID := r.Store, r.Graph.Flow, r.meta.RunID
 	if err := store.PutCode(flow, runID, r.Code); err != nil {
 		return err
 	}
@@ -354,7 +353,6 @@ func (r *Run) execute(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
-	_ = g
 	r.say("Done!")
 	return nil
 }
@@ -493,13 +491,4 @@ func (r *Run) emit(stderr bool, line string) {
 	defer r.emitMu.Unlock()
 	// Steps may print bytes in any encoding; the console stream is UTF-8.
 	r.Emit(Event{Line: strings.ToValidUTF8(line, "\uFFFD"), Stderr: stderr})
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
