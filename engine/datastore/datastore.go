@@ -56,17 +56,34 @@ type Task struct {
 
 // Run is a run's metadata (_run.json).
 type Run struct {
-	Flow        string    `json:"flow"`
-	RunID       string    `json:"run_id"`
-	Status      string    `json:"status"`
-	User        string    `json:"user"`
-	Tags        []string  `json:"tags"`
-	Steps       []string  `json:"steps"`
-	Parameters  []string  `json:"parameters"`
-	OriginRunID string    `json:"origin_run_id,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	FinishedAt  time.Time `json:"finished_at,omitempty"`
+	Flow       string   `json:"flow"`
+	RunID      string   `json:"run_id"`
+	Status     string   `json:"status"`
+	User       string   `json:"user"`
+	Tags       []string `json:"tags"`
+	Steps      []string `json:"steps"`
+	Parameters []string `json:"parameters"`
+	// Graph records each step as run, decorators (resources, ...) included.
+	Graph       []StepMeta `json:"graph"`
+	OriginRunID string     `json:"origin_run_id,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	FinishedAt  time.Time  `json:"finished_at,omitempty"`
+}
+
+// StepMeta is one step of a run's graph.
+type StepMeta struct {
+	Name       string          `json:"name"`
+	Next       []string        `json:"next"`
+	Foreach    string          `json:"foreach,omitempty"`
+	Join       bool            `json:"join,omitempty"`
+	Decorators []DecoratorMeta `json:"decorators,omitempty"`
+}
+
+// DecoratorMeta is a decorator with its arguments as given.
+type DecoratorMeta struct {
+	Name string            `json:"name"`
+	Args map[string]string `json:"args,omitempty"`
 }
 
 // Store is implemented by the local folder datastore (and later S3).

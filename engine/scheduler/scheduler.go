@@ -154,6 +154,14 @@ func (r *Run) Prepare() error {
 		Flow: r.Graph.Flow, Status: datastore.StatusRunning, User: r.Opts.User,
 		Tags: r.Opts.Tags, Steps: r.Graph.Order, Parameters: names, CreatedAt: r.Now(),
 	}
+	for _, name := range r.Graph.Order {
+		st := r.Graph.Steps[name]
+		sm := datastore.StepMeta{Name: name, Next: st.Next, Foreach: st.Foreach, Join: st.Join}
+		for _, d := range st.Decorators {
+			sm.Decorators = append(sm.Decorators, datastore.DecoratorMeta{Name: d.Name, Args: d.Args})
+		}
+		r.meta.Graph = append(r.meta.Graph, sm)
+	}
 	if r.Opts.Resume {
 		if err := r.prepareResume(); err != nil {
 			return err

@@ -164,6 +164,9 @@ func TestForeachJoinRespectsMaxWorkers(t *testing.T) {
 	if run.Status != datastore.StatusCompleted {
 		t.Fatalf("run status %s", run.Status)
 	}
+	if len(run.Graph) != 4 || run.Graph[0].Name != "start" || run.Graph[0].Foreach != "params" || !run.Graph[2].Join {
+		t.Fatalf("graph not recorded: %+v", run.Graph)
+	}
 	if !strings.Contains(lines[len(lines)-1], "Done!") {
 		t.Fatalf("last line %q", lines[len(lines)-1])
 	}
