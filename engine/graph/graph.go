@@ -39,6 +39,8 @@ type Graph struct {
 
 var identRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // ValidName reports whether s can name a flow, step or parameter.
 func ValidName(s string) bool { return identRe.MatchString(s) }
 
@@ -222,7 +224,7 @@ var knownDecorators = map[string]map[string]string{
 	"retry":       {"times": "nonnegint", "minutes_between_retries": "nonnegnum"},
 	"catch":       {"var": "name", "print_exception": "bool"},
 	"timeout":     {"seconds": "nonnegnum", "minutes": "nonnegnum", "hours": "nonnegnum"},
-	"environment": {"vars": "any"},
+	"environment": {}, // arguments are variable names (R flattens vars = list(...))
 	// AWS Batch: the step runs as a Batch job of this size, in this queue
 	// and image (defaults from METAFLOW_BATCH_JOB_QUEUE and
 	// METAFLOW_BATCH_CONTAINER_IMAGE).
@@ -257,7 +259,13 @@ func validateDecorators(step string, ds []Decorator) error {
 		for _, k := range keys {
 			v := d.Args[k]
 			kind, ok := spec[k]
-			if !ok && !(d.Name == "environment") {
+			if d.Name == "environment" {
+				if !envNameRe.MatchString(k) {
+					return fmt.Errorf("%s: decorator \"environment\": %q is not a valid environment variable name", where, k)
+				}
+				continue
+			}
+			if !ok {
 				return fmt.Errorf("%s: decorator %q has no argument %q", where, d.Name, k)
 			}
 			if err := checkKind(kind, v); err != nil {

@@ -75,6 +75,7 @@ func TestInvalidGraphs(t *testing.T) {
 		{"batch fractional cpu", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"cpu": "1.5"}}}}, s("end")}, "cpu = \"1.5\": must be a whole number >= 1"},
 		{"batch unknown arg", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"cores": "2"}}}}, s("end")}, `has no argument "cores"`},
 		{"batch empty queue", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"queue": " "}}}}, s("end")}, "must be a non-empty name"},
+		{"bad env name", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "environment", Args: map[string]string{"A B": "1"}}}}, s("end")}, "not a valid environment variable name"},
 		{"foreach into join", []Step{{Name: "start", Next: []string{"j"}, Foreach: "xs"}, join("j", "end"), s("end")}, "goes straight to join step"},
 		{"foreach two next", []Step{{Name: "start", Next: []string{"a", "b"}, Foreach: "xs"}, s("a", "end"), s("b", "end"), s("end")}, "exactly one next_step"},
 	}

@@ -115,6 +115,16 @@ step <- function(flow, ..., step, r_function = NULL, next_step = NULL,
 decorator <- function(name, ..., .list = NULL) {
   check_string(name, "decorator name")
   args <- c(list(...), as.list(.list))
+  # Metaflow's form: decorator("environment", vars = list(KEY = "value")).
+  # Each variable travels as one argument named after it.
+  if (name == "environment" && !is.null(args$vars)) {
+    vars <- as.list(args$vars)
+    if (length(vars) && (is.null(names(vars)) || any(!nzchar(names(vars))))) {
+      stop("decorator 'environment': vars must be a named list, e.g. vars = list(KEY = \"value\")",
+           call. = FALSE)
+    }
+    args <- c(args[names(args) != "vars"], vars)
+  }
   if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
     stop("decorator '", name, "': all arguments must be named", call. = FALSE)
   }

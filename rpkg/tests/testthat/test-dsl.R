@@ -93,3 +93,9 @@ test_that("the msgpack codec from the task runtime is loaded", {
   expect_true(is.function(ns$mp_pack))
   expect_true(is.function(ns$mp_read))
 })
+
+test_that("environment vars = list(...) become one argument per variable", {
+  d <- decorator("environment", vars = list(A = "1", B = 2))
+  expect_equal(d$args, list(A = "1", B = 2))
+  expect_error(decorator("environment", vars = list("x")), "named list")
+})

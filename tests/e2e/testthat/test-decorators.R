@@ -75,3 +75,10 @@ test_that("a step over its timeout is killed and fails the run", {
   expect_equal(task_meta(res$dir, "TimeoutFlowR", "1", "slow", sid)$status, "failed")
   expect_equal(run_meta(res$dir, "TimeoutFlowR", "1")$status, "failed")
 })
+
+test_that("the environment decorator sets variables for its step only", {
+  res <- run_flow("envflow.R", "run")
+  expect_exit(res, 0)
+  expect_line(res$stdout, task_line_re(1, "start", "greeting is hello there ?"), res)
+  expect_line(res$stdout, task_line_re(1, "end", "greeting in end is \\[\\]"), res)
+})
