@@ -117,7 +117,7 @@ decorator <- function(name, ..., .list = NULL) {
   args <- c(list(...), as.list(.list))
   # Metaflow's form: decorator("environment", vars = list(KEY = "value")).
   # Each variable travels as one argument named after it.
-  if (name == "environment" && !is.null(args$vars)) {
+  if (name == "environment" && is.list(args$vars)) {
     vars <- as.list(args$vars)
     if (length(vars) && (is.null(names(vars)) || any(!nzchar(names(vars))))) {
       stop("decorator 'environment': vars must be a named list, e.g. vars = list(KEY = \"value\")",
