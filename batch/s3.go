@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,30 +15,68 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// s3Store is the little S3 client the Batch executor and the in-container
-// task runner need: PUT, GET, HEAD of single objects and presigned GET URLs,
-// signed with the SDK's SigV4 signer. (The module has no S3 SDK dependency;
-// objects are at most 5 GB, the limit of one PUT.)
+// s3Store is the S3 access the Batch executor and the in-container task
+// runner need: existence checks, uploads and downloads of single objects and
+// presigned GET URLs, all through aws-sdk-go-v2's S3 client. Files go through
+// the SDK's transfer manager: streamed from and to disk, and multipart (parts
+// of s3PartSize, several at a time) once larger than one part.
 //
-// Endpoint: AWS_ENDPOINT_URL_S3, else the SDK's base endpoint
-// (AWS_ENDPOINT_URL), both path-style; else https://BUCKET.s3.REGION.amazonaws.com.
+// Endpoint: the SDK's resolution (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL,
+// else AWS). Addressing is path-style (https://ENDPOINT/BUCKET/KEY), which
+// emulators such as moto need and AWS accepts.
 type s3Store struct {
+	client     *s3.Client
+	uploader   *manager.Uploader
+	downloader *manager.Downloader
+	presigner  *s3.PresignClient
+
+	// cfg, endpoint and signer are not used by the client above: the tests'
+	// createBucket (executor_test.go) signs its own PUT /bucket with them.
 	cfg      aws.Config
-	endpoint string // empty: AWS
+	endpoint string // AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; empty: AWS
 	signer   *v4.Signer
-	http     *http.Client
 }
+
+// s3PartSize is the part size of multipart transfers (S3's minimum is 5 MiB;
+// at most 10,000 parts make objects up to ~78 GiB).
+const s3PartSize = 8 << 20
 
 var errNotFound = errors.New("no such S3 object")
 
 func newS3(cfg aws.Config) *s3Store {
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = true
+		// Flexible checksums (CRC32 by default) only where S3 requires them,
+		// none of the operations used here. moto 5.2.1 returns no CRC
+		// checksums on GET, so "when supported" only makes the SDK log
+		// "Response has no supported checksum" / "Skipped validation of
+		// multipart checksum" on every download, into the task's stderr.
+		// Uploads then rest on SigV4's payload hash (plain http) or TLS
+		// (https), as before the SDK added flexible checksums.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
 	ep := os.Getenv("AWS_ENDPOINT_URL_S3")
 	if ep == "" && cfg.BaseEndpoint != nil {
 		ep = *cfg.BaseEndpoint
 	}
-	return &s3Store{cfg: cfg, endpoint: strings.TrimRight(ep, "/"), signer: v4.NewSigner(), http: &http.Client{Timeout: 30 * time.Minute}}
+	return &s3Store{
+		client: client,
+		uploader: manager.NewUploader(client, func(u *manager.Uploader) {
+			u.PartSize = s3PartSize
+		}),
+		downloader: manager.NewDownloader(client, func(d *manager.Downloader) {
+			d.PartSize = s3PartSize
+		}),
+		presigner: s3.NewPresignClient(client),
+		cfg:       cfg,
+		endpoint:  strings.TrimRight(ep, "/"),
+		signer:    v4.NewSigner(),
+	}
 }
 
 // parseS3URL splits s3://bucket/prefix into bucket and prefix (no slashes
@@ -57,18 +93,6 @@ func parseS3URL(s string) (bucket, prefix string, err error) {
 	return bucket, strings.Trim(prefix, "/"), nil
 }
 
-func (s *s3Store) objectURL(bucket, key string) string {
-	esc := (&url.URL{Path: "/" + key}).EscapedPath()
-	if s.endpoint != "" {
-		return s.endpoint + "/" + bucket + esc
-	}
-	region := s.cfg.Region
-	if region == "" {
-		region = "us-east-1"
-	}
-	return fmt.Sprintf("https://%s.s3.%s.amazonaws.com%s", bucket, region, esc)
-}
-
 func (s *s3Store) region() string {
 	if s.cfg.Region == "" {
 		return "us-east-1"
@@ -76,129 +100,86 @@ func (s *s3Store) region() string {
 	return s.cfg.Region
 }
 
-func (s *s3Store) do(ctx context.Context, method, bucket, key string, body io.ReadSeeker, size int64, payloadHash string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, s.objectURL(bucket, key), nil)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Body = io.NopCloser(body)
-		req.ContentLength = size
-		req.GetBody = func() (io.ReadCloser, error) {
-			if _, err := body.Seek(0, io.SeekStart); err != nil {
-				return nil, err
-			}
-			return io.NopCloser(body), nil
-		}
-	}
-	req.Header.Set("X-Amz-Content-Sha256", payloadHash)
-	creds, err := s.cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("AWS credentials: %w", err)
-	}
-	if err := s.signer.SignHTTP(ctx, creds, req, payloadHash, "s3", s.region(), time.Now()); err != nil {
-		return nil, fmt.Errorf("sign S3 request: %w", err)
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("S3 %s s3://%s/%s: %w", method, bucket, key, err)
-	}
-	return resp, nil
-}
-
 func emptyHash() string {
 	sum := sha256.Sum256(nil)
 	return hex.EncodeToString(sum[:])
 }
 
-func httpErr(resp *http.Response, method, bucket, key string) error {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-	if resp.StatusCode == http.StatusNotFound {
+// isNotFound reports whether err is an HTTP 404 from S3 (NoSuchKey,
+// NoSuchBucket, HEAD's NotFound).
+func isNotFound(err error) bool {
+	var re interface{ HTTPStatusCode() int }
+	return errors.As(err, &re) && re.HTTPStatusCode() == 404
+}
+
+// s3Err wraps an SDK error with the operation and object, as errNotFound
+// for a 404.
+func s3Err(op, bucket, key string, err error) error {
+	if isNotFound(err) {
 		return fmt.Errorf("s3://%s/%s: %w", bucket, key, errNotFound)
 	}
-	return fmt.Errorf("S3 %s s3://%s/%s: %s: %s", method, bucket, key, resp.Status, strings.TrimSpace(string(b)))
+	return fmt.Errorf("S3 %s s3://%s/%s: %w", op, bucket, key, err)
 }
 
 // Exists reports whether the object exists (HEAD).
 func (s *s3Store) Exists(ctx context.Context, bucket, key string) (bool, error) {
-	resp, err := s.do(ctx, http.MethodHead, bucket, key, nil, 0, emptyHash())
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
+	_, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	switch {
-	case resp.StatusCode == http.StatusOK:
+	case err == nil:
 		return true, nil
-	case resp.StatusCode == http.StatusNotFound:
+	case isNotFound(err):
 		return false, nil
 	}
-	return false, httpErr(resp, "HEAD", bucket, key)
+	return false, s3Err("HEAD", bucket, key, err)
 }
 
-// PutBytes uploads b.
+// PutBytes uploads b (a single PUT: these are small records).
 func (s *s3Store) PutBytes(ctx context.Context, bucket, key string, b []byte) error {
-	sum := sha256.Sum256(b)
-	resp, err := s.do(ctx, http.MethodPut, bucket, key, bytes.NewReader(b), int64(len(b)), hex.EncodeToString(sum[:]))
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key),
+		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	})
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return httpErr(resp, "PUT", bucket, key)
+		return s3Err("PUT", bucket, key, err)
 	}
 	return nil
 }
 
-// PutFile uploads a file; sha is its sha256 (hex) if known, else computed.
+// PutFile uploads a file, streamed from disk, multipart when larger than
+// one part. sha (its sha256, hex, or "") is not needed by the SDK, which
+// hashes what it sends itself; it is kept for the callers that know it.
 func (s *s3Store) PutFile(ctx context.Context, bucket, key, path, sha string) error {
+	_ = sha
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if sha == "" {
-		if sha, err = fileSHA(path); err != nil {
-			return err
-		}
-	}
-	resp, err := s.do(ctx, http.MethodPut, bucket, key, f, st.Size(), sha)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return httpErr(resp, "PUT", bucket, key)
+	// An *os.File is an io.ReaderAt and io.Seeker: the uploader reads each
+	// part as a section of the file instead of buffering it.
+	if _, err := s.uploader.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: f}); err != nil {
+		return s3Err("upload", bucket, key, err)
 	}
 	return nil
 }
 
 // GetBytes downloads an object into memory (errNotFound if absent).
 func (s *s3Store) GetBytes(ctx context.Context, bucket, key string) ([]byte, error) {
-	resp, err := s.do(ctx, http.MethodGet, bucket, key, nil, 0, emptyHash())
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if err != nil {
-		return nil, err
+		return nil, s3Err("GET", bucket, key, err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, httpErr(resp, "GET", bucket, key)
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("download s3://%s/%s: %w", bucket, key, err)
 	}
-	return io.ReadAll(resp.Body)
+	return b, nil
 }
 
-// GetFile downloads an object into path (via a temp file and rename).
+// GetFile downloads an object into path (via a temp file and rename),
+// in parts written straight to the file (errNotFound if absent).
 func (s *s3Store) GetFile(ctx context.Context, bucket, key, path string) error {
-	resp, err := s.do(ctx, http.MethodGet, bucket, key, nil, 0, emptyHash())
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return httpErr(resp, "GET", bucket, key)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -206,10 +187,10 @@ func (s *s3Store) GetFile(ctx context.Context, bucket, key, path string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(tmp, resp.Body); err != nil {
+	if _, err := s.downloader.Download(ctx, tmp, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return fmt.Errorf("download s3://%s/%s: %w", bucket, key, err)
+		return s3Err("GET", bucket, key, err)
 	}
 	if err := tmp.Close(); err != nil {
 		os.Remove(tmp.Name())
@@ -220,22 +201,12 @@ func (s *s3Store) GetFile(ctx context.Context, bucket, key, path string) error {
 
 // PresignGet returns a URL anyone can GET the object with until it expires.
 func (s *s3Store) PresignGet(ctx context.Context, bucket, key string, expires time.Duration) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.objectURL(bucket, key), nil)
-	if err != nil {
-		return "", err
-	}
-	q := req.URL.Query()
-	q.Set("X-Amz-Expires", fmt.Sprint(int(expires.Seconds())))
-	req.URL.RawQuery = q.Encode()
-	creds, err := s.cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		return "", fmt.Errorf("AWS credentials: %w", err)
-	}
-	u, _, err := s.signer.PresignHTTP(ctx, creds, req, "UNSIGNED-PAYLOAD", "s3", s.region(), time.Now())
+	req, err := s.presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)},
+		s3.WithPresignExpires(expires))
 	if err != nil {
 		return "", fmt.Errorf("presign s3://%s/%s: %w", bucket, key, err)
 	}
-	return u, nil
+	return req.URL, nil
 }
 
 func fileSHA(path string) (string, error) {

@@ -1,0 +1,153 @@
+//go:build linux
+
+package batch
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// testS3 is an s3Store on the frozen emulator with a fresh bucket.
+func testS3(t *testing.T) (*s3Store, string, context.Context) {
+	t.Helper()
+	if emu.skip != "" {
+		t.Skip(emu.skip)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newS3(cfg)
+	queueSeq.Lock()
+	queueSeq.n++
+	bucket := fmt.Sprintf("mf-s3-%s-%d", strings.ToLower(t.Name()), queueSeq.n)
+	queueSeq.Unlock()
+	if _, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	return s, bucket, ctx
+}
+
+func TestEmuS3SmallObjects(t *testing.T) {
+	s, bucket, ctx := testS3(t)
+	if ok, err := s.Exists(ctx, bucket, "a/b.json"); err != nil || ok {
+		t.Fatalf("Exists before PUT = %v, %v; want false, nil", ok, err)
+	}
+	if _, err := s.GetBytes(ctx, bucket, "a/b.json"); !errors.Is(err, errNotFound) {
+		t.Fatalf("GetBytes of a missing object: %v; want errNotFound", err)
+	}
+	if err := s.GetFile(ctx, bucket, "a/b.json", filepath.Join(t.TempDir(), "x")); !errors.Is(err, errNotFound) {
+		t.Fatalf("GetFile of a missing object: %v; want errNotFound", err)
+	}
+	want := []byte(`{"exit": 0}`)
+	if err := s.PutBytes(ctx, bucket, "a/b.json", want); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Exists(ctx, bucket, "a/b.json"); err != nil || !ok {
+		t.Fatalf("Exists after PUT = %v, %v; want true, nil", ok, err)
+	}
+	got, err := s.GetBytes(ctx, bucket, "a/b.json")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("GetBytes = %q, %v; want %q", got, err, want)
+	}
+	// An empty file and a key needing escapes.
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutFile(ctx, bucket, "odd key/ü+x=1.log", empty, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GetFile(ctx, bucket, "odd key/ü+x=1.log", filepath.Join(dir, "sub", "got")); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "sub", "got")); err != nil || st.Size() != 0 {
+		t.Fatalf("downloaded empty file: %v, %v", st, err)
+	}
+	// A presigned URL works without credentials.
+	u, err := s.PresignGet(ctx, bucket, "a/b.json", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(u, s.endpoint+"/"+bucket+"/a/b.json?") {
+		t.Errorf("presigned URL %s is not path-style on %s", u, s.endpoint)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("GET presigned URL: %s %q", resp.Status, body)
+	}
+}
+
+// TestEmuS3LargeFile sends a file of several parts through the multipart
+// upload and the ranged, parallel download, and checks every byte.
+func TestEmuS3LargeFile(t *testing.T) {
+	s, bucket, ctx := testS3(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "big")
+	want := make([]byte, 17<<20+12345) // > 16 MiB: 3 parts of s3PartSize
+	if _, err := rand.Read(want); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src, want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sha, err := fileSHA(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "data/" + sha
+	if err := s.PutFile(ctx, bucket, key, src, sha); err != nil {
+		t.Fatal(err)
+	}
+	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToInt64(head.ContentLength) != int64(len(want)) {
+		t.Errorf("object size %d, want %d", aws.ToInt64(head.ContentLength), len(want))
+	}
+	// A multipart object's ETag is "md5-of-part-md5s-N".
+	if etag := aws.ToString(head.ETag); !strings.HasSuffix(strings.Trim(etag, `"`), "-3") {
+		t.Errorf("ETag %s: not a 3-part multipart upload", etag)
+	}
+	dst := filepath.Join(dir, "out", "big")
+	if err := s.GetFile(ctx, bucket, key, dst); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("downloaded %d bytes differ from the %d uploaded", len(got), len(want))
+	}
+	if b, err := s.GetBytes(ctx, bucket, key); err != nil || !bytes.Equal(b, want) {
+		t.Fatalf("GetBytes of the large object: %d bytes, %v", len(b), err)
+	}
+	// No temp files left beside the download.
+	if ents, _ := os.ReadDir(filepath.Dir(dst)); len(ents) != 1 {
+		t.Errorf("download dir has %d entries, want 1", len(ents))
+	}
+}
