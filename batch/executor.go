@@ -471,7 +471,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		}
 	}
 	say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
-	st, err := e.wait(ctx, id, say)
+	st, err := e.wait(ctx, id, say, func(d time.Duration) string { return runnableWarning(id, queue, res, d) })
 	if err != nil {
 		return -1, err
 	}
@@ -480,12 +480,19 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 
 // wait follows a job until it is done or ctx is cancelled (then the job is
 // terminated).
-func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)) (JobStatus, error) {
+func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any), stuck func(time.Duration) string) (JobStatus, error) {
 	w := e.poll.add(id)
 	defer e.poll.remove(id)
 	last := StateSubmitted
+	rw := runnableWatch{after: runnableWarnAfter()}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
 	for {
 		select {
+		case now := <-tick.C:
+			if d, warn := rw.check(last, now); warn {
+				say("%s", stuck(d))
+			}
 		case <-ctx.Done():
 			tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			err := e.c.Terminate(tctx, id, "metaflow: the task was cancelled")
@@ -505,6 +512,9 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 			if st.Status != last {
 				say("Batch job %s is %s.", id, st.Status)
 				last = st.Status
+			}
+			if d, warn := rw.check(last, time.Now()); warn {
+				say("%s", stuck(d))
 			}
 			if st.Status.Done() {
 				return st, nil
@@ -676,4 +686,45 @@ func (p *poller) loop() {
 		}
 		p.mu.Unlock()
 	}
+}
+
+// runnableWatch tells, once, when a job has been RUNNABLE for too long.
+type runnableWatch struct {
+	after  time.Duration
+	since  time.Time
+	warned bool
+}
+
+func (w *runnableWatch) check(state State, now time.Time) (time.Duration, bool) {
+	if state != StateRunnable {
+		w.since = time.Time{}
+		return 0, false
+	}
+	if w.since.IsZero() {
+		w.since = now
+	}
+	d := now.Sub(w.since)
+	if w.warned || d < w.after {
+		return d, false
+	}
+	w.warned = true
+	return d, true
+}
+
+// runnableWarnAfter is METAFLOW_BATCH_RUNNABLE_WARNING (seconds), default 5 minutes.
+func runnableWarnAfter() time.Duration {
+	if v, err := strconv.Atoi(os.Getenv("METAFLOW_BATCH_RUNNABLE_WARNING")); err == nil && v > 0 {
+		return time.Duration(v) * time.Second
+	}
+	return 5 * time.Minute
+}
+
+// runnableWarning explains why a job may be stuck. CheckQueue already refused
+// requests no compute environment could ever run, so what is left is capacity.
+func runnableWarning(id, queue string, res Resources, d time.Duration) string {
+	return fmt.Sprintf("Batch job %s has been RUNNABLE for %s: it asks for %s, which the compute "+
+		"environments of queue %s can run in principle, so they are likely at their maxvCpus, "+
+		"still scaling up, or unable to get instances of that size (check their state, "+
+		"maxvCpus, instance types and service limits, or ask for less with resources())",
+		id, d.Round(time.Second), res, queue)
 }
