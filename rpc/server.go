@@ -30,6 +30,9 @@ type Server struct {
 	// NewBatch makes the AWS Batch executor the first time a run needs it
 	// (nil: Batch is not available in this engine).
 	NewBatch func() (scheduler.Executor, error)
+	// NewBatchJobs gives the BatchJobs RPC a Batch client and the job queue
+	// to look in (nil: Batch is not available in this engine).
+	NewBatchJobs func() (BatchJobsClient, string, error)
 	// OnShutdown is called (once) when a client asks an embedded engine to stop.
 	OnShutdown func()
 

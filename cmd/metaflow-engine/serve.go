@@ -75,6 +75,20 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 				defer cancel()
 				return batch.NewExecutor(ctx, cfg)
 			}
+			// batch list|kill: the same configuration, read at each call.
+			srv.NewBatchJobs = func() (rpc.BatchJobsClient, string, error) {
+				cfg, err := batch.ConfigFromEnv()
+				if err != nil {
+					return nil, "", err
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				c, err := batch.New(ctx, batch.Options{JobRoleARN: cfg.JobRole})
+				if err != nil {
+					return nil, "", err
+				}
+				return c, cfg.Queue, nil
+			}
 			gs := rpc.NewGRPCServer(srv, token)
 			stop := make(chan struct{}, 1)
 			stopOnce := func() {

@@ -1658,6 +1658,278 @@ func (*ShutdownResponse) Descriptor() ([]byte, []int) {
 	return file_engine_proto_rawDescGZIP(), []int{23}
 }
 
+// Selects the jobs of one flow: those of run_id (empty: the latest run in
+// the datastore) by user, or with all_runs those of every run by user.
+// Jobs of other flows or other users are never selected.
+type BatchJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Flow          string                 `protobuf:"bytes,1,opt,name=flow,proto3" json:"flow,omitempty"`
+	DatastoreRoot string                 `protobuf:"bytes,2,opt,name=datastore_root,json=datastoreRoot,proto3" json:"datastore_root,omitempty"`
+	RunId         string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Required: the user whose jobs are selected.
+	User string `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	// Every run of the flow by user (run_id must be empty).
+	AllRuns bool `protobuf:"varint,5,opt,name=all_runs,json=allRuns,proto3" json:"all_runs,omitempty"`
+	// Terminate the selected jobs.
+	Kill          bool `protobuf:"varint,6,opt,name=kill,proto3" json:"kill,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchJobsRequest) Reset() {
+	*x = BatchJobsRequest{}
+	mi := &file_engine_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchJobsRequest) ProtoMessage() {}
+
+func (x *BatchJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchJobsRequest.ProtoReflect.Descriptor instead.
+func (*BatchJobsRequest) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *BatchJobsRequest) GetFlow() string {
+	if x != nil {
+		return x.Flow
+	}
+	return ""
+}
+
+func (x *BatchJobsRequest) GetDatastoreRoot() string {
+	if x != nil {
+		return x.DatastoreRoot
+	}
+	return ""
+}
+
+func (x *BatchJobsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *BatchJobsRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *BatchJobsRequest) GetAllRuns() bool {
+	if x != nil {
+		return x.AllRuns
+	}
+	return false
+}
+
+func (x *BatchJobsRequest) GetKill() bool {
+	if x != nil {
+		return x.Kill
+	}
+	return false
+}
+
+type BatchJob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// SUBMITTED, PENDING, RUNNABLE, STARTING or RUNNING (when listed).
+	Status  string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	RunId   string `protobuf:"bytes,4,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Step    string `protobuf:"bytes,5,opt,name=step,proto3" json:"step,omitempty"`
+	TaskId  string `protobuf:"bytes,6,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	User    string `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	Attempt int32  `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// With kill: why terminating this job failed (empty: terminated).
+	Error         string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchJob) Reset() {
+	*x = BatchJob{}
+	mi := &file_engine_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchJob) ProtoMessage() {}
+
+func (x *BatchJob) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchJob.ProtoReflect.Descriptor instead.
+func (*BatchJob) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *BatchJob) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *BatchJob) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BatchJob) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *BatchJob) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *BatchJob) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *BatchJob) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *BatchJob) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *BatchJob) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *BatchJob) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type BatchJobsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first.
+	Jobs []*BatchJob `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// With kill: how many jobs were terminated.
+	Killed int32 `protobuf:"varint,2,opt,name=killed,proto3" json:"killed,omitempty"`
+	// The run the jobs were selected for (the latest run when none was given;
+	// empty with all_runs).
+	RunId         string `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Queue         string `protobuf:"bytes,4,opt,name=queue,proto3" json:"queue,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchJobsResponse) Reset() {
+	*x = BatchJobsResponse{}
+	mi := &file_engine_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchJobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchJobsResponse) ProtoMessage() {}
+
+func (x *BatchJobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchJobsResponse.ProtoReflect.Descriptor instead.
+func (*BatchJobsResponse) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *BatchJobsResponse) GetJobs() []*BatchJob {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+func (x *BatchJobsResponse) GetKilled() int32 {
+	if x != nil {
+		return x.Killed
+	}
+	return 0
+}
+
+func (x *BatchJobsResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *BatchJobsResponse) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
 var File_engine_proto protoreflect.FileDescriptor
 
 const file_engine_proto_rawDesc = "" +
@@ -1794,7 +2066,29 @@ const file_engine_proto_rawDesc = "" +
 	"\x04step\x18\x04 \x01(\tR\x04step\x12\x17\n" +
 	"\atask_id\x18\x05 \x01(\tR\x06taskId\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse2\xa0\x04\n" +
+	"\x10ShutdownResponse\"\xa7\x01\n" +
+	"\x10BatchJobsRequest\x12\x12\n" +
+	"\x04flow\x18\x01 \x01(\tR\x04flow\x12%\n" +
+	"\x0edatastore_root\x18\x02 \x01(\tR\rdatastoreRoot\x12\x15\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12\x19\n" +
+	"\ball_runs\x18\x05 \x01(\bR\aallRuns\x12\x12\n" +
+	"\x04kill\x18\x06 \x01(\bR\x04kill\"\xd5\x01\n" +
+	"\bBatchJob\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x15\n" +
+	"\x06run_id\x18\x04 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\tR\x04step\x12\x17\n" +
+	"\atask_id\x18\x06 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04user\x18\a \x01(\tR\x04user\x12\x18\n" +
+	"\aattempt\x18\b \x01(\x05R\aattempt\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\"\x83\x01\n" +
+	"\x11BatchJobsResponse\x12)\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x15.metaflow.v1.BatchJobR\x04jobs\x12\x16\n" +
+	"\x06killed\x18\x02 \x01(\x05R\x06killed\x12\x15\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x14\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue2\xec\x04\n" +
 	"\x06Engine\x12B\n" +
 	"\bValidate\x12\x17.metaflow.v1.RunRequest\x1a\x1d.metaflow.v1.ValidateResponse\x12<\n" +
 	"\bStartRun\x12\x17.metaflow.v1.RunRequest\x1a\x15.metaflow.v1.RunEvent0\x01\x12J\n" +
@@ -1803,7 +2097,8 @@ const file_engine_proto_rawDesc = "" +
 	"\bListRuns\x12\x1c.metaflow.v1.ListRunsRequest\x1a\x1d.metaflow.v1.ListRunsResponse\x12:\n" +
 	"\x06GetRun\x12\x1a.metaflow.v1.GetRunRequest\x1a\x14.metaflow.v1.RunInfo\x12=\n" +
 	"\aGetTask\x12\x1b.metaflow.v1.GetTaskRequest\x1a\x15.metaflow.v1.TaskInfo\x12G\n" +
-	"\bShutdown\x12\x1c.metaflow.v1.ShutdownRequest\x1a\x1d.metaflow.v1.ShutdownResponseB/Z-github.com/metaflow-r/metaflow/proto/enginepbb\x06proto3"
+	"\bShutdown\x12\x1c.metaflow.v1.ShutdownRequest\x1a\x1d.metaflow.v1.ShutdownResponse\x12J\n" +
+	"\tBatchJobs\x12\x1d.metaflow.v1.BatchJobsRequest\x1a\x1e.metaflow.v1.BatchJobsResponseB/Z-github.com/metaflow-r/metaflow/proto/enginepbb\x06proto3"
 
 var (
 	file_engine_proto_rawDescOnce sync.Once
@@ -1818,7 +2113,7 @@ func file_engine_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_engine_proto_goTypes = []any{
 	(RunEvent_Kind)(0),        // 0: metaflow.v1.RunEvent.Kind
 	(*Arg)(nil),               // 1: metaflow.v1.Arg
@@ -1845,6 +2140,9 @@ var file_engine_proto_goTypes = []any{
 	(*GetTaskRequest)(nil),    // 22: metaflow.v1.GetTaskRequest
 	(*ShutdownRequest)(nil),   // 23: metaflow.v1.ShutdownRequest
 	(*ShutdownResponse)(nil),  // 24: metaflow.v1.ShutdownResponse
+	(*BatchJobsRequest)(nil),  // 25: metaflow.v1.BatchJobsRequest
+	(*BatchJob)(nil),          // 26: metaflow.v1.BatchJob
+	(*BatchJobsResponse)(nil), // 27: metaflow.v1.BatchJobsResponse
 }
 var file_engine_proto_depIdxs = []int32{
 	1,  // 0: metaflow.v1.Decorator.args:type_name -> metaflow.v1.Arg
@@ -1860,27 +2158,30 @@ var file_engine_proto_depIdxs = []int32{
 	17, // 10: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
 	18, // 11: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
 	19, // 12: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
-	7,  // 13: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
-	7,  // 14: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
-	10, // 15: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
-	12, // 16: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
-	15, // 17: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
-	21, // 18: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
-	22, // 19: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
-	23, // 20: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
-	8,  // 21: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
-	9,  // 22: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
-	11, // 23: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
-	14, // 24: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
-	20, // 25: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
-	19, // 26: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
-	17, // 27: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
-	24, // 28: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	26, // 13: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
+	7,  // 14: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
+	7,  // 15: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
+	10, // 16: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
+	12, // 17: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
+	15, // 18: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
+	21, // 19: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
+	22, // 20: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
+	23, // 21: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
+	25, // 22: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
+	8,  // 23: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
+	9,  // 24: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
+	11, // 25: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
+	14, // 26: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
+	20, // 27: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
+	19, // 28: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
+	17, // 29: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
+	24, // 30: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
+	27, // 31: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
+	23, // [23:32] is the sub-list for method output_type
+	14, // [14:23] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_engine_proto_init() }
@@ -1894,7 +2195,7 @@ func file_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_proto_rawDesc), len(file_engine_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	Engine_GetRun_FullMethodName    = "/metaflow.v1.Engine/GetRun"
 	Engine_GetTask_FullMethodName   = "/metaflow.v1.Engine/GetTask"
 	Engine_Shutdown_FullMethodName  = "/metaflow.v1.Engine/Shutdown"
+	Engine_BatchJobs_FullMethodName = "/metaflow.v1.Engine/BatchJobs"
 )
 
 // EngineClient is the client API for Engine service.
@@ -55,6 +56,9 @@ type EngineClient interface {
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*TaskInfo, error)
 	// Shutdown stops an engine (only the embedded engine honours it).
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
+	// BatchJobs lists (and with kill, terminates) the unfinished AWS Batch
+	// jobs of one flow in the configured job queue (batch list|kill).
+	BatchJobs(ctx context.Context, in *BatchJobsRequest, opts ...grpc.CallOption) (*BatchJobsResponse, error)
 }
 
 type engineClient struct {
@@ -154,6 +158,16 @@ func (c *engineClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts .
 	return out, nil
 }
 
+func (c *engineClient) BatchJobs(ctx context.Context, in *BatchJobsRequest, opts ...grpc.CallOption) (*BatchJobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchJobsResponse)
+	err := c.cc.Invoke(ctx, Engine_BatchJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EngineServer is the server API for Engine service.
 // All implementations must embed UnimplementedEngineServer
 // for forward compatibility.
@@ -175,6 +189,9 @@ type EngineServer interface {
 	GetTask(context.Context, *GetTaskRequest) (*TaskInfo, error)
 	// Shutdown stops an engine (only the embedded engine honours it).
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	// BatchJobs lists (and with kill, terminates) the unfinished AWS Batch
+	// jobs of one flow in the configured job queue (batch list|kill).
+	BatchJobs(context.Context, *BatchJobsRequest) (*BatchJobsResponse, error)
 	mustEmbedUnimplementedEngineServer()
 }
 
@@ -208,6 +225,9 @@ func (UnimplementedEngineServer) GetTask(context.Context, *GetTaskRequest) (*Tas
 }
 func (UnimplementedEngineServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
+}
+func (UnimplementedEngineServer) BatchJobs(context.Context, *BatchJobsRequest) (*BatchJobsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchJobs not implemented")
 }
 func (UnimplementedEngineServer) mustEmbedUnimplementedEngineServer() {}
 func (UnimplementedEngineServer) testEmbeddedByValue()                {}
@@ -367,6 +387,24 @@ func _Engine_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_BatchJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).BatchJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_BatchJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).BatchJobs(ctx, req.(*BatchJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Engine_ServiceDesc is the grpc.ServiceDesc for Engine service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -401,6 +439,10 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Shutdown",
 			Handler:    _Engine_Shutdown_Handler,
+		},
+		{
+			MethodName: "BatchJobs",
+			Handler:    _Engine_BatchJobs_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

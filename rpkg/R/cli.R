@@ -15,18 +15,37 @@ command_options <- list(
   resume = c("max-workers", "max-num-splits", "tag", "with", "origin-run-id", "param"),
   show = c("max-workers", "max-num-splits", "tag", "with", "param"),
   logs = character(0),
-  help = character(0)
+  help = character(0),
+  batch = c("my-runs", "run-id", "user")
 )
 
-batch_unavailable <- function() {
-  stop("batch list and batch kill are not available in this version: ",
-       "list or stop jobs with the AWS console or CLI", call. = FALSE)
-}
+# batch list|kill: what to do with the AWS Batch jobs of the flow.
+batch_actions <- c("list", "kill")
 
 new_run_options <- function() {
   list(command = NULL, max_workers = NULL, max_num_splits = NULL, tags = NULL,
        with = list(), resume_step = NULL, origin_run_id = NULL, logs = NULL,
-       params = list())
+       params = list(), batch_action = NULL, my_runs = NULL, run_id = NULL,
+       batch_user = NULL)
+}
+
+check_run_id <- function(v, label) {
+  if (is.numeric(v) && length(v) == 1 && !is.na(v) && v >= 0 && v == trunc(v)) {
+    v <- format(v, scientific = FALSE)
+  }
+  if (!is.character(v) || length(v) != 1 || is.na(v) || !grepl("^[0-9]+$", v)) {
+    shown <- if (is.atomic(v) && length(v) == 1) as.character(v) else deparse1(v)
+    stop("invalid value '", shown, "' for ", label, ": expected a run id such as 15",
+         call. = FALSE)
+  }
+  v
+}
+
+check_batch_user <- function(v, label) {
+  if (!is.character(v) || length(v) != 1 || is.na(v) || !nzchar(v)) {
+    stop(label, " must be a user name", call. = FALSE)
+  }
+  v
 }
 
 norm_flag <- function(x) gsub("_", "-", x, fixed = TRUE)
@@ -98,6 +117,9 @@ parse_cli <- function(args, params = list(), default_command = "run") {
   i <- 1L
   n <- length(args)
   cmd_label <- function() if (is.null(out$command)) default_command else out$command
+  # --my-runs, --run-id and --user belong to batch; for other commands they
+  # may be flow parameters.
+  batch_opts <- function() identical(cmd_label(), "batch")
   take_value <- function(flag, inline) {
     if (!is.null(inline)) return(inline)
     if (i >= n || startsWith(args[i + 1L], "--")) {
@@ -123,6 +145,13 @@ parse_cli <- function(args, params = list(), default_command = "run") {
         out$with[[length(out$with) + 1]] <- parse_with_spec(take_value(flag, inline))
       } else if (opt == "origin-run-id") {
         out$origin_run_id <- take_value(flag, inline)
+      } else if (opt == "my-runs" && batch_opts()) {
+        if (!is.null(inline)) stop("option --my-runs takes no value; see --help", call. = FALSE)
+        out$my_runs <- TRUE
+      } else if (opt == "run-id" && batch_opts()) {
+        out$run_id <- check_run_id(take_value(flag, inline), "--run-id")
+      } else if (opt == "user" && batch_opts()) {
+        out$batch_user <- check_batch_user(take_value(flag, inline), "--user")
       } else if (!is.null(p <- find_parameter(params, key))) {
         opt <- "param"
         value <- NULL
@@ -149,8 +178,6 @@ parse_cli <- function(args, params = list(), default_command = "run") {
     } else if (is.null(out$command) && !length(positional) && a %in% run_commands) {
       out$command <- a
       if (a == "help") return(out)
-      # batch list|kill ... is refused before its own options are looked at.
-      if (a == "batch") batch_unavailable()
     } else {
       positional <- c(positional, a)
     }
@@ -165,6 +192,12 @@ parse_cli <- function(args, params = list(), default_command = "run") {
     out$logs <- positional
   } else if (command == "logs") {
     stop("logs needs one argument, RUN/STEP or RUN/STEP/TASK; see --help", call. = FALSE)
+  } else if (command == "batch" && length(positional) == 1 && positional %in% batch_actions) {
+    out$batch_action <- positional
+  } else if (command == "batch" && length(positional) <= 1) {
+    stop("batch needs list or kill (batch list, batch kill)",
+         if (length(positional)) paste0(", got '", positional, "'"), "; see --help",
+         call. = FALSE)
   } else if (length(positional)) {
     stop("unexpected argument '", positional[length(positional)], "' for '", command,
          "'; see --help", call. = FALSE)
@@ -174,7 +207,20 @@ parse_cli <- function(args, params = list(), default_command = "run") {
       stop("unknown option '", flag, "' for '", command, "'; see --help", call. = FALSE)
     }
   }
+  check_batch_options(out, "--")
   out
+}
+
+# Like Metaflow: --my-runs excludes --user and --run-id.
+check_batch_options <- function(o, prefix) {
+  flag <- function(x) if (prefix == "--") paste0("--", norm_flag(x)) else x
+  if (isTRUE(o$my_runs) && !is.null(o$batch_user)) {
+    stop(flag("my_runs"), " and ", flag("user"), " are mutually exclusive", call. = FALSE)
+  }
+  if (isTRUE(o$my_runs) && !is.null(o$run_id)) {
+    stop(flag("my_runs"), " and ", flag("run_id"), " are mutually exclusive", call. = FALSE)
+  }
+  invisible(o)
 }
 
 #' Parse the arguments given to run() in R
@@ -187,12 +233,15 @@ parse_r_args <- function(args, params = list()) {
   }
   is_true <- function(x) isTRUE(x)
   commands <- character(0)
-  # batch first: run(batch = "kill", run_id = "456") must say it is unavailable.
+  # batch = "list"/"kill" is a command whose options are my_runs, run_id and
+  # user; batch = TRUE is --with batch.
   b <- args[["batch"]]
-  if (!is.null(b) && !is.logical(b)) batch_unavailable()
-  if (!is.null(b) && (length(b) != 1 || is.na(b))) {
-    stop("batch must be TRUE or FALSE", call. = FALSE)
+  if (!is.null(b) && (length(b) != 1 || is.na(b) ||
+                      !(is.logical(b) || (is.character(b) && b %in% batch_actions)))) {
+    stop("batch must be TRUE or FALSE (run on AWS Batch), or \"list\" or \"kill\"",
+         call. = FALSE)
   }
+  is_batch_command <- is.character(b)
   for (name in names(args)) {
     v <- args[[name]]
     switch(name,
@@ -232,9 +281,30 @@ parse_r_args <- function(args, params = list()) {
       show = if (is_true(v)) commands <- c(commands, "show"),
       help = if (is_true(v)) commands <- c(commands, "help"),
       # run(batch = TRUE) is --with batch.
-      batch = if (isTRUE(v)) out$with[[length(out$with) + 1]] <- decorator("batch"),
+      batch = if (isTRUE(v)) {
+        out$with[[length(out$with) + 1]] <- decorator("batch")
+      } else if (is.character(v)) {
+        commands <- c(commands, "batch")
+        out$batch_action <- v
+      },
       {
         p <- find_parameter(params, name)
+        if (is_batch_command && name %in% c("my_runs", "run_id", "user")) {
+          switch(name,
+            my_runs = {
+              if (!is.logical(v) || length(v) != 1 || is.na(v)) {
+                stop("my_runs must be TRUE or FALSE", call. = FALSE)
+              }
+              if (v) out$my_runs <- TRUE
+            },
+            run_id = out$run_id <- check_run_id(v, "run_id"),
+            user = out$batch_user <- check_batch_user(v, "user"))
+          next
+        }
+        if (is.null(p) && name %in% c("my_runs", "run_id", "user")) {
+          stop(name, " only applies to run(batch = \"list\") and run(batch = \"kill\")",
+               call. = FALSE)
+        }
         if (is.null(p)) {
           stop("unknown argument '", name, "' for run(): not a run option nor a ",
                "parameter of the flow; see run(help = TRUE)", call. = FALSE)
@@ -245,13 +315,15 @@ parse_r_args <- function(args, params = list()) {
   }
   if ("help" %in% commands) commands <- "help"
   if (length(commands) > 1) {
-    stop("run(): use only one of resume, logs, show and help", call. = FALSE)
+    stop("run(): use only one of resume, logs, show, batch = \"list\"|\"kill\" and help",
+         call. = FALSE)
   }
   if (length(commands)) out$command <- commands
   if (!is.null(out$origin_run_id) && !identical(out$command, "resume")) {
     stop("origin_run_id only applies when resuming: run(resume = TRUE, origin_run_id = ...)",
          call. = FALSE)
   }
+  check_batch_options(out, "")
   out
 }
 
@@ -265,8 +337,13 @@ merge_run_options <- function(r, cli) {
     out$resume_step <- NULL
     out$origin_run_id <- NULL
     out$logs <- NULL
+    out$batch_action <- NULL
+    out$my_runs <- NULL
+    out$run_id <- NULL
+    out$batch_user <- NULL
   }
-  for (k in c("max_workers", "max_num_splits", "resume_step", "origin_run_id", "logs")) {
+  for (k in c("max_workers", "max_num_splits", "resume_step", "origin_run_id", "logs",
+              "batch_action", "my_runs", "run_id", "batch_user")) {
     if (!is.null(cli[[k]])) out[[k]] <- cli[[k]]
   }
   out$tags <- unique(c(r$tags, cli$tags))
@@ -364,6 +441,10 @@ help_text <- function(flow = NULL) {
     "                          runs again.",
     "  logs RUN/STEP[/TASK]    Print the stdout and stderr of the tasks of a step.",
     "  show                    Print the steps of the flow.",
+    "  batch list|kill         List (or kill) the unfinished AWS Batch jobs of the latest",
+    "                          run of this flow; --my-runs: of all your runs of it,",
+    "                          --run-id ID: of that run, --user NAME: of all runs of",
+    "                          the flow by NAME.",
     "  help                    Print this help (also --help, -h).",
     "",
     "Options of run and resume:",
@@ -397,10 +478,12 @@ help_text <- function(flow = NULL) {
     "  run(with = c(\"retry\", \"timeout:seconds=30\"))  run(NAME = VALUE)",
     "  run(resume = TRUE)  run(resume = \"STEP\", origin_run_id = \"15\")",
     "  run(logs = \"15/end\")  run(show = TRUE)  run(help = TRUE)",
+    "  run(batch = \"list\")  run(batch = \"kill\", my_runs = TRUE)",
+    "  run(batch = \"kill\", run_id = \"456\")  run(batch = \"list\", user = \"savin\")",
     "Under Rscript, command-line arguments take precedence over those of run().",
     "",
     "AWS Batch: --with batch or decorator(\"batch\", cpu =, memory =, gpu =, queue =,",
     "image =) on a step; configure METAFLOW_BATCH_JOB_QUEUE and",
-    "METAFLOW_DATASTORE_SYSROOT_S3. batch list|kill are not available in this version.",
+    "METAFLOW_DATASTORE_SYSROOT_S3. batch list|kill look in METAFLOW_BATCH_JOB_QUEUE.",
     "")
 }

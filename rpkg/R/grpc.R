@@ -14,7 +14,8 @@ grpc_methods <- list(
   ListRuns = c("ListRunsRequest", "ListRunsResponse"),
   GetRun = c("GetRunRequest", "RunInfo"),
   GetTask = c("GetTaskRequest", "TaskInfo"),
-  Shutdown = c("ShutdownRequest", "ShutdownResponse")
+  Shutdown = c("ShutdownRequest", "ShutdownResponse"),
+  BatchJobs = c("BatchJobsRequest", "BatchJobsResponse")
 )
 
 grpc_frame <- function(msg) {

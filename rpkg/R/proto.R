@@ -74,7 +74,18 @@ proto_schemas <- list(
                         pf("flow", 2, "string"), pf("run_id", 3, "string"),
                         pf("step", 4, "string"), pf("task_id", 5, "string")),
   ShutdownRequest = list(),
-  ShutdownResponse = list()
+  ShutdownResponse = list(),
+  BatchJobsRequest = list(pf("flow", 1, "string"), pf("datastore_root", 2, "string"),
+                          pf("run_id", 3, "string"), pf("user", 4, "string"),
+                          pf("all_runs", 5, "bool"), pf("kill", 6, "bool")),
+  BatchJob = list(pf("job_id", 1, "string"), pf("name", 2, "string"),
+                  pf("status", 3, "string"), pf("run_id", 4, "string"),
+                  pf("step", 5, "string"), pf("task_id", 6, "string"),
+                  pf("user", 7, "string"), pf("attempt", 8, "int32"),
+                  pf("error", 9, "string")),
+  BatchJobsResponse = list(pf("jobs", 1, "message", TRUE, "BatchJob"),
+                           pf("killed", 2, "int32"), pf("run_id", 3, "string"),
+                           pf("queue", 4, "string"))
 )
 
 # RunEvent.Kind

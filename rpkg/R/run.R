@@ -30,7 +30,14 @@
 #' as an AWS Batch job, \code{decorator("batch", cpu =, memory =, gpu =,
 #' queue =, image =)} one step (configuration: \code{METAFLOW_BATCH_JOB_QUEUE},
 #' \code{METAFLOW_DATASTORE_SYSROOT_S3}, see docs/batch.md).
-#' \code{batch list} and \code{batch kill} are not available in this version.
+#' \code{batch list} / \code{run(batch = "list")} lists the unfinished Batch
+#' jobs of the latest run of the flow (in \code{METAFLOW_BATCH_JOB_QUEUE});
+#' \code{batch kill} / \code{run(batch = "kill")} terminates them. Options:
+#' \code{--my-runs} / \code{my_runs = TRUE} (all your runs of the flow),
+#' \code{--run-id ID} / \code{run_id = "ID"} (one run),
+#' \code{--user NAME} / \code{user = "NAME"} (all runs of the flow by NAME).
+#' Only jobs of this flow, and of the current user unless another is named,
+#' are ever listed or killed.
 #'
 #' The flow is executed by the metaflow engine: the one at
 #' \code{METAFLOW_ENGINE_ADDRESS} (\code{unix:///path} or \code{host:port},
@@ -78,6 +85,7 @@ run_main <- function(flow, r_args, cli_args, interactive) {
   switch(opts$command,
     logs = show_logs(flow, opts$logs),
     show = show_flow(flow, opts),
+    batch = batch_jobs(flow, opts),
     run = , resume = run_flow(flow, opts, interactive)
   )
 }
@@ -249,6 +257,65 @@ show_logs <- function(flow, pathspec) {
     }
   }
   invisible(NULL)
+}
+
+# ---- batch list / batch kill -----------------------------------------------
+
+# The BatchJobs request for the options: the latest run (the engine finds it
+# in the datastore), --run-id, or every run (--my-runs, --user), always of
+# one user: the current one unless --user names another.
+batch_jobs_request <- function(flow, opts) {
+  check_batch_options(opts, "--")
+  user <- if (!is.null(opts$batch_user)) opts$batch_user else current_user()
+  all_runs <- is.null(opts$run_id) && (isTRUE(opts$my_runs) || !is.null(opts$batch_user))
+  list(flow = flow$name, datastore_root = datastore_root(),
+       run_id = if (is.null(opts$run_id)) "" else opts$run_id, user = user,
+       all_runs = all_runs, kill = identical(opts$batch_action, "kill"))
+}
+
+# Lines for a BatchJobs response, in the spirit of Metaflow's batch list|kill.
+format_batch_jobs <- function(flow_name, req, res) {
+  scope <- if (req$all_runs) {
+    sprintf("flow %s, runs of user %s", flow_name, req$user)
+  } else {
+    sprintf("flow %s run %s", flow_name, res$run_id)
+  }
+  jobs <- res$jobs
+  if (!length(jobs)) return(list(out = sprintf("No running AWS Batch jobs for %s.", scope),
+                                 err = character(0)))
+  what <- function(j) sprintf("%s (step %s, task %s, run %s%s)", j$job_id, j$step, j$task_id,
+                              j$run_id, if (j$attempt > 0) sprintf(", attempt %d", j$attempt) else "")
+  out <- character(0)
+  err <- character(0)
+  if (!req$kill) {
+    for (j in jobs) out <- c(out, sprintf("Job %s is %s", what(j), j$status))
+    out <- c(out, sprintf("%d running AWS Batch job%s for %s.", length(jobs),
+                          if (length(jobs) == 1) "" else "s", scope))
+  } else {
+    for (j in jobs) {
+      if (nzchar(j$error)) {
+        err <- c(err, sprintf("Could not kill job %s: %s", what(j), j$error))
+      } else {
+        out <- c(out, sprintf("Killing job %s (was %s)", what(j), j$status))
+      }
+    }
+    out <- c(out, sprintf("Killed %d AWS Batch job%s of %s.", res$killed,
+                          if (res$killed == 1) "" else "s", scope))
+  }
+  list(out = out, err = err)
+}
+
+batch_jobs <- function(flow, opts) {
+  req <- batch_jobs_request(flow, opts)
+  res <- with_engine(function(conn) grpc_unary(conn, "BatchJobs", req, timeout = 300))
+  lines <- format_batch_jobs(flow$name, req, res)
+  for (l in lines$out) console_line(l, FALSE)
+  for (l in lines$err) console_line(l, TRUE)
+  if (length(lines$err)) {
+    stop(sprintf("could not kill %d of %d AWS Batch jobs", length(lines$err), length(res$jobs)),
+         call. = FALSE)
+  }
+  invisible(res)
 }
 
 # ---- show ------------------------------------------------------------------

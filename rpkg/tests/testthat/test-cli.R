@@ -105,7 +105,7 @@ test_that("resume, logs, show and help are parsed", {
   }
 })
 
-test_that("--with batch and run(batch = TRUE) ask for AWS Batch; batch list|kill are refused", {
+test_that("--with batch and run(batch = TRUE) ask for AWS Batch", {
   expect_equal(cli("run", "--with", "batch")$with[[1]]$name, "batch")
   d <- cli("run", "--with", "batch:cpu=4,queue=q")$with[[1]]
   expect_equal(d$name, "batch")
@@ -115,13 +115,131 @@ test_that("--with batch and run(batch = TRUE) ask for AWS Batch; batch list|kill
   expect_equal(vapply(parse_r_args(list(with = c("retry", "batch")), params)$with, `[[`, "", "name"),
                c("retry", "batch"))
   expect_error(parse_r_args(list(batch = NA), params), "batch must be TRUE or FALSE", fixed = TRUE)
-  msg <- "batch list and batch kill are not available in this version"
-  expect_error(cli("batch", "list"), msg, fixed = TRUE)
-  expect_error(cli("batch", "kill", "--my-runs"), msg, fixed = TRUE)
-  expect_error(cli("batch", "kill", "--run-id", "456"), msg, fixed = TRUE)
-  expect_error(parse_r_args(list(batch = "list", my_runs = TRUE), params), msg, fixed = TRUE)
-  expect_error(parse_r_args(list(batch = "kill", run_id = "456"), params), msg, fixed = TRUE)
-  # A parameter whose name starts with "batch" is just a parameter.
+})
+
+test_that("batch list|kill and their options are parsed on the command line", {
+  o <- cli("batch", "list")
+  expect_equal(c(o$command, o$batch_action), c("batch", "list"))
+  expect_null(o$my_runs)
+  expect_null(o$run_id)
+  expect_null(o$batch_user)
+  o <- cli("batch", "kill", "--my-runs")
+  expect_equal(o$batch_action, "kill")
+  expect_true(o$my_runs)
+  expect_equal(cli("batch", "kill", "--run-id", "456")$run_id, "456")
+  expect_equal(cli("batch", "kill", "--run-id=456")$run_id, "456")
+  expect_equal(cli("batch", "list", "--user", "savin")$batch_user, "savin")
+  # Options may come before the action.
+  o <- cli("batch", "--user", "savin", "--run-id", "3", "kill")
+  expect_equal(c(o$batch_action, o$batch_user, o$run_id), c("kill", "savin", "3"))
+  expect_error(cli("batch"), "batch needs list or kill", fixed = TRUE)
+  expect_error(cli("batch", "stop"), "batch needs list or kill (batch list, batch kill), got 'stop'",
+               fixed = TRUE)
+  expect_error(cli("batch", "list", "extra"), "unexpected argument 'extra' for 'batch'", fixed = TRUE)
+  expect_error(cli("batch", "kill", "--run-id", "abc"),
+               "invalid value 'abc' for --run-id: expected a run id", fixed = TRUE)
+  expect_error(cli("batch", "kill", "--run-id"), "option --run-id needs a value", fixed = TRUE)
+  expect_error(cli("batch", "kill", "--my-runs=yes"), "--my-runs takes no value", fixed = TRUE)
+  expect_error(cli("batch", "kill", "--my-runs", "--user", "x"),
+               "--my-runs and --user are mutually exclusive", fixed = TRUE)
+  expect_error(cli("batch", "kill", "--my-runs", "--run-id", "4"),
+               "--my-runs and --run-id are mutually exclusive", fixed = TRUE)
+  expect_error(cli("batch", "list", "--max-workers", "2"),
+               "unknown option '--max-workers' for 'batch'", fixed = TRUE)
+  # The batch options belong to batch only.
+  expect_error(cli("run", "--my-runs"), "unknown option '--my-runs' for 'run'", fixed = TRUE)
+  expect_error(cli("run", "--run-id", "3"), "unknown option '--run-id' for 'run'", fixed = TRUE)
+})
+
+test_that("run(batch = \"list\"|\"kill\") and its options are parsed in R", {
+  r <- parse_r_args(list(batch = "list"), params)
+  expect_equal(c(r$command, r$batch_action), c("batch", "list"))
+  expect_length(r$with, 0)
+  r <- parse_r_args(list(batch = "kill", my_runs = TRUE), params)
+  expect_equal(r$batch_action, "kill")
+  expect_true(r$my_runs)
+  expect_equal(parse_r_args(list(batch = "kill", run_id = "456"), params)$run_id, "456")
+  expect_equal(parse_r_args(list(batch = "kill", run_id = 456), params)$run_id, "456")
+  expect_equal(parse_r_args(list(batch = "kill", user = "savin"), params)$batch_user, "savin")
+  expect_null(parse_r_args(list(batch = "list", my_runs = FALSE), params)$my_runs)
+  expect_error(parse_r_args(list(batch = "stop"), params),
+               "batch must be TRUE or FALSE (run on AWS Batch), or \"list\" or \"kill\"", fixed = TRUE)
+  expect_error(parse_r_args(list(batch = "kill", run_id = "x1"), params),
+               "invalid value 'x1' for run_id", fixed = TRUE)
+  expect_error(parse_r_args(list(batch = "kill", my_runs = TRUE, user = "u"), params),
+               "my_runs and user are mutually exclusive", fixed = TRUE)
+  expect_error(parse_r_args(list(batch = "kill", my_runs = TRUE, run_id = "3"), params),
+               "my_runs and run_id are mutually exclusive", fixed = TRUE)
+  expect_error(parse_r_args(list(batch = "list", user = ""), params), "user must be a user name",
+               fixed = TRUE)
+  expect_error(parse_r_args(list(run_id = "3"), params),
+               "run_id only applies to run(batch = \"list\")", fixed = TRUE)
+  expect_error(parse_r_args(list(batch = "list", show = TRUE), params), "only one of")
+  # A flow parameter named user stays a parameter outside batch list|kill.
+  f <- metaflow("F") %>% parameter("user", default = "x")
+  expect_equal(parse_r_args(list(user = "y"), f$parameters)$params$user$value, "y")
+  expect_equal(parse_cli(c("run", "--user", "y"), f$parameters)$params$user$value, "y")
+  expect_equal(parse_cli(c("batch", "list", "--user", "y"), f$parameters)$batch_user, "y")
+  # The command line wins; a different command drops the R batch options.
+  o <- opts(c("batch", "kill"), list(batch = "list", run_id = "3"))
+  expect_equal(c(o$command, o$batch_action, o$run_id), c("batch", "kill", "3"))
+  o <- opts("--my-runs", list(batch = "list"))
+  expect_equal(o$command, "batch")
+  expect_true(o$my_runs)
+  o <- opts("show", list(batch = "kill", user = "u"))
+  expect_equal(o$command, "show")
+  expect_null(o$batch_user)
+})
+
+test_that("batch list|kill requests select the latest run, a run or a user's runs", {
+  f <- metaflow("BatchListFlowR")
+  withr::local_envvar(METAFLOW_USER = "alice")
+  req <- function(...) batch_jobs_request(f, opts(c(...)))
+  r <- req("batch", "list")
+  expect_equal(r[c("flow", "run_id", "user", "all_runs", "kill")],
+               list(flow = "BatchListFlowR", run_id = "", user = "alice", all_runs = FALSE, kill = FALSE))
+  r <- req("batch", "kill", "--my-runs")
+  expect_equal(r[c("run_id", "user", "all_runs", "kill")],
+               list(run_id = "", user = "alice", all_runs = TRUE, kill = TRUE))
+  r <- req("batch", "kill", "--run-id", "456")
+  expect_equal(r[c("run_id", "user", "all_runs")], list(run_id = "456", user = "alice", all_runs = FALSE))
+  r <- req("batch", "kill", "--user", "savin")
+  expect_equal(r[c("run_id", "user", "all_runs")], list(run_id = "", user = "savin", all_runs = TRUE))
+  r <- req("batch", "list", "--user", "savin", "--run-id", "7")
+  expect_equal(r[c("run_id", "user", "all_runs")], list(run_id = "7", user = "savin", all_runs = FALSE))
+  expect_true(startsWith(r$datastore_root, "/"))
+  # The request encodes as the engine expects.
+  expect_identical(proto_decode(proto_encode(r, "BatchJobsRequest"), "BatchJobsRequest")[names(r)], r)
+})
+
+test_that("batch list|kill print one line per job and a summary", {
+  job <- function(id, step, task, run, status = "RUNNING", attempt = 0L, error = "") {
+    list(job_id = id, name = "", status = status, run_id = run, step = step, task_id = task,
+         user = "alice", attempt = attempt, error = error)
+  }
+  req <- list(all_runs = FALSE, kill = FALSE, user = "alice")
+  res <- list(jobs = list(job("1234-abcd", "start", "1", "15"),
+                          job("5678-ef", "work", "3", "15", "RUNNABLE", attempt = 1L)),
+              killed = 0L, run_id = "15")
+  expect_equal(format_batch_jobs("F", req, res)$out, c(
+    "Job 1234-abcd (step start, task 1, run 15) is RUNNING",
+    "Job 5678-ef (step work, task 3, run 15, attempt 1) is RUNNABLE",
+    "2 running AWS Batch jobs for flow F run 15."))
+  expect_equal(format_batch_jobs("F", req, list(jobs = list(), killed = 0L, run_id = "15"))$out,
+               "No running AWS Batch jobs for flow F run 15.")
+  req$all_runs <- TRUE
+  expect_equal(format_batch_jobs("F", req, list(jobs = list(), killed = 0L, run_id = ""))$out,
+               "No running AWS Batch jobs for flow F, runs of user alice.")
+  req$kill <- TRUE
+  res$jobs[[2]]$error <- "terminate job 5678-ef: denied"
+  res$killed <- 1L
+  got <- format_batch_jobs("F", req, res)
+  expect_equal(got$out, c("Killing job 1234-abcd (step start, task 1, run 15) (was RUNNING)",
+                          "Killed 1 AWS Batch job of flow F, runs of user alice."))
+  expect_equal(got$err, "Could not kill job 5678-ef (step work, task 3, run 15, attempt 1): terminate job 5678-ef: denied")
+})
+
+test_that("a parameter whose name starts with batch is just a parameter", {
   f <- metaflow("F") %>% parameter("batch_size", default = 8L)
   r <- parse_r_args(list(batch_size = 32L), f$parameters)
   expect_identical(r$params$batch_size$value, 32L)

@@ -192,3 +192,35 @@ test_that("encoding errors are clear", {
   expect_error(proto_encode(list(user = c("a", "b")), "RunOptions"), "must be a single value")
   expect_error(proto_encode(list(), "Nope"), "unknown protobuf message type")
 })
+
+test_that("BatchJobsRequest encodes like protoc and BatchJobsResponse decodes protoc's bytes", {
+  req <- list(flow = "BigSumFlowR", datastore_root = "/tmp/.metaflow", run_id = "15",
+              user = "savin", all_runs = FALSE, kill = TRUE)
+  expect_identical(proto_encode(req, "BatchJobsRequest"), protoc("encode", "BatchJobsRequest",
+    'flow: "BigSumFlowR" datastore_root: "/tmp/.metaflow" run_id: "15" user: "savin" kill: true'))
+  req <- list(flow = "F", datastore_root = "/d", user = "s\u00e9bastien", all_runs = TRUE)
+  expect_identical(proto_encode(req, "BatchJobsRequest"), protoc("encode", "BatchJobsRequest",
+    'flow: "F" datastore_root: "/d" user: "s\\303\\251bastien" all_runs: true'))
+  txt <- c('jobs { job_id: "1234-abcd" name: "mf-F-savin-15-start-1-0" status: "RUNNING"',
+           '       run_id: "15" step: "start" task_id: "1" user: "savin" }',
+           'jobs { job_id: "5678" status: "SUBMITTED" run_id: "15" step: "work" task_id: "3"',
+           '       user: "savin" attempt: 2 error: "terminate job 5678: denied" }',
+           'killed: 1 run_id: "15" queue: "metaflow-queue"')
+  bytes <- protoc("encode", "BatchJobsResponse", txt)
+  res <- proto_decode(bytes, "BatchJobsResponse")
+  expect_identical(res$killed, 1L)
+  expect_equal(res$run_id, "15")
+  expect_equal(res$queue, "metaflow-queue")
+  expect_length(res$jobs, 2)
+  expect_equal(res$jobs[[1]]$name, "mf-F-savin-15-start-1-0")
+  expect_identical(res$jobs[[1]]$attempt, 0L)
+  expect_equal(res$jobs[[1]]$error, "")
+  expect_identical(res$jobs[[2]]$attempt, 2L)
+  expect_equal(res$jobs[[2]]$error, "terminate job 5678: denied")
+  expect_equal(res$jobs[[2]]$name, "")
+  # And back: R's encoding of the decoded response is protoc's.
+  expect_identical(proto_encode(res, "BatchJobsResponse"), bytes)
+  empty <- proto_decode(raw(0), "BatchJobsResponse")
+  expect_length(empty$jobs, 0)
+  expect_identical(empty$killed, 0L)
+})

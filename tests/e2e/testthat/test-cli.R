@@ -1,4 +1,4 @@
-# 14. show, --help, and AWS Batch refusals (not configured; batch list|kill).
+# 14. show, --help, and AWS Batch refusals (not configured: --with batch, batch list|kill).
 
 test_that("show prints the graph and runs nothing", {
   res <- run_flow("branchflow.R", "show")
@@ -47,10 +47,10 @@ test_that("--with batch without a Batch configuration says what to set and start
   expect_no_datastore(res)
 })
 
-test_that("batch list and batch kill say they are not available", {
+test_that("batch list and batch kill without a Batch configuration say what to set", {
   for (cmd in c("list", "kill")) {
     res <- run_flow("linearflow.R", c("batch", cmd))
-    expect_one_line_error(res, "not available", fixed = TRUE)
+    expect_one_line_error(res, "AWS Batch is not configured: set METAFLOW_BATCH_JOB_QUEUE", fixed = TRUE)
     expect_no_datastore(res)
   }
 })
