@@ -50,18 +50,23 @@ type Config struct {
 	PollInterval time.Duration
 }
 
-// ConfigFromEnv reads the configuration from the environment. It fails,
+// ConfigFromEnv reads the configuration from the environment and Metaflow's
+// config file (see settings). It fails,
 // naming the variable, when the queue or the S3 root is missing.
 func ConfigFromEnv() (Config, error) {
-	c := Config{
-		Queue:        os.Getenv("METAFLOW_BATCH_JOB_QUEUE"),
-		Image:        os.Getenv("METAFLOW_BATCH_CONTAINER_IMAGE"),
-		Registry:     os.Getenv("METAFLOW_BATCH_CONTAINER_REGISTRY"),
-		S3Root:       os.Getenv("METAFLOW_DATASTORE_SYSROOT_S3"),
-		JobRole:      os.Getenv("METAFLOW_ECS_S3_ACCESS_IAM_ROLE"),
-		EngineBinary: os.Getenv("METAFLOW_BATCH_ENGINE_BINARY"),
+	get, err := settings()
+	if err != nil {
+		return Config{}, err
 	}
-	if s := os.Getenv("METAFLOW_BATCH_JOB_ENV"); s != "" {
+	c := Config{
+		Queue:        get("METAFLOW_BATCH_JOB_QUEUE"),
+		Image:        get("METAFLOW_BATCH_CONTAINER_IMAGE"),
+		Registry:     get("METAFLOW_BATCH_CONTAINER_REGISTRY"),
+		S3Root:       get("METAFLOW_DATASTORE_SYSROOT_S3"),
+		JobRole:      get("METAFLOW_ECS_S3_ACCESS_IAM_ROLE"),
+		EngineBinary: get("METAFLOW_BATCH_ENGINE_BINARY"),
+	}
+	if s := get("METAFLOW_BATCH_JOB_ENV"); s != "" {
 		if err := json.Unmarshal([]byte(s), &c.JobEnv); err != nil {
 			return c, fmt.Errorf("METAFLOW_BATCH_JOB_ENV must be a JSON object of strings: %v", err)
 		}
