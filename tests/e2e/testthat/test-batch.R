@@ -149,3 +149,67 @@ test_that("a step failing in its Batch job fails the run with the step's error",
   expect_output_match(res, "boom in the container", fixed = TRUE)
   expect_equal(task_meta(dir, "BatchFailFlowR", "1", "start", "1")$status, "failed")
 })
+
+test_that("retry resubmits a failed Batch job and records each attempt", {
+  env <- skip_without_batch()
+  dir <- new_workdir("batchretry")
+  writeLines(c(
+    "library(metaflow)",
+    "start <- function(self) {",
+    "  if (current('retry_count') == 0) stop('first attempt fails')",
+    "  self$ok <- TRUE",
+    "}",
+    "metaflow('BatchRetryFlowR') %>%",
+    "  step(decorator('batch', memory = 512), decorator('retry', times = 1),",
+    "       step = 'start', r_function = start, next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) cat('ok is', self$ok, '\\n')) %>%",
+    "  run()"), file.path(dir, "flow.R"))
+  res <- run_flow(NULL, "run", env = env, workdir = dir, timeout = 300)
+  expect_exit(res, 0)
+  submitted <- grep("Batch job .* submitted to queue", res$stdout, value = TRUE)
+  expect_length(submitted, 2)
+  expect_output_match(res, "first attempt fails", fixed = TRUE)
+  expect_line(res$stdout, task_line_re(1, "end", "ok is TRUE ?"), res)
+  a <- task_meta(dir, "BatchRetryFlowR", "1", "start", "1")$attempts
+  expect_length(a, 2)
+  expect_equal(vapply(a, function(x) x$status, ""), c("failed", "completed"))
+})
+
+test_that("SIGINT terminates the run's Batch jobs", {
+  env <- skip_without_batch()
+  dir <- new_workdir("batchint")
+  writeLines(c(
+    "library(metaflow)",
+    "metaflow('BatchSleepFlowR') %>%",
+    "  step(decorator('batch', memory = 512), step = 'start',",
+    "       r_function = function(self) { Sys.sleep(90); self$x <- 1 }, next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) NULL) %>%",
+    "  run()"), file.path(dir, "flow.R"))
+  bg <- start_bg(dir, "Rscript", c("flow.R", "run"), env = env)
+  on.exit(if (is.na(bg_status(bg))) tools::pskill(bg$pid_value, tools::SIGKILL), add = TRUE)
+  running <- wait_until(function() any(grepl("is RUNNING\\.", bg_stdout(bg))), timeout = 120)
+  expect_true(running, info = paste(c(bg_stdout(bg), bg_stderr(bg)), collapse = "\n"))
+  line <- grep("is RUNNING\\.", bg_stdout(bg), value = TRUE)[1]
+  job <- regmatches(line, regexpr(JOB_RE, line))
+  expect_length(job, 1)
+
+  tools::pskill(bg$pid_value, tools::SIGINT)
+  status <- bg_wait(bg, timeout = 90)
+  expect_true(!is.na(status) && status != 0, info = paste("exit status", status))
+  expect_line(c(bg_stdout(bg), bg_stderr(bg)), "interrupted")
+  expect_equal(run_meta(dir, "BatchSleepFlowR", "1")$status, "failed")
+
+  # The job itself is stopped, not left RUNNING in Batch.
+  describe <- paste(
+    "import boto3, sys",
+    "c = boto3.client('batch', endpoint_url=sys.argv[1], region_name='us-east-1',",
+    "                 aws_access_key_id='testing', aws_secret_access_key='testing')",
+    "print(c.describe_jobs(jobs=[sys.argv[2]])['jobs'][0]['status'])", sep = "\n")
+  job_status <- function() {
+    out <- suppressWarnings(py_system2("python3", c("-c", shQuote(describe), env[["AWS_ENDPOINT_URL"]], job),
+                                       stdout = TRUE, stderr = FALSE))
+    tail(out, 1)
+  }
+  stopped <- wait_until(function() identical(job_status(), "FAILED"), timeout = 60, interval = 0.5)
+  expect_true(stopped, info = paste("job", job, "status", job_status()))
+})
