@@ -23,14 +23,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +39,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/metaflow-r/metaflow/internal/mototest"
 )
 
 const (
@@ -83,7 +83,7 @@ func testMain(m *testing.M) int {
 		}
 	}()
 	for _, name := range []string{"frozen", "live"} {
-		url, stop, err := startMoto(path, filepath.Join(dir, name+".log"))
+		url, stop, err := mototest.Start(path, filepath.Join(dir, name+".log"))
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "moto (%s): %v\n", name, err)
 			return 1
@@ -123,56 +123,6 @@ func testMain(m *testing.M) int {
 		os.Setenv(k, v)
 	}
 	return m.Run()
-}
-
-// startMoto runs moto_server on a free loopback port in its own process
-// group and waits until it answers.
-func startMoto(path, logPath string) (url string, stop func(), err error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command(path, "-H", "127.0.0.1", "-p", port)
-	// MOTO_PORT: the port moto tells jobs about (moto_server -p does not).
-	cmd.Env = append(os.Environ(), "MOTO_DOCKER_NETWORK_MODE=host", "MOTO_PORT="+port)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return "", nil, err
-	}
-	stop = func() {
-		// Only the group we started.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		logf.Close()
-	}
-	url = "http://127.0.0.1:" + port
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(url + "/moto-api/data.json")
-		if err == nil {
-			resp.Body.Close()
-			return url, stop, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	log, _ := os.ReadFile(logPath)
-	return "", nil, fmt.Errorf("no answer on %s after 20s; log:\n%s", url, log)
 }
 
 func motoAPI(url, path, body string) error {

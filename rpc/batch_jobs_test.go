@@ -11,14 +11,12 @@ package rpc
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metaflow-r/metaflow/batch"
+	"github.com/metaflow-r/metaflow/internal/mototest"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
 
@@ -46,51 +45,11 @@ func startFrozenMoto(t *testing.T) string {
 	if err != nil {
 		t.Skip("moto_server is not installed (pip install 'moto[server]'); skipping the AWS Batch emulator test")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	url, stop, err := mototest.Start(path, filepath.Join(t.TempDir(), "moto.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	logPath := filepath.Join(t.TempDir(), "moto.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(path, "-H", "127.0.0.1", "-p", port)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Only the group we started.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		logf.Close()
-	})
-	url := "http://127.0.0.1:" + port
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(url + "/moto-api/data.json")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("moto_server: no answer on %s after 20s; log:\n%s", url, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(stop)
 	resp, err := http.Post(url+"/moto-api/state-manager/set-transition", "application/json",
 		strings.NewReader(`{"model_name": "batch::job", "transition": {"progression": "manual", "times": 1000000}}`))
 	if err != nil {
