@@ -10,7 +10,6 @@ package batch
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
@@ -41,22 +43,11 @@ func ensureImage(t *testing.T) {
 	}
 }
 
-// createBucket makes an S3 bucket in the emulator (a signed PUT /bucket).
+// createBucket makes an S3 bucket in the emulator.
 func createBucket(t *testing.T, s *s3Store, bucket string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, s.endpoint+"/"+bucket, nil)
-	creds, _ := s.cfg.Credentials.Retrieve(context.Background())
-	req.Header.Set("X-Amz-Content-Sha256", emptyHash())
-	if err := s.signer.SignHTTP(context.Background(), creds, req, emptyHash(), "s3", s.region(), time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("create bucket: %s", resp.Status)
+	if _, err := s.client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatalf("create bucket: %v", err)
 	}
 }
 

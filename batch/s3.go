@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
@@ -33,12 +32,6 @@ type s3Store struct {
 	uploader   *manager.Uploader
 	downloader *manager.Downloader
 	presigner  *s3.PresignClient
-
-	// cfg, endpoint and signer are not used by the client above: the tests'
-	// createBucket (executor_test.go) signs its own PUT /bucket with them.
-	cfg      aws.Config
-	endpoint string // AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; empty: AWS
-	signer   *v4.Signer
 }
 
 // s3PartSize is the part size of multipart transfers (S3's minimum is 5 MiB;
@@ -60,10 +53,6 @@ func newS3(cfg aws.Config) *s3Store {
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	})
-	ep := os.Getenv("AWS_ENDPOINT_URL_S3")
-	if ep == "" && cfg.BaseEndpoint != nil {
-		ep = *cfg.BaseEndpoint
-	}
 	return &s3Store{
 		client: client,
 		uploader: manager.NewUploader(client, func(u *manager.Uploader) {
@@ -73,9 +62,6 @@ func newS3(cfg aws.Config) *s3Store {
 			d.PartSize = s3PartSize
 		}),
 		presigner: s3.NewPresignClient(client),
-		cfg:       cfg,
-		endpoint:  strings.TrimRight(ep, "/"),
-		signer:    v4.NewSigner(),
 	}
 }
 
@@ -91,18 +77,6 @@ func parseS3URL(s string) (bucket, prefix string, err error) {
 		return "", "", fmt.Errorf("%q has no bucket", s)
 	}
 	return bucket, strings.Trim(prefix, "/"), nil
-}
-
-func (s *s3Store) region() string {
-	if s.cfg.Region == "" {
-		return "us-east-1"
-	}
-	return s.cfg.Region
-}
-
-func emptyHash() string {
-	sum := sha256.Sum256(nil)
-	return hex.EncodeToString(sum[:])
 }
 
 // isNotFound reports whether err is an HTTP 404 from S3 (NoSuchKey,
