@@ -111,6 +111,10 @@ type Store interface {
 	CommitBlob(flow, stagedPath string) (Artifact, error)
 	BlobPath(flow, sha string) string
 
+	// StagingDir is a folder for files about to be committed (task outputs):
+	// on the same filesystem as the blobs, so CommitBlob is a rename.
+	StagingDir(flow string) string
+
 	// LogPath is where an attempt's stdout or stderr is kept.
 	LogPath(flow, runID, step, taskID string, attempt int, stream string) string
 }

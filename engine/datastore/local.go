@@ -214,6 +214,10 @@ func (l *Local) BlobPath(flow, sha string) string {
 	return filepath.Join(l.flowDir(flow), "data", sha[:2], sha)
 }
 
+func (l *Local) StagingDir(flow string) string {
+	return filepath.Join(l.flowDir(flow), "_staging")
+}
+
 func (l *Local) LogPath(flow, runID, step, taskID string, attempt int, stream string) string {
 	return filepath.Join(l.taskDir(flow, runID, step, taskID), fmt.Sprintf("%d.%s", attempt, stream))
 }

@@ -458,7 +458,7 @@ func (r *Run) commitParams() (*taskRef, error) {
 }
 
 func (r *Run) stagingDir(name string) (string, error) {
-	base := filepath.Join(filepath.Dir(r.Store.CodePath(r.Graph.Flow, r.meta.RunID)), "..", "_staging")
+	base := r.Store.StagingDir(r.Graph.Flow)
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("create staging folder: %w", err)
 	}
