@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"github.com/metaflow-r/metaflow/internal/s3io"
 	"os"
 	"runtime"
 	"strings"
@@ -30,7 +31,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil || c.Queue != "q" || c.JobEnv["A"] != "1" {
 		t.Errorf("config %+v, %v", c, err)
 	}
-	if b, p, _ := parseS3URL(c.S3Root); b != "my-bucket" || p != "x" {
+	if b, p, _ := s3io.ParseURL(c.S3Root); b != "my-bucket" || p != "x" {
 		t.Errorf("bucket %q prefix %q", b, p)
 	}
 	t.Setenv("METAFLOW_BATCH_JOB_ENV", `["A"]`)

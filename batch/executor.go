@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/metaflow-r/metaflow/internal/mfconfig"
+	"github.com/metaflow-r/metaflow/internal/s3io"
 	"os"
 	"os/exec"
 	"path"
@@ -54,7 +56,7 @@ type Config struct {
 // config file (see settings). It fails,
 // naming the variable, when the queue or the S3 root is missing.
 func ConfigFromEnv() (Config, error) {
-	get, err := settings()
+	get, err := mfconfig.Lookup()
 	if err != nil {
 		return Config{}, err
 	}
@@ -85,7 +87,7 @@ func (c Config) check() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("AWS Batch is not configured: set %s", strings.Join(missing, " and "))
 	}
-	if _, _, err := parseS3URL(c.S3Root); err != nil {
+	if _, _, err := s3io.ParseURL(c.S3Root); err != nil {
 		return fmt.Errorf("METAFLOW_DATASTORE_SYSROOT_S3: %v", err)
 	}
 	return nil
@@ -100,7 +102,7 @@ func (c Config) check() error {
 type Executor struct {
 	cfg    Config
 	c      *Client
-	s3     *s3Store
+	s3     *s3io.Client
 	bucket string
 	prefix string
 	poll   *poller
@@ -134,13 +136,13 @@ func NewExecutor(ctx context.Context, cfg Config) (*Executor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	bucket, prefix, _ := parseS3URL(cfg.S3Root)
+	bucket, prefix, _ := s3io.ParseURL(cfg.S3Root)
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
 	c := NewFromConfig(awsCfg, Options{JobRoleARN: cfg.JobRole})
 	return &Executor{
-		cfg: cfg, c: c, s3: newS3(awsCfg), bucket: bucket, prefix: prefix,
+		cfg: cfg, c: c, s3: s3io.New(awsCfg), bucket: bucket, prefix: prefix,
 		poll:    &poller{c: c, interval: cfg.PollInterval, watch: map[string]*watcher{}},
 		uploads: map[string]*onceErr{}, checked: map[string]*onceErr{},
 		rversion: map[string]*onceStr{}, codeSHA: map[string]*onceStr{},
@@ -307,7 +309,7 @@ func (e *Executor) fileSHA(local string) (string, error) {
 		e.codeSHA[local] = o
 	}
 	e.mu.Unlock()
-	o.once.Do(func() { o.s, o.err = fileSHA(local) })
+	o.once.Do(func() { o.s, o.err = s3io.FileSHA(local) })
 	return o.s, o.err
 }
 
@@ -323,7 +325,7 @@ func (e *Executor) engineKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sha, err := fileSHA(bin)
+	sha, err := s3io.FileSHA(bin)
 	if err != nil {
 		return "", err
 	}
@@ -534,7 +536,7 @@ func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, taskPrefix,
 	var rec exitRecord
 	b, err := e.s3.GetBytes(ctx, e.bucket, taskPrefix+"/_exit.json")
 	haveExit := err == nil
-	if err != nil && !errors.Is(err, errNotFound) {
+	if err != nil && !errors.Is(err, s3io.ErrNotFound) {
 		return -1, err
 	}
 	if haveExit {

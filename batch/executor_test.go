@@ -10,6 +10,7 @@ package batch
 import (
 	"bytes"
 	"context"
+	"github.com/metaflow-r/metaflow/internal/s3io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
@@ -44,10 +43,10 @@ func ensureImage(t *testing.T) {
 }
 
 // createBucket makes an S3 bucket in the emulator.
-func createBucket(t *testing.T, s *s3Store, bucket string) {
+func createBucket(t *testing.T, s *s3io.Client, bucket string) {
 	t.Helper()
-	if _, err := s.client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		t.Fatalf("create bucket: %v", err)
+	if err := s.CreateBucket(context.Background(), bucket); err != nil {
+		t.Fatal(err)
 	}
 }
 

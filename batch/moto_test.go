@@ -103,25 +103,7 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 
-	// Everything else comes from the SDK's default chain, as in production:
-	// the emulator's endpoint, dummy credentials, a region, no profile files
-	// and no instance metadata (not a loopback address).
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
-			os.Unsetenv(k)
-		}
-	}
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL":            emu.frozen,
-		"AWS_ACCESS_KEY_ID":           "testing",
-		"AWS_SECRET_ACCESS_KEY":       "testing",
-		"AWS_REGION":                  "us-east-1",
-		"AWS_CONFIG_FILE":             os.DevNull,
-		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		os.Setenv(k, v)
-	}
+	mototest.SetSDKEnv(emu.frozen)
 	return m.Run()
 }
 

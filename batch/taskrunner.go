@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/metaflow-r/metaflow/internal/s3io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,7 +27,7 @@ import (
 // record. It returns the task's exit code. Credentials and endpoint come
 // from the SDK's default chain (the job role on AWS).
 func RunTask(ctx context.Context, specURL string) (int, error) {
-	bucket, key, err := parseS3URL(specURL)
+	bucket, key, err := s3io.ParseURL(specURL)
 	if err != nil {
 		return 1, fmt.Errorf("--spec: %w", err)
 	}
@@ -34,7 +35,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 	if err != nil {
 		return 1, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	s3 := newS3(awsCfg)
+	s3 := s3io.New(awsCfg)
 	b, err := s3.GetBytes(ctx, bucket, key)
 	if err != nil {
 		return 1, fmt.Errorf("read task spec: %w", err)
@@ -160,7 +161,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		sort.Strings(names)
 		for _, n := range names {
 			p := filepath.Join(spec.OutputDir, n)
-			sha, err := fileSHA(p)
+			sha, err := s3io.FileSHA(p)
 			if err != nil {
 				return 1, err
 			}

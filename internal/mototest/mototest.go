@@ -4,12 +4,16 @@
 package mototest
 
 import (
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -61,4 +65,56 @@ func Start(path, logPath string) (url string, stop func(), err error) {
 	stop()
 	log, _ := os.ReadFile(logPath)
 	return "", nil, fmt.Errorf("no answer on %s after 20s; log:\n%s", url, log)
+}
+
+// SetSDKEnv points aws-sdk-go-v2's default chain at the emulator, as in
+// production but with the emulator's endpoint, dummy credentials, a region,
+// no profile files and no instance metadata (not a loopback address).
+func SetSDKEnv(url string) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+			os.Unsetenv(k)
+		}
+	}
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL":            url,
+		"AWS_ACCESS_KEY_ID":           "testing",
+		"AWS_SECRET_ACCESS_KEY":       "testing",
+		"AWS_REGION":                  "us-east-1",
+		"AWS_CONFIG_FILE":             os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	} {
+		os.Setenv(k, v)
+	}
+}
+
+// Main runs a package's tests against one moto_server it starts and stops,
+// with SetSDKEnv pointing at it. Without moto_server, or with -short, the
+// tests run with *skip saying why (tests needing moto skip themselves).
+func Main(m *testing.M, skip *string) int {
+	flag.Parse()
+	if testing.Short() {
+		*skip = "-short: not starting moto_server"
+		return m.Run()
+	}
+	path, err := exec.LookPath("moto_server")
+	if err != nil {
+		*skip = "moto_server is not installed (pip install 'moto[server]')"
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "metaflow-moto-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "moto: temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	url, stop, err := Start(path, filepath.Join(dir, "moto.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "moto:", err)
+		return 1
+	}
+	defer stop()
+	SetSDKEnv(url)
+	return m.Run()
 }

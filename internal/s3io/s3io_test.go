@@ -1,6 +1,6 @@
 //go:build linux
 
-package batch
+package s3io
 
 import (
 	"bytes"
@@ -19,13 +19,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/metaflow-r/metaflow/internal/mototest"
 )
 
-// testS3 is an s3Store on the frozen emulator with a fresh bucket.
-func testS3(t *testing.T) (*s3Store, string, context.Context) {
+var skip string // why the tests needing moto_server skip, if they do
+
+func TestMain(m *testing.M) { os.Exit(mototest.Main(m, &skip)) }
+
+// testS3 is a Client on the emulator with a fresh bucket.
+func testS3(t *testing.T) (*Client, string, context.Context) {
 	t.Helper()
-	if emu.skip != "" {
-		t.Skip(emu.skip)
+	if skip != "" {
+		t.Skip(skip)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -33,12 +39,9 @@ func testS3(t *testing.T) (*s3Store, string, context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newS3(cfg)
-	queueSeq.Lock()
-	queueSeq.n++
-	bucket := fmt.Sprintf("mf-s3-%s-%d", strings.ToLower(t.Name()), queueSeq.n)
-	queueSeq.Unlock()
-	if _, err := s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+	s := New(cfg)
+	bucket := fmt.Sprintf("mf-s3-%s", strings.ToLower(t.Name()))
+	if err := s.CreateBucket(ctx, bucket); err != nil {
 		t.Fatal(err)
 	}
 	return s, bucket, ctx
@@ -49,11 +52,11 @@ func TestEmuS3SmallObjects(t *testing.T) {
 	if ok, err := s.Exists(ctx, bucket, "a/b.json"); err != nil || ok {
 		t.Fatalf("Exists before PUT = %v, %v; want false, nil", ok, err)
 	}
-	if _, err := s.GetBytes(ctx, bucket, "a/b.json"); !errors.Is(err, errNotFound) {
-		t.Fatalf("GetBytes of a missing object: %v; want errNotFound", err)
+	if _, err := s.GetBytes(ctx, bucket, "a/b.json"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetBytes of a missing object: %v; want ErrNotFound", err)
 	}
-	if err := s.GetFile(ctx, bucket, "a/b.json", filepath.Join(t.TempDir(), "x")); !errors.Is(err, errNotFound) {
-		t.Fatalf("GetFile of a missing object: %v; want errNotFound", err)
+	if err := s.GetFile(ctx, bucket, "a/b.json", filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetFile of a missing object: %v; want ErrNotFound", err)
 	}
 	want := []byte(`{"exit": 0}`)
 	if err := s.PutBytes(ctx, bucket, "a/b.json", want); err != nil {
@@ -107,14 +110,14 @@ func TestEmuS3LargeFile(t *testing.T) {
 	s, bucket, ctx := testS3(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "big")
-	want := make([]byte, 17<<20+12345) // > 16 MiB: 3 parts of s3PartSize
+	want := make([]byte, 17<<20+12345) // > 16 MiB: 3 parts of PartSize
 	if _, err := rand.Read(want); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(src, want, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sha, err := fileSHA(src)
+	sha, err := FileSHA(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +153,36 @@ func TestEmuS3LargeFile(t *testing.T) {
 	// No temp files left beside the download.
 	if ents, _ := os.ReadDir(filepath.Dir(dst)); len(ents) != 1 {
 		t.Errorf("download dir has %d entries, want 1", len(ents))
+	}
+}
+
+func TestEmuS3PutIfAbsentAndListDirs(t *testing.T) {
+	s, bucket, ctx := testS3(t)
+	if ok, err := s.PutIfAbsent(ctx, bucket, "F/1/_run.json", []byte("a")); err != nil || !ok {
+		t.Fatalf("first conditional PUT = %v, %v; want true, nil", ok, err)
+	}
+	if ok, err := s.PutIfAbsent(ctx, bucket, "F/1/_run.json", []byte("b")); err != nil || ok {
+		t.Fatalf("second conditional PUT = %v, %v; want false, nil", ok, err)
+	}
+	if b, err := s.GetBytes(ctx, bucket, "F/1/_run.json"); err != nil || string(b) != "a" {
+		t.Fatalf("object after a refused conditional PUT = %q, %v; want the first body", b, err)
+	}
+	for _, k := range []string{"F/2/start/1/_task.json", "F/10/x", "F/data/ab/abc", "G/3/x", "F/2/end/1/_task.json"} {
+		if err := s.PutBytes(ctx, bucket, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ListDirs(ctx, bucket, "F")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "1,10,2,data"; strings.Join(got, ",") != want {
+		t.Errorf("ListDirs(F) = %v, want %s", got, want)
+	}
+	if got, _ := s.ListDirs(ctx, bucket, "F/2"); strings.Join(got, ",") != "end,start" {
+		t.Errorf("ListDirs(F/2) = %v, want end,start", got)
+	}
+	if got, err := s.ListDirs(ctx, bucket, "nothing"); err != nil || len(got) != 0 {
+		t.Errorf("ListDirs of an empty prefix = %v, %v; want none", got, err)
 	}
 }

@@ -1,4 +1,6 @@
-package batch
+// Package mfconfig reads Metaflow's settings the way Metaflow does: the
+// environment first, then the profile's config file.
+package mfconfig
 
 import (
 	"encoding/json"
@@ -9,12 +11,12 @@ import (
 	"path/filepath"
 )
 
-// settings returns a lookup of Metaflow settings as Metaflow reads them: the
+// Lookup returns a lookup of Metaflow settings as Metaflow reads them: the
 // environment first, then the config file $METAFLOW_HOME/config.json
 // (config_$METAFLOW_PROFILE.json with a profile; METAFLOW_HOME defaults to
 // ~/.metaflowconfig). String values come back as they are, other JSON values
 // (such as an object for METAFLOW_BATCH_JOB_ENV) as their JSON text.
-func settings() (func(string) string, error) {
+func Lookup() (func(string) string, error) {
 	home := os.Getenv("METAFLOW_HOME")
 	if home == "" {
 		dir, err := os.UserHomeDir()

@@ -1,0 +1,247 @@
+// Package s3io reads and writes S3 objects through aws-sdk-go-v2: the
+// operations the S3 datastore, the Batch executor and the in-container task
+// runner need, with large files streamed and multipart.
+package s3io
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Client is S3 access: existence checks, listings, uploads and downloads of
+// single objects and presigned GET URLs, all through aws-sdk-go-v2's S3 client. Files go through
+// the SDK's transfer manager: streamed from and to disk, and multipart (parts
+// of PartSize, several at a time) once larger than one part.
+//
+// Endpoint: the SDK's resolution (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL,
+// else AWS). Addressing is path-style (https://ENDPOINT/BUCKET/KEY), which
+// emulators such as moto need and AWS accepts.
+type Client struct {
+	client     *s3.Client
+	uploader   *manager.Uploader
+	downloader *manager.Downloader
+	presigner  *s3.PresignClient
+}
+
+// PartSize is the part size of multipart transfers (S3's minimum is 5 MiB;
+// at most 10,000 parts make objects up to ~78 GiB).
+const PartSize = 8 << 20
+
+// ErrNotFound is wrapped by the errors of reads of a missing object.
+var ErrNotFound = errors.New("no such S3 object")
+
+// New returns a client for cfg (endpoint and credentials as the SDK resolves them).
+func New(cfg aws.Config) *Client {
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = true
+		// Flexible checksums (CRC32 by default) only where S3 requires them,
+		// none of the operations used here. moto 5.2.1 returns no CRC
+		// checksums on GET, so "when supported" only makes the SDK log
+		// "Response has no supported checksum" / "Skipped validation of
+		// multipart checksum" on every download, into the task's stderr.
+		// Uploads then rest on SigV4's payload hash (plain http) or TLS
+		// (https), as before the SDK added flexible checksums.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+	return &Client{
+		client: client,
+		uploader: manager.NewUploader(client, func(u *manager.Uploader) {
+			u.PartSize = PartSize
+		}),
+		downloader: manager.NewDownloader(client, func(d *manager.Downloader) {
+			d.PartSize = PartSize
+		}),
+		presigner: s3.NewPresignClient(client),
+	}
+}
+
+// ParseURL splits s3://bucket/prefix into bucket and prefix (no slashes
+// at either end of the prefix).
+func ParseURL(s string) (bucket, prefix string, err error) {
+	rest, ok := strings.CutPrefix(s, "s3://")
+	if !ok {
+		return "", "", fmt.Errorf("%q is not an s3:// URL", s)
+	}
+	bucket, prefix, _ = strings.Cut(rest, "/")
+	if bucket == "" {
+		return "", "", fmt.Errorf("%q has no bucket", s)
+	}
+	return bucket, strings.Trim(prefix, "/"), nil
+}
+
+// isNotFound reports whether err is an HTTP 404 from S3 (NoSuchKey,
+// NoSuchBucket, HEAD's NotFound).
+func isNotFound(err error) bool {
+	var re interface{ HTTPStatusCode() int }
+	return errors.As(err, &re) && re.HTTPStatusCode() == 404
+}
+
+// s3Err wraps an SDK error with the operation and object, as ErrNotFound
+// for a 404.
+func s3Err(op, bucket, key string, err error) error {
+	if isNotFound(err) {
+		return fmt.Errorf("s3://%s/%s: %w", bucket, key, ErrNotFound)
+	}
+	return fmt.Errorf("S3 %s s3://%s/%s: %w", op, bucket, key, err)
+}
+
+// Exists reports whether the object exists (HEAD).
+func (c *Client) Exists(ctx context.Context, bucket, key string) (bool, error) {
+	_, err := c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	switch {
+	case err == nil:
+		return true, nil
+	case isNotFound(err):
+		return false, nil
+	}
+	return false, s3Err("HEAD", bucket, key, err)
+}
+
+// PutBytes uploads b (a single PUT: these are small records).
+func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte) error {
+	_, err := c.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key),
+		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	})
+	if err != nil {
+		return s3Err("PUT", bucket, key, err)
+	}
+	return nil
+}
+
+// PutIfAbsent uploads b only if no object has the key (a conditional PUT,
+// If-None-Match: *), and reports whether it did. Two writers racing for one
+// key: exactly one gets true.
+func (c *Client) PutIfAbsent(ctx context.Context, bucket, key string, b []byte) (bool, error) {
+	_, err := c.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), IfNoneMatch: aws.String("*"),
+		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	})
+	var re interface{ HTTPStatusCode() int }
+	switch {
+	case err == nil:
+		return true, nil
+	// 412: the key exists; 409: a concurrent conditional write to it is in flight.
+	case errors.As(err, &re) && (re.HTTPStatusCode() == 412 || re.HTTPStatusCode() == 409):
+		return false, nil
+	}
+	return false, s3Err("conditional PUT", bucket, key, err)
+}
+
+// ListDirs returns the names one level below prefix ("a/b" lists a/b/x/...
+// as "x"): S3's common prefixes with delimiter "/", every page.
+func (c *Client) ListDirs(ctx context.Context, bucket, prefix string) ([]string, error) {
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix + "/"), Delimiter: aws.String("/")}
+	var out []string
+	p := s3.NewListObjectsV2Paginator(c.client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s3Err("LIST", bucket, prefix+"/", err)
+		}
+		for _, cp := range page.CommonPrefixes {
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), prefix+"/"), "/"))
+		}
+	}
+	return out, nil
+}
+
+// CreateBucket creates a bucket (tests and first-time setup).
+func (c *Client) CreateBucket(ctx context.Context, bucket string) error {
+	if _, err := c.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// PutFile uploads a file, streamed from disk, multipart when larger than
+// one part. sha (its sha256, hex, or "") is not needed by the SDK, which
+// hashes what it sends itself; it is kept for the callers that know it.
+func (c *Client) PutFile(ctx context.Context, bucket, key, path, sha string) error {
+	_ = sha
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// An *os.File is an io.ReaderAt and io.Seeker: the uploader reads each
+	// part as a section of the file instead of buffering it.
+	if _, err := c.uploader.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: f}); err != nil {
+		return s3Err("upload", bucket, key, err)
+	}
+	return nil
+}
+
+// GetBytes downloads an object into memory (ErrNotFound if absent).
+func (c *Client) GetBytes(ctx context.Context, bucket, key string) ([]byte, error) {
+	out, err := c.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, s3Err("GET", bucket, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("download s3://%s/%s: %w", bucket, key, err)
+	}
+	return b, nil
+}
+
+// GetFile downloads an object into path (via a temp file and rename),
+// in parts written straight to the file (ErrNotFound if absent).
+func (c *Client) GetFile(ctx context.Context, bucket, key, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".dl-*")
+	if err != nil {
+		return err
+	}
+	if _, err := c.downloader.Download(ctx, tmp, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return s3Err("GET", bucket, key, err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// PresignGet returns a URL anyone can GET the object with until it expires.
+func (c *Client) PresignGet(ctx context.Context, bucket, key string, expires time.Duration) (string, error) {
+	req, err := c.presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)},
+		s3.WithPresignExpires(expires))
+	if err != nil {
+		return "", fmt.Errorf("presign s3://%s/%s: %w", bucket, key, err)
+	}
+	return req.URL, nil
+}
+
+// FileSHA returns the hex sha256 of a file.
+func FileSHA(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
