@@ -2,12 +2,16 @@ package rpc
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/metaflow-r/metaflow/batch"
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
 
@@ -21,11 +25,20 @@ type BatchJobsClient interface {
 // batchJobsTerminateReason is the reason Batch records for killed jobs.
 const batchJobsTerminateReason = "killed by metaflow batch kill"
 
+// runReader is what BatchJobs reads from the datastore (datastore.Store).
+type runReader interface {
+	ListRuns(flow string) ([]string, error)
+	GetRun(flow, runID string) (*datastore.Run, error)
+}
+
 // BatchJobs implements the BatchJobs RPC (batch list|kill): the unfinished
-// jobs of one flow in the configured queue, of one run (by default the
-// latest run in the datastore) or, with all_runs, of every run, and always
-// of one user. Selection is exact (batch.ListFilter), so jobs of other
-// flows, runs or users are never listed nor terminated.
+// jobs of one flow, of one run (by default the latest run in the datastore)
+// or, with all_runs, of every run, and always of one user. Selection is
+// exact (batch.ListFilter), so jobs of other flows, runs or users are never
+// listed nor terminated. The queues searched are the configured one and
+// every batch(queue=) of the selected runs' graphs (batchQueues); every
+// queue is listed before anything is terminated. The response's queue is
+// the configured one.
 func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.BatchJobsResponse, error) {
 	if req.Flow == "" {
 		return nil, status.Error(codes.InvalidArgument, "batch jobs: no flow name")
@@ -50,11 +63,23 @@ func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.B
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	runID := req.RunId
-	if !req.AllRuns && runID == "" {
-		store, err := storeFor(req.DatastoreRoot)
-		if err != nil {
+	latest := !req.AllRuns && runID == ""
+	// The datastore is needed to find the latest run; otherwise only to find
+	// the queues the runs used, so without one (no root given, or a store
+	// that cannot be opened) only the configured queue is searched.
+	var store runReader
+	if latest || req.DatastoreRoot != "" {
+		st, err := storeFor(req.DatastoreRoot)
+		switch {
+		case err == nil:
+			store = st
+		case latest || status.Code(err) == codes.InvalidArgument:
 			return nil, err
 		}
+	}
+	var runs []string // the runs whose graphs name queues
+	switch {
+	case latest:
 		ids, err := store.ListRuns(req.Flow)
 		if err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
@@ -63,11 +88,47 @@ func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.B
 			return nil, status.Errorf(codes.NotFound, "no run of flow %s found in %s: give a run id (--run-id) or --my-runs", req.Flow, req.DatastoreRoot)
 		}
 		runID = ids[0]
+		runs = []string{runID}
+	case req.AllRuns:
+		if store != nil {
+			runs, _ = store.ListRuns(req.Flow) // unreadable: the configured queue only
+		}
+	default:
+		runs = []string{runID}
 	}
-	jobs, err := c.List(ctx, queue, batch.ListFilter{Flow: req.Flow, User: req.User, Run: runID})
-	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
+	queues, usedBy := batchQueues(store, req.Flow, runs, queue)
+
+	flt := batch.ListFilter{Flow: req.Flow, User: req.User, Run: runID}
+	var jobs []batch.Job
+	seen := map[string]bool{}
+	for _, q := range queues {
+		js, err := c.List(ctx, q, flt)
+		if err != nil {
+			msg := err.Error()
+			if q != queue {
+				by, what := usedBy[q], "run"
+				if len(by) > 1 {
+					what = "runs"
+				}
+				if len(by) > 3 {
+					by = append(by[:3:3], "...")
+				}
+				msg += fmt.Sprintf(" (queue %s is named by batch(queue=) in %s %s; --run-id selects other runs)", q, what, strings.Join(by, ", "))
+			}
+			// Nothing is terminated unless every queue could be listed.
+			return nil, status.Error(codes.Unavailable, msg)
+		}
+		for _, j := range js {
+			if !seen[j.ID] { // a queue can be named both by name and by ARN
+				seen[j.ID] = true
+				jobs = append(jobs, j)
+			}
+		}
 	}
+	if len(queues) > 1 {
+		sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].CreatedAt.After(jobs[b].CreatedAt) })
+	}
+
 	resp := &pb.BatchJobsResponse{RunId: runID, Queue: queue}
 	var failed []error
 	for _, j := range jobs {
@@ -91,4 +152,42 @@ func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.B
 		return nil, status.Errorf(codes.Unavailable, "could not terminate any of %d job(s): %v", len(failed), failed[0])
 	}
 	return resp, nil
+}
+
+// batchQueues returns the queues to search for the jobs of runs of flow:
+// def (the configured queue) first, then every distinct non-empty queue
+// argument of a batch decorator in the runs' recorded graphs, in order of
+// first appearance, each once; and for each of the latter the runs naming
+// it. A run whose metadata cannot be read adds nothing. Queues given with
+// --with batch:queue= are not in the recorded graph, so they are not found.
+func batchQueues(store runReader, flow string, runs []string, def string) ([]string, map[string][]string) {
+	queues := []string{def}
+	usedBy := map[string][]string{}
+	if store == nil {
+		return queues, usedBy
+	}
+	for _, id := range runs {
+		run, err := store.GetRun(flow, id)
+		if err != nil || run == nil {
+			continue
+		}
+		// --with batch:queue=... applies to every step.
+		decos := append([]datastore.DecoratorMeta{}, run.With...)
+		for _, st := range run.Graph {
+			decos = append(decos, st.Decorators...)
+		}
+		for _, d := range decos {
+			q := d.Args["queue"]
+			if d.Name != "batch" || q == "" || q == def {
+				continue
+			}
+			if _, ok := usedBy[q]; !ok {
+				queues = append(queues, q)
+			}
+			if u := usedBy[q]; len(u) == 0 || u[len(u)-1] != id {
+				usedBy[q] = append(u, id)
+			}
+		}
+	}
+	return queues, usedBy
 }

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/metaflow-r/metaflow/batch"
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/internal/mototest"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
@@ -76,8 +77,8 @@ func startFrozenMoto(t *testing.T) string {
 }
 
 // motoQueue creates what an admin would: a role, an unmanaged compute
-// environment and an enabled job queue.
-func motoQueue(t *testing.T, ctx context.Context, name string) {
+// environment and enabled job queues.
+func motoQueue(t *testing.T, ctx context.Context, names ...string) {
 	t.Helper()
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
@@ -94,11 +95,13 @@ func motoQueue(t *testing.T, ctx context.Context, name string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := raw.CreateJobQueue(ctx, &awsbatch.CreateJobQueueInput{
-		JobQueueName: aws.String(name), Priority: aws.Int32(1), State: types.JQStateEnabled,
-		ComputeEnvironmentOrder: []types.ComputeEnvironmentOrder{{Order: aws.Int32(1), ComputeEnvironment: aws.String("metaflow-ce")}},
-	}); err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		if _, err := raw.CreateJobQueue(ctx, &awsbatch.CreateJobQueueInput{
+			JobQueueName: aws.String(name), Priority: aws.Int32(1), State: types.JQStateEnabled,
+			ComputeEnvironmentOrder: []types.ComputeEnvironmentOrder{{Order: aws.Int32(1), ComputeEnvironment: aws.String("metaflow-ce")}},
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -266,17 +269,279 @@ func TestBatchJobsListAndKillAgainstMoto(t *testing.T) {
 	killedNow("after kill --user bob", "alice15start", "alice15work2", "alice15work3", "alice14", "alice150", "bob15")
 }
 
-// fakeJobs records what BatchJobs asks of Batch.
+// TestBatchJobsStepQueuesAgainstMoto: jobs that steps sent to their own
+// queue (batch(queue=) in the run's recorded graph) are listed and killed
+// with the run's; jobs of other flows, users or runs in those queues are
+// not.
+func TestBatchJobsStepQueuesAgainstMoto(t *testing.T) {
+	startFrozenMoto(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const queue, stepQueue, oldQueue, flow = "metaflow-queue", "step-queue", "old-queue", "StepQueueFlowR"
+	motoQueue(t, ctx, queue, stepQueue, oldQueue)
+	c, err := batch.New(ctx, batch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sub struct {
+		queue  string
+		labels batch.Labels
+	}
+	jobs := map[string]sub{
+		"alice15start":  {queue, batch.Labels{Flow: flow, User: "alice", Run: "15", Step: "start", Task: "1"}},
+		"alice15work2":  {stepQueue, batch.Labels{Flow: flow, User: "alice", Run: "15", Step: "work", Task: "2"}},
+		"alice15work3":  {stepQueue, batch.Labels{Flow: flow, User: "alice", Run: "15", Step: "work", Task: "3", Attempt: 1}},
+		"alice150":      {stepQueue, batch.Labels{Flow: flow, User: "alice", Run: "150", Step: "work", Task: "2"}},
+		"bob15":         {stepQueue, batch.Labels{Flow: flow, User: "bob", Run: "15", Step: "work", Task: "2"}},
+		"otherFlow15":   {stepQueue, batch.Labels{Flow: "OtherFlowR", User: "alice", Run: "15", Step: "work", Task: "2"}},
+		"alice14":       {oldQueue, batch.Labels{Flow: flow, User: "alice", Run: "14", Step: "start", Task: "1"}},
+		"bob14":         {oldQueue, batch.Labels{Flow: flow, User: "bob", Run: "14", Step: "start", Task: "1"}},
+		"alice13":       {queue, batch.Labels{Flow: flow, User: "alice", Run: "13", Step: "start", Task: "1"}},
+		"otherFlowDflt": {queue, batch.Labels{Flow: "OtherFlowR", User: "alice", Run: "15", Step: "start", Task: "1"}},
+	}
+	ids := map[string]string{}
+	byID := map[string]string{}
+	for k, j := range jobs {
+		id, err := c.Submit(ctx, batch.JobSpec{Queue: j.queue, Image: "127.0.0.1:9/metaflow-r-none:0", Labels: j.labels})
+		if err != nil {
+			t.Fatalf("submit %s: %v", k, err)
+		}
+		ids[k], byID[id] = id, k
+	}
+	// The datastore: run 15 (the latest) sent work to step-queue and start to
+	// the default queue (named explicitly); run 14 used old-queue; run 13
+	// has no metadata.
+	root := filepath.Join(t.TempDir(), ".metaflow")
+	putRun(t, root, flow, "15", batchDeco(queue), batchDeco(stepQueue), batchDeco(stepQueue))
+	putRun(t, root, flow, "14", batchDeco(oldQueue))
+	if err := os.MkdirAll(filepath.Join(root, flow, "13"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(okExec{})
+	srv.NewBatchJobs = newBatchJobsFromEnv
+	cl := serveServer(t, srv)
+	t.Setenv("METAFLOW_BATCH_JOB_QUEUE", queue)
+	t.Setenv("METAFLOW_DATASTORE_SYSROOT_S3", "s3://metaflow-test/prefix")
+
+	call := func(what string, req *pb.BatchJobsRequest) *pb.BatchJobsResponse {
+		t.Helper()
+		req.Flow, req.DatastoreRoot = flow, root
+		resp, err := cl.BatchJobs(ctx, req)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return resp
+	}
+	names := func(resp *pb.BatchJobsResponse) string {
+		var got []string
+		for _, j := range resp.Jobs {
+			k, ok := byID[j.JobId]
+			if !ok {
+				k = "foreign:" + j.JobId
+			} else if l := jobs[k].labels; j.RunId != l.Run || j.Step != l.Step || j.TaskId != l.Task || j.User != l.User || int(j.Attempt) != l.Attempt {
+				t.Errorf("job %s is %+v, want labels %+v", k, j, l)
+			}
+			got = append(got, k)
+		}
+		sort.Strings(got)
+		return strings.Join(got, " ")
+	}
+	killed := func() string {
+		t.Helper()
+		var all []string
+		for _, id := range ids {
+			all = append(all, id)
+		}
+		st, err := c.Describe(ctx, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for id, s := range st {
+			if s.StatusReason == batchJobsTerminateReason {
+				got = append(got, byID[id])
+			}
+		}
+		sort.Strings(got)
+		return strings.Join(got, " ")
+	}
+
+	for _, tc := range []struct {
+		what   string
+		req    *pb.BatchJobsRequest
+		want   string // the jobs listed (and, with kill, terminated)
+		killed string // every job terminated so far
+	}{
+		{"list latest (15)", &pb.BatchJobsRequest{User: "alice"},
+			"alice15start alice15work2 alice15work3", ""},
+		{"list --run-id 14", &pb.BatchJobsRequest{User: "alice", RunId: "14"},
+			"alice14", ""},
+		{"list --run-id 13, without metadata", &pb.BatchJobsRequest{User: "alice", RunId: "13"},
+			"alice13", ""},
+		{"list --my-runs", &pb.BatchJobsRequest{User: "alice", AllRuns: true},
+			"alice13 alice14 alice150 alice15start alice15work2 alice15work3", ""},
+		{"list --user bob", &pb.BatchJobsRequest{User: "bob", AllRuns: true},
+			"bob14 bob15", ""},
+		{"kill latest (15)", &pb.BatchJobsRequest{User: "alice", Kill: true},
+			"alice15start alice15work2 alice15work3", "alice15start alice15work2 alice15work3"},
+		{"kill --my-runs", &pb.BatchJobsRequest{User: "alice", AllRuns: true, Kill: true},
+			// Killed jobs stay SUBMITTED in frozen moto, so they are listed again.
+			"alice13 alice14 alice150 alice15start alice15work2 alice15work3",
+			"alice13 alice14 alice150 alice15start alice15work2 alice15work3"},
+	} {
+		resp := call(tc.what, tc.req)
+		if got := names(resp); got != tc.want {
+			t.Errorf("%s: listed %q, want %q", tc.what, got, tc.want)
+		}
+		if tc.req.Kill && int(resp.Killed) != len(resp.Jobs) {
+			t.Errorf("%s: killed %d of %d", tc.what, resp.Killed, len(resp.Jobs))
+		}
+		if resp.Queue != queue {
+			t.Errorf("%s: queue %q, want %q", tc.what, resp.Queue, queue)
+		}
+		if got := killed(); got != tc.killed {
+			t.Errorf("%s: terminated so far %q, want %q", tc.what, got, tc.killed)
+		}
+	}
+	// Other users' and other flows' jobs in the same queues were never touched.
+	st, err := c.Describe(ctx, []string{ids["bob15"], ids["otherFlow15"], ids["bob14"], ids["otherFlowDflt"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, s := range st {
+		if s.Status != batch.StateSubmitted || s.StatusReason != "" {
+			t.Errorf("%s was touched: %+v", byID[id], s)
+		}
+	}
+	if len(st) != 4 {
+		t.Errorf("described %d of 4 untouched jobs", len(st))
+	}
+}
+
+// fakeJobs records what BatchJobs asks of Batch and answers List with
+// jobs (or fail) by queue.
 type fakeJobs struct {
 	filters []batch.ListFilter
+	queues  []string
+	killed  []string
+	jobs    map[string][]batch.Job
+	fail    map[string]error
 }
 
 func (f *fakeJobs) List(ctx context.Context, queue string, flt batch.ListFilter) ([]batch.Job, error) {
 	f.filters = append(f.filters, flt)
-	return nil, nil
+	f.queues = append(f.queues, queue)
+	return f.jobs[queue], f.fail[queue]
 }
 
-func (f *fakeJobs) Terminate(ctx context.Context, id, reason string) error { return nil }
+func (f *fakeJobs) Terminate(ctx context.Context, id, reason string) error {
+	f.killed = append(f.killed, id)
+	return nil
+}
+
+// putRun records a run whose steps have the given decorators, as the
+// scheduler does.
+func putRun(t *testing.T, root, flow, id string, decos ...datastore.DecoratorMeta) {
+	t.Helper()
+	run := &datastore.Run{Flow: flow, RunID: id, Status: datastore.StatusRunning}
+	for i, d := range decos {
+		run.Graph = append(run.Graph, datastore.StepMeta{Name: fmt.Sprint("step", i), Decorators: []datastore.DecoratorMeta{d}})
+	}
+	if err := datastore.NewLocal(root).PutRun(run); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func batchDeco(queue string) datastore.DecoratorMeta {
+	return datastore.DecoratorMeta{Name: "batch", Args: map[string]string{"queue": queue, "cpu": "1"}}
+}
+
+// TestBatchJobsQueues: which queues BatchJobs lists, for which selection.
+func TestBatchJobsQueues(t *testing.T) {
+	root := filepath.Join(t.TempDir(), ".metaflow")
+	// Run 1 names q1 and the default queue q; run 2 names q2 and q1 (twice)
+	// and carries a queue argument on a decorator that is not batch; run 3,
+	// the latest, has no metadata; the flow E has no runs.
+	putRun(t, root, "F", "1", batchDeco("q1"), batchDeco("q"), batchDeco(""))
+	putRun(t, root, "F", "2", batchDeco("q2"), batchDeco("q1"), batchDeco("q1"),
+		datastore.DecoratorMeta{Name: "resources", Args: map[string]string{"queue": "bogus"}},
+		datastore.DecoratorMeta{Name: "batch"})
+	if err := os.MkdirAll(filepath.Join(root, "F", "3"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Flow W's run 1 was started with --with batch:queue=qw.
+	withRun := &datastore.Run{Flow: "W", RunID: "1", Status: datastore.StatusRunning,
+		Graph: []datastore.StepMeta{{Name: "start"}}, With: []datastore.DecoratorMeta{batchDeco("qw")}}
+	if err := datastore.NewLocal(root).PutRun(withRun); err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeJobs{}
+	srv := NewServer(okExec{})
+	srv.NewBatchJobs = func() (BatchJobsClient, string, error) { return fake, "q", nil }
+	cl := serveServer(t, srv)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		what   string
+		req    *pb.BatchJobsRequest
+		queues []string
+	}{
+		{"latest run, without metadata", &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root}, []string{"q"}},
+		{"--run-id 1", &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, RunId: "1"}, []string{"q", "q1"}},
+		{"--run-id 2", &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, RunId: "2"}, []string{"q", "q2", "q1"}},
+		{"--run-id 3, without metadata", &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, RunId: "3"}, []string{"q"}},
+		{"--run-id 7, not in the datastore", &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, RunId: "7"}, []string{"q"}},
+		{"--my-runs", &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, AllRuns: true}, []string{"q", "q2", "q1"}},
+		{"--with batch:queue=qw", &pb.BatchJobsRequest{Flow: "W", DatastoreRoot: root}, []string{"q", "qw"}},
+		{"--my-runs, no runs", &pb.BatchJobsRequest{Flow: "E", DatastoreRoot: root, AllRuns: true}, []string{"q"}},
+		{"--my-runs, no datastore", &pb.BatchJobsRequest{Flow: "F", AllRuns: true}, []string{"q"}},
+	} {
+		fake.queues = nil
+		tc.req.User = "u"
+		if _, err := cl.BatchJobs(ctx, tc.req); err != nil {
+			t.Errorf("%s: %v", tc.what, err)
+			continue
+		}
+		if fmt.Sprint(fake.queues) != fmt.Sprint(tc.queues) {
+			t.Errorf("%s: listed queues %v, want %v", tc.what, fake.queues, tc.queues)
+		}
+	}
+
+	// A job seen in two queues (a queue named by name and by ARN) is listed
+	// and killed once; jobs of all queues come newest first.
+	t0 := time.Now()
+	job := func(id string, age time.Duration) batch.Job {
+		return batch.Job{ID: id, Name: "mf-" + id, Status: batch.StateRunning, CreatedAt: t0.Add(-age),
+			Labels: batch.Labels{Flow: "F", User: "u", Run: "2", Step: "s", Task: "1"}}
+	}
+	fake.jobs = map[string][]batch.Job{
+		"q":  {job("a", 1*time.Minute), job("c", 3*time.Minute)},
+		"q2": {job("b", 2*time.Minute)},
+		"q1": {job("a", 1*time.Minute)},
+	}
+	resp, err := cl.BatchJobs(ctx, &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, User: "u", RunId: "2", Kill: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range resp.Jobs {
+		got = append(got, j.JobId)
+	}
+	if fmt.Sprint(got) != "[a b c]" || fmt.Sprint(fake.killed) != "[a b c]" || resp.Killed != 3 || resp.Queue != "q" {
+		t.Errorf("jobs in several queues: listed %v, killed %v (%d), queue %q; want [a b c] each once, queue q", got, fake.killed, resp.Killed, resp.Queue)
+	}
+
+	// A queue that cannot be listed: an error naming it and the run, and
+	// nothing is terminated, not even the jobs of the queues listed.
+	fake.killed = nil
+	fake.fail = map[string]error{"q2": fmt.Errorf("list jobs of flow F in queue q2: Job queue q2 does not exist")}
+	_, err = cl.BatchJobs(ctx, &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, User: "u", AllRuns: true, Kill: true})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "queue q2 is named by batch(queue=) in run 2") {
+		t.Errorf("failing queue: %v", err)
+	}
+	if len(fake.killed) != 0 {
+		t.Errorf("failing queue: killed %v", fake.killed)
+	}
+}
 
 func TestBatchJobsRequests(t *testing.T) {
 	root := filepath.Join(t.TempDir(), ".metaflow")

@@ -76,11 +76,17 @@ func NewServer(exec scheduler.Executor) *Server {
 
 func invalid(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }
 
-func storeFor(root string) (*datastore.Local, error) {
+// storeFor opens the datastore the settings select (local by default, in
+// root; with METAFLOW_DEFAULT_DATASTORE=s3 in S3, caching files in root).
+func storeFor(root string) (datastore.Store, error) {
 	if root == "" || !filepath.IsAbs(root) {
 		return nil, status.Errorf(codes.InvalidArgument, "datastore_root must be an absolute path, got %q", root)
 	}
-	return datastore.NewLocal(root), nil
+	store, err := datastore.Open(root)
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return store, nil
 }
 
 // buildRun turns a request into a validated, not yet prepared run.
@@ -283,20 +289,20 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 			att := t.Attempts[n-1].Attempt
 			tl.Attempt = int32(att)
 			// Logs keep the step's raw bytes; protobuf strings must be UTF-8.
-			tl.Stdout = strings.ToValidUTF8(readOptional(store.LogPath(req.Flow, runID, step, id, att, "stdout")), "\uFFFD")
-			tl.Stderr = strings.ToValidUTF8(readOptional(store.LogPath(req.Flow, runID, step, id, att, "stderr")), "\uFFFD")
+			out, err := store.ReadLog(req.Flow, runID, step, id, att, "stdout")
+			if err != nil {
+				return nil, notFoundOr(err)
+			}
+			errb, err := store.ReadLog(req.Flow, runID, step, id, att, "stderr")
+			if err != nil {
+				return nil, notFoundOr(err)
+			}
+			tl.Stdout = strings.ToValidUTF8(string(out), "\uFFFD")
+			tl.Stderr = strings.ToValidUTF8(string(errb), "\uFFFD")
 		}
 		resp.Tasks = append(resp.Tasks, tl)
 	}
 	return resp, nil
-}
-
-func readOptional(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return string(b)
 }
 
 const timeFmt = "2006-01-02T15:04:05.000Z07:00"
@@ -368,7 +374,7 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 	return info, nil
 }
 
-func taskInfo(store *datastore.Local, t *datastore.Task) *pb.TaskInfo {
+func taskInfo(store datastore.Store, t *datastore.Task) *pb.TaskInfo {
 	ti := &pb.TaskInfo{
 		Step: t.Step, TaskId: t.TaskID, Status: t.Status,
 		StartedAt: fmtTime(t.StartedAt), FinishedAt: fmtTime(t.FinishedAt), ForeachIndex: -1,
@@ -403,10 +409,25 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskI
 		}
 		for _, name := range sortedNames(arts) {
 			a := arts[name]
-			ti.Artifacts = append(ti.Artifacts, &pb.ArtifactInfo{Name: name, Sha: a.SHA, Size: a.Size, Path: store.BlobPath(req.Flow, a.SHA)})
+			ai := &pb.ArtifactInfo{Name: name, Sha: a.SHA, Size: a.Size}
+			// The blob the caller asked for is made local; others are given
+			// only if they are local already (always, for a local store).
+			if name == req.Artifact {
+				if ai.Path, err = store.FetchBlob(req.Flow, a.SHA); err != nil {
+					return nil, notFoundOr(err)
+				}
+			} else if p := store.BlobPath(req.Flow, a.SHA); fileExists(p) {
+				ai.Path = p
+			}
+			ti.Artifacts = append(ti.Artifacts, ai)
 		}
 	}
 	return ti, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // Shutdown implements the Shutdown RPC.

@@ -21,6 +21,14 @@ func defaultDatastore() string {
 	return filepath.Join(base, ".metaflow")
 }
 
+// storeName names the datastore in messages: its s3:// URL or local folder.
+func storeName(store datastore.Store, root string) string {
+	if s, ok := store.(*datastore.S3); ok {
+		return s.Root()
+	}
+	return root
+}
+
 func runsCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
@@ -28,13 +36,16 @@ func runsCmd() *cobra.Command {
 		Short: "List the runs of a flow, newest first",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store := datastore.NewLocal(root)
+			store, err := datastore.Open(root)
+			if err != nil {
+				return err
+			}
 			ids, err := store.ListRuns(args[0])
 			if err != nil {
 				return err
 			}
 			if len(ids) == 0 {
-				return fmt.Errorf("flow %s has no runs in %s", args[0], root)
+				return fmt.Errorf("flow %s has no runs in %s", args[0], storeName(store, root))
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tSTATUS\tUSER\tCREATED\tFINISHED\tTAGS")
@@ -53,7 +64,7 @@ func runsCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&root, "datastore", defaultDatastore(), "datastore root (the .metaflow folder)")
+	cmd.Flags().StringVar(&root, "datastore", defaultDatastore(), "local datastore root (the .metaflow folder; with METAFLOW_DEFAULT_DATASTORE=s3, where S3 files are cached)")
 	return cmd
 }
 
@@ -68,7 +79,10 @@ func artifactCmd() *cobra.Command {
 			if len(parts) != 4 {
 				return fmt.Errorf("want FLOW/RUN/STEP/TASK (for example ForeachFlowR/3/end/25), got %q", args[0])
 			}
-			store := datastore.NewLocal(root)
+			store, err := datastore.Open(root)
+			if err != nil {
+				return err
+			}
 			t, err := store.GetTask(parts[0], parts[1], parts[2], parts[3])
 			if err != nil {
 				return err
@@ -97,9 +111,13 @@ func artifactCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("task %s has no artifact %q (list them with: metaflow-engine artifact %s)", args[0], args[1], args[0])
 			}
-			return printArtifact(os.Stdout, store.BlobPath(parts[0], a.SHA))
+			path, err := store.FetchBlob(parts[0], a.SHA)
+			if err != nil {
+				return err
+			}
+			return printArtifact(os.Stdout, path)
 		},
 	}
-	cmd.Flags().StringVar(&root, "datastore", defaultDatastore(), "datastore root (the .metaflow folder)")
+	cmd.Flags().StringVar(&root, "datastore", defaultDatastore(), "local datastore root (the .metaflow folder; with METAFLOW_DEFAULT_DATASTORE=s3, where S3 files are cached)")
 	return cmd
 }

@@ -64,11 +64,13 @@ type Run struct {
 	Steps      []string `json:"steps"`
 	Parameters []string `json:"parameters"`
 	// Graph records each step as run, decorators (resources, ...) included.
-	Graph       []StepMeta `json:"graph"`
-	OriginRunID string     `json:"origin_run_id,omitempty"`
-	Error       string     `json:"error,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	FinishedAt  time.Time  `json:"finished_at,omitempty"`
+	Graph []StepMeta `json:"graph"`
+	// With records the decorators given to every step (--with).
+	With        []DecoratorMeta `json:"with,omitempty"`
+	OriginRunID string          `json:"origin_run_id,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	FinishedAt  time.Time       `json:"finished_at,omitempty"`
 }
 
 // StepMeta is one step of a run's graph.
@@ -86,7 +88,7 @@ type DecoratorMeta struct {
 	Args map[string]string `json:"args,omitempty"`
 }
 
-// Store is implemented by the local folder datastore (and later S3).
+// Store is implemented by the local folder datastore and the S3 one.
 type Store interface {
 	// NewRun allocates a unique run id for flow and records run.
 	NewRun(run *Run) error
@@ -109,12 +111,19 @@ type Store interface {
 	GetArtifacts(flow, runID, step, taskID string) (map[string]Artifact, error)
 	// CommitBlob moves a staged file into the content-addressed store.
 	CommitBlob(flow, stagedPath string) (Artifact, error)
+	// BlobPath is where the blob is, or will be once fetched, on this machine.
 	BlobPath(flow, sha string) string
+	// FetchBlob makes the blob local (downloading it if need be) and returns its path.
+	FetchBlob(flow, sha string) (string, error)
 
 	// StagingDir is a folder for files about to be committed (task outputs):
 	// on the same filesystem as the blobs, so CommitBlob is a rename.
 	StagingDir(flow string) string
 
-	// LogPath is where an attempt's stdout or stderr is kept.
+	// LogPath is where an attempt's stdout or stderr is written as it runs.
 	LogPath(flow, runID, step, taskID string, attempt int, stream string) string
+	// SaveLogs stores an attempt's log files once it has ended.
+	SaveLogs(flow, runID, step, taskID string, attempt int) error
+	// ReadLog returns an attempt's stdout or stderr so far (empty if none).
+	ReadLog(flow, runID, step, taskID string, attempt int, stream string) ([]byte, error)
 }

@@ -214,12 +214,27 @@ func (l *Local) BlobPath(flow, sha string) string {
 	return filepath.Join(l.flowDir(flow), "data", sha[:2], sha)
 }
 
+// FetchBlob returns the blob's path: a local store holds every blob.
+func (l *Local) FetchBlob(flow, sha string) (string, error) { return l.BlobPath(flow, sha), nil }
+
 func (l *Local) StagingDir(flow string) string {
 	return filepath.Join(l.flowDir(flow), "_staging")
 }
 
 func (l *Local) LogPath(flow, runID, step, taskID string, attempt int, stream string) string {
 	return filepath.Join(l.taskDir(flow, runID, step, taskID), fmt.Sprintf("%d.%s", attempt, stream))
+}
+
+// SaveLogs has nothing to do: the log files are written in place.
+func (l *Local) SaveLogs(flow, runID, step, taskID string, attempt int) error { return nil }
+
+// ReadLog reads a log file; a log never written reads as empty.
+func (l *Local) ReadLog(flow, runID, step, taskID string, attempt int, stream string) ([]byte, error) {
+	b, err := os.ReadFile(l.LogPath(flow, runID, step, taskID, attempt, stream))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
 }
 
 func copyAtomic(src, dst string) error {

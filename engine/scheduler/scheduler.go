@@ -162,6 +162,9 @@ func (r *Run) Prepare() error {
 		}
 		r.meta.Graph = append(r.meta.Graph, sm)
 	}
+	for _, d := range r.Opts.With {
+		r.meta.With = append(r.meta.With, datastore.DecoratorMeta{Name: d.Name, Args: d.Args})
+	}
 	if r.Opts.Resume {
 		if err := r.prepareResume(); err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,7 +100,11 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	for _, in := range p.inputs {
 		si := SpecInput{Step: in.step, TaskID: in.id, Artifacts: map[string]SpecArtifact{}}
 		for name, a := range in.arts {
-			si.Artifacts[name] = SpecArtifact{SHA: a.SHA, Path: r.Store.BlobPath(flow, a.SHA)}
+			path, err := r.Store.FetchBlob(flow, a.SHA)
+			if err != nil {
+				return nil, fmt.Errorf("%w: input %s of step %s: %v", errFatal, name, p.step, err)
+			}
+			si.Artifacts[name] = SpecArtifact{SHA: a.SHA, Path: path}
 		}
 		spec.Inputs = append(spec.Inputs, si)
 	}
@@ -111,7 +114,11 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 		parent := g.Steps[top.Step]
 		a := p.inputs[0].arts[parent.Foreach]
 		spec.Index = top.Index
-		spec.Input = &SpecSplit{Path: r.Store.BlobPath(flow, a.SHA), Index: top.Index}
+		path, err := r.Store.FetchBlob(flow, a.SHA)
+		if err != nil {
+			return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
+		}
+		spec.Input = &SpecSplit{Path: path, Index: top.Index}
 	}
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -190,6 +197,9 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	}
 	code, runErr := exec.Run(actx, l)
 	cur.FinishedAt, cur.ExitCode = r.Now(), code
+	if err := r.Store.SaveLogs(flow, runID, task.Step, task.TaskID, attempt); err != nil {
+		r.taskSay(task, "Warning: the task's logs were not saved: %v", err)
+	}
 	fail := func(msg string) (*taskRef, error) {
 		cur.Status, cur.Error = datastore.StatusFailed, msg
 		task.Status, task.FinishedAt = datastore.StatusFailed, r.Now()
@@ -339,28 +349,23 @@ func (r *Run) clone(p *pending, id string, ot *datastore.Task) (*taskRef, error)
 	if n := len(ot.Attempts); n > 0 {
 		last := ot.Attempts[n-1].Attempt
 		for _, s := range []string{"stdout", "stderr"} {
-			copyFile(r.Store.LogPath(flow, ot.RunID, ot.Step, ot.TaskID, last, s), r.Store.LogPath(flow, runID, p.step, id, last, s))
+			if b, err := r.Store.ReadLog(flow, ot.RunID, ot.Step, ot.TaskID, last, s); err == nil && len(b) > 0 {
+				writeFile(r.Store.LogPath(flow, runID, p.step, id, last, s), b)
+			}
+		}
+		if err := r.Store.SaveLogs(flow, runID, p.step, id, last); err != nil {
+			r.say("[%s/%s/%s] Warning: the cloned task's logs were not saved: %v", runID, p.step, id, err)
 		}
 	}
 	r.say("[%s/%s/%s] Cloning results of a previously run task %s.", runID, p.step, id, task.ClonedFrom)
 	return r.complete(task, p, arts, nil)
 }
 
-func copyFile(src, dst string) {
-	in, err := os.Open(src)
-	if err != nil {
-		return
+// writeFile writes a cloned log; losing it loses no result.
+func writeFile(dst string, b []byte) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+		_ = os.WriteFile(dst, b, 0o644)
 	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		return
-	}
-	defer out.Close()
-	_, _ = io.Copy(out, in)
 }
 
 func (r *Run) prefix(t *datastore.Task) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 )
 
 // Client is S3 access: existence checks, listings, uploads and downloads of
@@ -39,6 +40,9 @@ type Client struct {
 // PartSize is the part size of multipart transfers (S3's minimum is 5 MiB;
 // at most 10,000 parts make objects up to ~78 GiB).
 const PartSize = 8 << 20
+
+// ErrNoBucket is wrapped by the errors of operations on a missing bucket.
+var ErrNoBucket = errors.New("no such bucket")
 
 // ErrNotFound is wrapped by the errors of reads of a missing object.
 var ErrNotFound = errors.New("no such S3 object")
@@ -93,6 +97,10 @@ func isNotFound(err error) bool {
 // s3Err wraps an SDK error with the operation and object, as ErrNotFound
 // for a 404.
 func s3Err(op, bucket, key string, err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket" {
+		return fmt.Errorf("S3 bucket %s: %w", bucket, ErrNoBucket)
+	}
 	if isNotFound(err) {
 		return fmt.Errorf("s3://%s/%s: %w", bucket, key, ErrNotFound)
 	}

@@ -182,6 +182,12 @@ func TestEmuS3PutIfAbsentAndListDirs(t *testing.T) {
 	if got, _ := s.ListDirs(ctx, bucket, "F/2"); strings.Join(got, ",") != "end,start" {
 		t.Errorf("ListDirs(F/2) = %v, want end,start", got)
 	}
+	if _, err := s.ListDirs(ctx, "no-such-bucket", "F"); !errors.Is(err, ErrNoBucket) {
+		t.Errorf("ListDirs in a missing bucket: %v; want ErrNoBucket", err)
+	}
+	if _, err := s.GetBytes(ctx, "no-such-bucket", "F"); !errors.Is(err, ErrNoBucket) {
+		t.Errorf("GetBytes in a missing bucket: %v; want ErrNoBucket", err)
+	}
 	if got, err := s.ListDirs(ctx, bucket, "nothing"); err != nil || len(got) != 0 {
 		t.Errorf("ListDirs of an empty prefix = %v, %v; want none", got, err)
 	}

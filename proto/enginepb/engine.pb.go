@@ -1058,7 +1058,8 @@ type ArtifactInfo struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Sha   string                 `protobuf:"bytes,2,opt,name=sha,proto3" json:"sha,omitempty"`
 	Size  int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	// Local path of the blob (R reads it with its msgpack codec).
+	// Local path of the blob (R reads it with its msgpack codec); empty when
+	// the blob is not on this machine yet (ask GetTask with artifact = name).
 	Path          string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1517,6 +1518,9 @@ type GetTaskRequest struct {
 	RunId         string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	Step          string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`
 	TaskId        string                 `protobuf:"bytes,5,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Make this artifact's blob local (an S3 datastore downloads it) and give
+	// its path. Other artifacts have a path only if already local.
+	Artifact      string `protobuf:"bytes,6,opt,name=artifact,proto3" json:"artifact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1582,6 +1586,13 @@ func (x *GetTaskRequest) GetStep() string {
 func (x *GetTaskRequest) GetTaskId() string {
 	if x != nil {
 		return x.TaskId
+	}
+	return ""
+}
+
+func (x *GetTaskRequest) GetArtifact() string {
+	if x != nil {
+		return x.Artifact
 	}
 	return ""
 }
@@ -2058,13 +2069,14 @@ const file_engine_proto_rawDesc = "" +
 	"\rGetRunRequest\x12%\n" +
 	"\x0edatastore_root\x18\x01 \x01(\tR\rdatastoreRoot\x12\x12\n" +
 	"\x04flow\x18\x02 \x01(\tR\x04flow\x12\x15\n" +
-	"\x06run_id\x18\x03 \x01(\tR\x05runId\"\x8f\x01\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\"\xab\x01\n" +
 	"\x0eGetTaskRequest\x12%\n" +
 	"\x0edatastore_root\x18\x01 \x01(\tR\rdatastoreRoot\x12\x12\n" +
 	"\x04flow\x18\x02 \x01(\tR\x04flow\x12\x15\n" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\tR\x04step\x12\x17\n" +
-	"\atask_id\x18\x05 \x01(\tR\x06taskId\"\x11\n" +
+	"\atask_id\x18\x05 \x01(\tR\x06taskId\x12\x1a\n" +
+	"\bartifact\x18\x06 \x01(\tR\bartifact\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
 	"\x10ShutdownResponse\"\xa7\x01\n" +
 	"\x10BatchJobsRequest\x12\x12\n" +

@@ -484,6 +484,7 @@ help_text <- function(flow = NULL) {
     "",
     "AWS Batch: --with batch or decorator(\"batch\", cpu =, memory =, gpu =, queue =,",
     "image =) on a step; configure METAFLOW_BATCH_JOB_QUEUE and",
-    "METAFLOW_DATASTORE_SYSROOT_S3. batch list|kill look in METAFLOW_BATCH_JOB_QUEUE.",
+    "METAFLOW_DATASTORE_SYSROOT_S3. batch list|kill look in METAFLOW_BATCH_JOB_QUEUE",
+    "and in the batch(queue =) queues of the selected runs.",
     "")
 }

@@ -334,7 +334,16 @@ task_client <- R6::R6Class("TaskClient",
              if (length(self$artifacts)) paste0(" (artifacts: ", paste(self$artifacts, collapse = ", "), ")")
              else paste0(" (status: ", private$info$status, ")"), call. = FALSE)
       }
-      mp_read(a[[1]]$path)
+      path <- a[[1]]$path
+      if (!nzchar(path)) {
+        # Not on this machine yet (an S3 datastore): the engine downloads it.
+        run <- self$step$run
+        info <- engine_call("GetTask", list(
+          datastore_root = datastore_root(), flow = run$flow_id, run_id = run$id,
+          step = self$step$id, task_id = self$id, artifact = name))
+        path <- Filter(function(x) x$name == name, info$artifacts)[[1]]$path
+      }
+      mp_read(path)
     },
 
     #' @description Print the task.

@@ -31,7 +31,8 @@
 #' queue =, image =)} one step (configuration: \code{METAFLOW_BATCH_JOB_QUEUE},
 #' \code{METAFLOW_DATASTORE_SYSROOT_S3}, see docs/batch.md).
 #' \code{batch list} / \code{run(batch = "list")} lists the unfinished Batch
-#' jobs of the latest run of the flow (in \code{METAFLOW_BATCH_JOB_QUEUE});
+#' jobs of the latest run of the flow (in \code{METAFLOW_BATCH_JOB_QUEUE} and
+#' in the \code{batch(queue =)} queues of the selected runs);
 #' \code{batch kill} / \code{run(batch = "kill")} terminates them. Options:
 #' \code{--my-runs} / \code{my_runs = TRUE} (all your runs of the flow),
 #' \code{--run-id ID} / \code{run_id = "ID"} (one run),

@@ -1,0 +1,222 @@
+//go:build linux
+
+package datastore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/metaflow-r/metaflow/internal/mototest"
+	"github.com/metaflow-r/metaflow/internal/s3io"
+)
+
+var skipS3 string // why the tests needing moto_server skip, if they do
+
+func TestMain(m *testing.M) { os.Exit(mototest.Main(m, &skipS3)) }
+
+var bucketSeq atomic.Int32
+
+// machines returns two S3 datastores on one fresh bucket with separate
+// caches: two machines sharing the datastore of record.
+func machines(t *testing.T) (a, b *S3) {
+	t.Helper()
+	if skipS3 != "" {
+		t.Skip(skipS3)
+	}
+	cfg, err := config.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s3io.New(cfg)
+	bucket := fmt.Sprintf("mf-ds-%d-%s", bucketSeq.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")))
+	if len(bucket) > 63 {
+		bucket = bucket[:63]
+	}
+	if err := c.CreateBucket(context.Background(), bucket); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *S3 {
+		s, err := NewS3(c, "s3://"+bucket+"/some/prefix", filepath.Join(t.TempDir(), "cache"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	return open(), open()
+}
+
+func stageFile(t *testing.T, s Store, content []byte) string {
+	t.Helper()
+	dir := s.StagingDir("F")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(dir, "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(content)
+	f.Close()
+	return f.Name()
+}
+
+func TestS3RunsAndTasksAreSharedBetweenMachines(t *testing.T) {
+	a, b := machines(t)
+	for want := 1; want <= 3; want++ {
+		s := a
+		if want == 2 {
+			s = b // the other machine continues the sequence
+		}
+		r := &Run{Flow: "F", Status: StatusRunning, User: "u"}
+		if err := s.NewRun(r); err != nil {
+			t.Fatal(err)
+		}
+		if r.RunID != fmt.Sprint(want) {
+			t.Fatalf("run id %q, want %d", r.RunID, want)
+		}
+	}
+	if ids, err := b.ListRuns("F"); err != nil || strings.Join(ids, ",") != "3,2,1" {
+		t.Fatalf("ListRuns = %v, %v; want 3,2,1", ids, err)
+	}
+	if ids, err := b.ListRuns("Other"); err != nil || len(ids) != 0 {
+		t.Fatalf("ListRuns of a flow without runs = %v, %v", ids, err)
+	}
+	r, err := b.GetRun("F", "2")
+	if err != nil || r.User != "u" || r.RunID != "2" {
+		t.Fatalf("GetRun = %+v, %v", r, err)
+	}
+	r.Status = StatusCompleted
+	if err := b.PutRun(r); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.GetRun("F", "2"); r.Status != StatusCompleted {
+		t.Fatalf("status seen by the other machine: %s", r.Status)
+	}
+	if _, err := a.GetRun("F", "9"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("GetRun of a missing run: %v; want fs.ErrNotExist", err)
+	}
+
+	for _, id := range []string{"10", "2", "1"} {
+		if err := a.PutTask(&Task{Flow: "F", RunID: "1", Step: "start", TaskID: id, Status: StatusRunning}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.PutTask(&Task{Flow: "F", RunID: "1", Step: "end", TaskID: "11", Status: StatusRunning})
+	if ids, err := b.ListTasks("F", "1", "start"); err != nil || strings.Join(ids, ",") != "1,2,10" {
+		t.Fatalf("ListTasks = %v, %v; want numeric order 1,2,10", ids, err)
+	}
+	if steps, err := b.ListSteps("F", "1"); err != nil || strings.Join(steps, ",") != "end,start" {
+		t.Fatalf("ListSteps = %v, %v", steps, err)
+	}
+	if _, err := b.GetTask("F", "1", "start", "3"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("GetTask of a missing task: %v", err)
+	}
+	if arts, err := b.GetArtifacts("F", "1", "start", "1"); err != nil || len(arts) != 0 {
+		t.Fatalf("artifacts before any: %v, %v", arts, err)
+	}
+}
+
+func TestS3BlobsAreUploadedOnceAndFetchedWhole(t *testing.T) {
+	a, b := machines(t)
+	content := make([]byte, 9<<20+7) // two parts: multipart
+	rand.Read(content)
+	art, err := a.CommitBlob("F", stageFile(t, a, content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := a.CommitBlob("F", stageFile(t, a, content))
+	if err != nil || again != art {
+		t.Fatalf("second commit of the same content = %+v, %v; want %+v", again, err, art)
+	}
+	if p, err := a.FetchBlob("F", art.SHA); err != nil || p != a.BlobPath("F", art.SHA) {
+		t.Fatalf("FetchBlob on the machine that made it = %q, %v", p, err)
+	}
+	if _, err := os.Stat(b.BlobPath("F", art.SHA)); err == nil {
+		t.Fatal("the other machine's cache has the blob before fetching it")
+	}
+	p, err := b.FetchBlob("F", art.SHA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("fetched blob differs (%d bytes, %v)", len(got), err)
+	}
+	if err := a.PutArtifacts("F", "1", "start", "1", map[string]Artifact{"x": art}); err != nil {
+		t.Fatal(err)
+	}
+	if arts, err := b.GetArtifacts("F", "1", "start", "1"); err != nil || arts["x"] != art {
+		t.Fatalf("GetArtifacts = %v, %v", arts, err)
+	}
+	missing := strings.Repeat("ab", 32)
+	if _, err := b.FetchBlob("F", missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("FetchBlob of a missing blob: %v; want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(b.BlobPath("F", missing)); err == nil {
+		t.Fatal("a failed fetch left a file in the cache")
+	}
+}
+
+func TestS3LogsWhileRunningAndAfter(t *testing.T) {
+	a, b := machines(t)
+	out := a.LogPath("F", "1", "start", "1", 0, "stdout")
+	os.MkdirAll(filepath.Dir(out), 0o755)
+	os.WriteFile(out, []byte("line 1\n"), 0o644)
+	// Running: the machine running it reads its cache; the store has nothing yet.
+	if got, err := a.ReadLog("F", "1", "start", "1", 0, "stdout"); err != nil || string(got) != "line 1\n" {
+		t.Fatalf("log while running = %q, %v", got, err)
+	}
+	if got, err := b.ReadLog("F", "1", "start", "1", 0, "stdout"); err != nil || len(got) != 0 {
+		t.Fatalf("other machine's log while running = %q, %v; want empty", got, err)
+	}
+	os.WriteFile(out, []byte("line 1\nline 2\n"), 0o644)
+	if err := a.SaveLogs("F", "1", "start", "1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ReadLog("F", "1", "start", "1", 0, "stdout"); err != nil || string(got) != "line 1\nline 2\n" {
+		t.Fatalf("saved log = %q, %v", got, err)
+	}
+	if got, err := b.ReadLog("F", "1", "start", "1", 0, "stderr"); err != nil || len(got) != 0 {
+		t.Fatalf("a stream never written = %q, %v; want empty", got, err)
+	}
+}
+
+func TestOpenSelectsTheDatastore(t *testing.T) {
+	t.Setenv("METAFLOW_HOME", t.TempDir()) // no config file
+	cases := []struct {
+		kind, root string
+		want       string // type name, or the error's start
+	}{
+		{"", "", "*datastore.Local"},
+		{"local", "", "*datastore.Local"},
+		{"s3", "s3://bucket/p", "*datastore.S3"},
+		{"s3", "", "METAFLOW_DEFAULT_DATASTORE is s3 but METAFLOW_DATASTORE_SYSROOT_S3 is not set"},
+		{"s3", "bucket/p", "METAFLOW_DATASTORE_SYSROOT_S3:"},
+		{"gcs", "", `METAFLOW_DEFAULT_DATASTORE is "gcs": use local or s3`},
+	}
+	for _, c := range cases {
+		t.Run(c.kind+"_"+c.root, func(t *testing.T) {
+			t.Setenv("METAFLOW_DEFAULT_DATASTORE", c.kind)
+			t.Setenv("METAFLOW_DATASTORE_SYSROOT_S3", c.root)
+			s, err := Open(t.TempDir())
+			got := fmt.Sprintf("%T", s)
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.HasPrefix(got, c.want) {
+				t.Errorf("Open = %s, want %s", got, c.want)
+			}
+		})
+	}
+}

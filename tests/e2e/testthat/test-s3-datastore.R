@@ -1,0 +1,100 @@
+# METAFLOW_DEFAULT_DATASTORE=s3: runs, tasks, artifacts and logs are kept in
+# S3 (moto_server here), so a second machine (another working directory,
+# with an empty local cache) reads and resumes them. Tasks run locally.
+
+s3_state <- local({
+  state <- NULL
+  function() {
+    if (is.null(state)) state <<- moto_s3("mf-s3-e2e")
+    state
+  }
+})
+
+s3_env <- function() {
+  st <- s3_state()
+  if (!is.null(st$skip)) testthat::skip(paste("S3 datastore tests skipped:", st$skip))
+  c(st$env, METAFLOW_DEFAULT_DATASTORE = "s3", METAFLOW_DATASTORE_SYSROOT_S3 = "s3://mf-s3-e2e/metaflow",
+    METAFLOW_HOME = new_workdir("mfhome"))
+}
+
+s3_keys <- function(prefix) {
+  st <- s3_state()
+  r <- curl::curl_fetch_memory(sprintf("%s/mf-s3-e2e?list-type=2&prefix=%s", st$endpoint, prefix))
+  x <- rawToChar(r$content)
+  m <- regmatches(x, gregexpr("<Key>[^<]+</Key>", x))[[1]]
+  gsub("</?Key>", "", m)
+}
+
+s3_dir <- NULL
+
+test_that("a run's record goes to S3, not to the local datastore", {
+  env <- s3_env()
+  s3_dir <<- setup_flow("foreachflow.R")
+  res <- run_flow(workdir = s3_dir, env = env)
+  expect_exit(res, 0)
+  expect_output_match(res, "total is: 2870", fixed = TRUE)
+  keys <- s3_keys("metaflow/ForeachFlowR/1/")
+  expect_true("metaflow/ForeachFlowR/1/_run.json" %in% keys, info = paste(keys, collapse = "\n"))
+  expect_true(any(grepl("^metaflow/ForeachFlowR/1/end/[0-9]+/_artifacts.json$", keys)))
+  expect_equal(sum(grepl("^metaflow/ForeachFlowR/1/work/[0-9]+/_task.json$", keys)), 20)
+  expect_true(any(grepl("^metaflow/ForeachFlowR/1/work/[0-9]+/0.stdout$", keys)))
+  expect_true(length(s3_keys("metaflow/ForeachFlowR/data/")) > 0)
+  # Locally only the cache: no run folder of the local datastore.
+  expect_false(dir.exists(mf_path(s3_dir, "ForeachFlowR")))
+  expect_true(dir.exists(mf_path(s3_dir, "_s3cache", "mf-s3-e2e", "metaflow", "ForeachFlowR")))
+})
+
+test_that("another machine reads the run's artifacts and logs from S3", {
+  env <- s3_env()
+  other <- setup_flow("foreachflow.R")
+  writeLines(c(
+    'suppressPackageStartupMessages(library(metaflow))',
+    'f <- flow_client$new("ForeachFlowR")',
+    'cat("LATEST", f$latest_run, "\\n")',
+    'r <- run_client$new(f, f$latest_run)',
+    'cat("TOTAL", r$artifact("total"), "\\n")',
+    'w <- r$step("work")',
+    'sq <- vapply(w$tasks, function(id) w$task(id)$artifact("sq"), 0)',
+    'cat("SQS", sort(sq), "\\n")',
+    'cat("STDOUT1", w$task(w$tasks[1])$stdout)'
+  ), file.path(other, "client.R"))
+  res <- run_cmd(other, "Rscript", "client.R", env = env)
+  expect_exit(res, 0)
+  expect_line(res$stdout, "^LATEST 1 $", res)
+  expect_line(res$stdout, "^TOTAL 2870 $", res)
+  expect_line(res$stdout, paste0("^SQS ", paste((1:20)^2, collapse = " "), " $"), res)
+  expect_line(res$stdout, "^STDOUT1 work [0-9]+ squared is [0-9]+ $", res)
+  logs <- run_flow(workdir = other, args = c("logs", "1/end"), env = env)
+  expect_exit(logs, 0)
+  expect_output_match(logs, "total is: 2870", fixed = TRUE)
+  # Only what was asked for came down into this machine's cache.
+  blobs <- list.files(mf_path(other, "_s3cache"), recursive = TRUE)
+  expect_length(grep("/data/", blobs), 21)
+})
+
+test_that("resume on another machine clones the S3 run's tasks", {
+  env <- s3_env()
+  other <- setup_flow("foreachflow.R")
+  res <- run_flow(workdir = other, args = c("resume", "join", "--origin-run-id", "1"), env = env)
+  expect_exit(res, 0)
+  expect_output_match(res, "Cloning results of a previously run task", fixed = TRUE)
+  expect_true("metaflow/ForeachFlowR/2/_run.json" %in% s3_keys("metaflow/ForeachFlowR/2/"))
+})
+
+test_that("S3 datastore settings are checked before anything is written", {
+  env <- s3_env()
+  dir <- setup_flow("linearflow.R")
+  no_root <- env[names(env) != "METAFLOW_DATASTORE_SYSROOT_S3"]
+  res <- run_flow(workdir = dir, env = no_root)
+  expect_one_line_error(res, "METAFLOW_DEFAULT_DATASTORE is s3 but METAFLOW_DATASTORE_SYSROOT_S3 is not set", fixed = TRUE)
+  no_bucket <- env
+  no_bucket["METAFLOW_DATASTORE_SYSROOT_S3"] <- "s3://no-such-bucket/x"
+  res <- run_flow(workdir = dir, env = no_bucket)
+  expect_one_line_error(res, "no-such-bucket", fixed = TRUE)
+  bad <- env
+  bad["METAFLOW_DEFAULT_DATASTORE"] <- "gcs"
+  res <- run_flow(workdir = dir, env = bad)
+  expect_one_line_error(res, "METAFLOW_DEFAULT_DATASTORE is \"gcs\": use local or s3", fixed = TRUE)
+  expect_false(dir.exists(mf_path(dir, "LinearFlowR")))
+  expect_length(s3_keys("metaflow/LinearFlowR/"), 0)
+})
