@@ -361,17 +361,44 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 		if len(ids) == 0 {
 			continue
 		}
-		si := &pb.StepInfo{Name: step}
-		for _, id := range ids {
-			t, err := store.GetTask(req.Flow, req.RunId, step, id)
+		si := &pb.StepInfo{Name: step, Tasks: make([]*pb.TaskInfo, len(ids))}
+		err = forEachLimit(len(ids), 16, func(i int) error {
+			t, err := store.GetTask(req.Flow, req.RunId, step, ids[i])
 			if err != nil {
-				return nil, notFoundOr(err)
+				return err
 			}
-			si.Tasks = append(si.Tasks, taskInfo(store, t))
+			si.Tasks[i] = taskInfo(store, t)
+			return nil
+		})
+		if err != nil {
+			return nil, notFoundOr(err)
 		}
 		info.Steps = append(info.Steps, si)
 	}
 	return info, nil
+}
+
+// forEachLimit calls f(0..n-1), at most limit at a time (an S3 datastore
+// answers each task's metadata in one round trip), and returns the first error.
+func forEachLimit(n, limit int, f func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f(i)
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func taskInfo(store datastore.Store, t *datastore.Task) *pb.TaskInfo {
