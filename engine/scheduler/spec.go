@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -65,6 +66,10 @@ type Launch struct {
 	// Decorators are the step's decorators merged with --with (the step's
 	// own arguments win); remote executors read resources/batch from them.
 	Decorators map[string]graph.Decorator
+	// Timeout is the timeout decorator's limit (0: none). The scheduler
+	// enforces it by cancelling the attempt; a remote executor can also hand
+	// it to its backend, in case the engine is gone by then.
+	Timeout    time.Duration
 	StdoutPath string
 	StderrPath string
 	// Started is called once the process exists.

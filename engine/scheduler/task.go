@@ -183,7 +183,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		exec = r.Batch
 	}
 	l := &Launch{
-		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env, Decorators: pol.decos,
+		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env, Decorators: pol.decos, Timeout: pol.timeout,
 		StdoutPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stdout"),
 		StderrPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stderr"),
 		Started: func(pid int) {
