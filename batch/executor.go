@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/metaflow-r/metaflow/internal/mfconfig"
-	"github.com/metaflow-r/metaflow/internal/s3io"
 	"os"
 	"os/exec"
 	"path"
@@ -18,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -25,6 +24,8 @@ import (
 
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
+	"github.com/metaflow-r/metaflow/internal/mfconfig"
+	"github.com/metaflow-r/metaflow/internal/s3io"
 )
 
 // Config configures the Batch executor, with Metaflow's variable names.
@@ -50,6 +51,11 @@ type Config struct {
 	EngineBinary string
 	// PollInterval between DescribeJobs calls (default 1 s).
 	PollInterval time.Duration
+	// LogInterval (METAFLOW_BATCH_LOG_INTERVAL, seconds; default 5 s) is how
+	// often a running task's logs travel: jobs upload them that often when
+	// they grew, and the executor fetches them that often while a job is
+	// RUNNING (one GET per stream). Jobs get it in their environment.
+	LogInterval time.Duration
 }
 
 // ConfigFromEnv reads the configuration from the environment and Metaflow's
@@ -67,6 +73,9 @@ func ConfigFromEnv() (Config, error) {
 		S3Root:       get("METAFLOW_DATASTORE_SYSROOT_S3"),
 		JobRole:      get("METAFLOW_ECS_S3_ACCESS_IAM_ROLE"),
 		EngineBinary: get("METAFLOW_BATCH_ENGINE_BINARY"),
+	}
+	if c.LogInterval, err = parseLogInterval(get(logIntervalEnv)); err != nil {
+		return c, err
 	}
 	if s := get("METAFLOW_BATCH_JOB_ENV"); s != "" {
 		if err := json.Unmarshal([]byte(s), &c.JobEnv); err != nil {
@@ -106,6 +115,8 @@ type Executor struct {
 	bucket string
 	prefix string
 	poll   *poller
+	// logGets counts the GETs of live logs (tests check their cost).
+	logGets atomic.Int64
 
 	mu       sync.Mutex
 	uploads  map[string]*onceErr // S3 key -> upload
@@ -139,6 +150,9 @@ func NewExecutor(ctx context.Context, cfg Config) (*Executor, error) {
 	bucket, prefix, _ := s3io.ParseURL(cfg.S3Root)
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.LogInterval <= 0 {
+		cfg.LogInterval = DefaultLogInterval
 	}
 	c := NewFromConfig(awsCfg, Options{JobRoleARN: cfg.JobRole})
 	return &Executor{
@@ -456,6 +470,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	for k, v := range l.Env {
 		env[k] = v
 	}
+	env[logIntervalEnv] = formatLogInterval(e.cfg.LogInterval)
 	env["METAFLOW_ENGINE_URL"] = engURL
 	env["METAFLOW_TASK_SPEC"] = "s3://" + e.bucket + "/" + specKey
 	user := spec.Current["username"]
@@ -464,7 +479,8 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	}
 	id, err := e.c.Submit(ctx, JobSpec{
 		Queue: queue, Image: image, Command: []string{"Rscript", "-e", bootstrap}, Env: env, Resources: res,
-		Labels: Labels{Flow: spec.Flow, User: user, Run: spec.RunID, Step: spec.Step, Task: spec.TaskID, Attempt: spec.Attempt},
+		Labels:         Labels{Flow: spec.Flow, User: user, Run: spec.RunID, Step: spec.Step, Task: spec.TaskID, Attempt: spec.Attempt},
+		TimeoutSeconds: batchTimeout(l.Timeout),
 	})
 	if err != nil {
 		return -1, err
@@ -478,24 +494,79 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		}
 	}
 	say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
-	st, err := e.wait(ctx, id, say, func(d time.Duration) string { return runnableWarning(id, queue, res, d) })
+	logs := e.followLogs(rs.TaskPrefix, l)
+	st, err := e.wait(ctx, id, say, func(d time.Duration) string { return runnableWarning(id, queue, res, d) },
+		func(ctx context.Context) {
+			fctx, cancel := context.WithTimeout(ctx, max(e.cfg.LogInterval, 30*time.Second))
+			defer cancel()
+			_ = logs.fetch(fctx) // a failed fetch is tried again at the next interval
+		})
 	if err != nil {
 		return -1, err
 	}
-	return e.collect(ctx, l, rs.TaskPrefix, flowPrefix, st)
+	return e.collect(ctx, l, logs, flowPrefix, rs.TaskPrefix, st)
+}
+
+// batchTimeout is the job's own timeout for the timeout decorator's limit:
+// the engine cancels the attempt first (its clock starts at submission,
+// Batch's when the job starts running); Batch's stops a job whose engine is
+// gone. Batch accepts no less than 60 s.
+func batchTimeout(limit time.Duration) int {
+	if limit <= 0 {
+		return 0
+	}
+	return max(60, int(limit.Seconds())+60)
+}
+
+// failure says why a finished job failed, as far as Batch and the task
+// runner's exit record tell: status reason, container reason, exit code.
+func failure(st JobStatus, exit *int) string {
+	var parts []string
+	if st.StatusReason != "" {
+		parts = append(parts, st.StatusReason)
+	}
+	if st.Reason != "" && st.Reason != st.StatusReason {
+		parts = append(parts, st.Reason)
+	}
+	if exit == nil {
+		exit = st.ExitCode
+	}
+	if exit != nil {
+		parts = append(parts, fmt.Sprintf("exit code %d", *exit))
+	}
+	if len(parts) == 0 {
+		return "Batch gave no reason"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// followLogs follows the logs the task runner uploads under taskPrefix.
+func (e *Executor) followLogs(taskPrefix string, l *scheduler.Launch) *logFollower {
+	f := newLogFollower(func(ctx context.Context, key string, off int64) ([]byte, error) {
+		return e.s3.GetFrom(ctx, e.bucket, key, off)
+	}, taskPrefix, l)
+	f.gets = &e.logGets
+	return f
 }
 
 // wait follows a job until it is done or ctx is cancelled (then the job is
-// terminated).
-func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any), stuck func(time.Duration) string) (JobStatus, error) {
+// terminated). While the job is RUNNING it calls running every LogInterval.
+func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any), stuck func(time.Duration) string,
+	running func(context.Context)) (JobStatus, error) {
 	w := e.poll.add(id)
 	defer e.poll.remove(id)
 	last := StateSubmitted
 	rw := runnableWatch{after: runnableWarnAfter()}
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
+	logTick := time.NewTicker(e.cfg.LogInterval)
+	defer logTick.Stop()
 	for {
 		select {
+		case <-logTick.C:
+			if last == StateRunning && running != nil {
+				running(ctx)
+			}
 		case now := <-tick.C:
 			if d, warn := rw.check(last, now); warn {
 				say("%s", stuck(d))
@@ -532,7 +603,7 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 
 // collect puts a finished job's logs, result and staged artifacts where a
 // local task leaves them and returns the task's exit code.
-func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, taskPrefix, flowPrefix string, st JobStatus) (int, error) {
+func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, logs *logFollower, flowPrefix, taskPrefix string, st JobStatus) (int, error) {
 	var rec exitRecord
 	b, err := e.s3.GetBytes(ctx, e.bucket, taskPrefix+"/_exit.json")
 	haveExit := err == nil
@@ -544,24 +615,9 @@ func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, taskPrefix,
 			return -1, fmt.Errorf("job %s: bad exit record: %v", st.ID, err)
 		}
 	}
-	// Logs: the task runner's copies, else CloudWatch.
-	gotLogs := false
-	for _, s := range []struct {
-		name, local string
-		stderr      bool
-	}{{"stdout", l.StdoutPath, false}, {"stderr", l.StderrPath, true}} {
-		if err := e.s3.GetFile(ctx, e.bucket, taskPrefix+"/"+s.name+".log", s.local); err != nil {
-			continue
-		}
-		gotLogs = true
-		if l.Line != nil {
-			if data, err := os.ReadFile(s.local); err == nil && len(data) > 0 {
-				for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
-					l.Line(s.stderr, line)
-				}
-			}
-		}
-	}
+	// Logs: the rest of the task runner's copies (what the live fetches did
+	// not get and print yet), else CloudWatch.
+	gotLogs := logs.finish(ctx)
 	if !gotLogs {
 		lines, err := e.c.LogTail(ctx, st.LogStream, 200)
 		if err == nil && len(lines) > 0 {
@@ -575,17 +631,17 @@ func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, taskPrefix,
 		}
 	}
 	if !haveExit {
-		why := st.StatusReason
-		if st.Reason != "" {
-			why = strings.TrimSpace(why + " " + st.Reason)
-		}
-		if why == "" {
-			why = "the container did not run the task (see the log lines above)"
+		why := failure(st, nil)
+		if st.StatusReason == "" && st.Reason == "" {
+			why = "the container did not run the task (see the log lines above); " + why
 		}
 		return -1, fmt.Errorf("Batch job %s %s: %s", st.ID, strings.ToLower(string(st.Status)), why)
 	}
 	out := l.Spec.OutputDir
 	if rec.ExitCode != 0 {
+		if l.Line != nil {
+			l.Line(true, fmt.Sprintf("Batch job %s failed: %s.", st.ID, failure(st, &rec.ExitCode)))
+		}
 		_ = e.s3.GetFile(ctx, e.bucket, taskPrefix+"/_error.txt", filepath.Join(out, "_error.txt"))
 		return rec.ExitCode, nil
 	}

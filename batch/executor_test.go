@@ -10,7 +10,6 @@ package batch
 import (
 	"bytes"
 	"context"
-	"github.com/metaflow-r/metaflow/internal/s3io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
+	"github.com/metaflow-r/metaflow/internal/s3io"
 	"github.com/metaflow-r/metaflow/shim"
 )
 
@@ -91,7 +90,7 @@ func testExecutor(t *testing.T) (*fixture, *Executor, *shim.Local) {
 	bucket := strings.ToLower(f.name("mf-exec"))
 	exe, err := NewExecutor(f.ctx, Config{
 		Queue: f.queue, Image: testImage, S3Root: "s3://" + bucket + "/metaflow", EngineBinary: engine,
-		PollInterval: 200 * time.Millisecond,
+		PollInterval: 200 * time.Millisecond, LogInterval: 500 * time.Millisecond,
 		// What METAFLOW_BATCH_JOB_ENV carries under moto: the emulator's
 		// endpoint and dummy credentials different from the submitter's.
 		JobEnv: map[string]string{
@@ -188,6 +187,84 @@ func TestEmuExecutorRunsStepOnBatch(t *testing.T) {
 	}
 }
 
+// A running Batch task's output reaches the local log files (what `logs
+// RUN/STEP` reads) and the console while the job runs, and every line is
+// printed exactly once, also the ones that arrive with the final upload.
+func TestEmuExecutorLiveLogs(t *testing.T) {
+	f, exe, local := testExecutor(t)
+	g, _ := graph.New("LiveLogFlowR", []graph.Step{
+		{Name: "start", Next: []string{"end"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
+		{Name: "end"},
+	})
+	root := t.TempDir()
+	store := datastore.NewLocal(filepath.Join(root, ".metaflow"))
+	var (
+		mu       sync.Mutex
+		lines    []string
+		logWhile []byte // start's stdout log when its first line reached the console
+		runID    string
+	)
+	r := &scheduler.Run{
+		Graph: g, Store: store, Exec: local, Batch: exe,
+		Code: codeBundle(t, `start = function(self) { cat("first line\n"); message("first warning"); Sys.sleep(5); `+
+			`cat("second line\n"); cat("no newline") }, end = function(self) NULL`),
+		Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester", Workdir: root, Rscript: "Rscript"},
+		Emit: func(ev scheduler.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			lines = append(lines, ev.Line)
+			if strings.HasSuffix(ev.Line, "] first line") {
+				logWhile, _ = os.ReadFile(store.LogPath("LiveLogFlowR", runID, "start", "1", 0, "stdout"))
+			}
+		},
+	}
+	if err := r.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	runID = r.RunID()
+	t0 := time.Now()
+	err := r.Execute(f.ctx)
+	elapsed := time.Since(t0)
+	all := strings.Join(lines, "\n")
+	if err != nil {
+		t.Fatalf("run failed: %v\n%s", err, all)
+	}
+	t.Logf("console (%s):\n%s", elapsed.Round(time.Millisecond), all)
+	at := func(suffix string) int {
+		n, i := 0, -1
+		for j, l := range lines {
+			if strings.Contains(l, "/start/1 (pid 0)] ") && strings.HasSuffix(l, suffix) {
+				n, i = n+1, j
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d console lines end with %q, want 1:\n%s", n, suffix, all)
+		}
+		return i
+	}
+	first, warn, second, last, done := at("] first line"), at("] first warning"), at("] second line"), at("] no newline"), at(" is SUCCEEDED.")
+	// The first lines came while the job ran, the rest at the end, in order.
+	if !(first < done && warn < done && first < second && second < last) {
+		t.Errorf("order of lines: first %d, warning %d, second %d, last %d, SUCCEEDED %d:\n%s", first, warn, second, last, done, all)
+	}
+	if string(logWhile) != "first line\n" {
+		t.Errorf("start's stdout log when its first line was printed: %q, want %q", logWhile, "first line\n")
+	}
+	for stream, want := range map[string]string{"stdout": "first line\nsecond line\nno newline", "stderr": "first warning\n"} {
+		b, _ := os.ReadFile(store.LogPath("LiveLogFlowR", runID, "start", "1", 0, stream))
+		if !strings.Contains(string(b), want) {
+			t.Errorf("start's %s log after the run: %q, want it to contain %q", stream, b, want)
+		}
+	}
+	// Cost: at most one GET per stream per interval while the job runs, plus
+	// the final two.
+	if n, max := exe.logGets.Load(), 2*int64(elapsed/exe.cfg.LogInterval)+2; n > max || n < 4 {
+		t.Errorf("%d GETs of logs in %s (interval %s), want 4..%d", n, elapsed, exe.cfg.LogInterval, max)
+	} else {
+		t.Logf("%d GETs of logs in %s (interval %s)", n, elapsed.Round(time.Millisecond), exe.cfg.LogInterval)
+	}
+}
+
 // Cancelling a run (Ctrl-C) terminates its Batch jobs.
 func TestEmuExecutorCancelTerminatesJob(t *testing.T) {
 	f, exe, local := testExecutor(t)
@@ -244,7 +321,7 @@ func waitJobsGone(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		left := 0
-		for _, flow := range []string{"ExecFlowR", "FailFlowR", "SleepFlowR"} {
+		for _, flow := range []string{"ExecFlowR", "FailFlowR", "SleepFlowR", "LiveLogFlowR"} {
 			out, _ := exec.Command("docker", "ps", "-aq", "--filter", "name=^mf-"+flow+"-").Output()
 			left += len(strings.Fields(string(out)))
 		}

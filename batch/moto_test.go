@@ -298,7 +298,7 @@ func TestEmuSubmitWithTags(t *testing.T) {
 	id := f.submit(JobSpec{
 		Labels: l, Resources: Resources{VCPUs: 2, MemoryMB: 6000},
 		Command: []string{"Rscript", "task.R"}, Env: map[string]string{"METAFLOW_RUN_ID": "15"},
-		Tags: map[string]string{"team": "ds"},
+		Tags: map[string]string{"team": "ds"}, TimeoutSeconds: 150,
 	})
 	st, err := f.c.Describe(f.ctx, []string{id})
 	if err != nil {
@@ -336,6 +336,9 @@ func TestEmuSubmitWithTags(t *testing.T) {
 	}
 	if env["METAFLOW_RUN_ID"] != "15" {
 		t.Errorf("environment %v", env)
+	}
+	if d.Timeout == nil || aws.ToInt32(d.Timeout.AttemptDurationSeconds) != 150 {
+		t.Errorf("job timeout %+v, want 150 s per attempt", d.Timeout)
 	}
 	defs, err := f.raw.DescribeJobDefinitions(f.ctx, &batch.DescribeJobDefinitionsInput{JobDefinitions: []string{aws.ToString(d.JobDefinition)}})
 	if err != nil || len(defs.JobDefinitions) != 1 {

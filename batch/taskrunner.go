@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/metaflow-r/metaflow/internal/s3io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,12 +15,15 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/metaflow-r/metaflow/engine/scheduler"
+	"github.com/metaflow-r/metaflow/internal/s3io"
 	"github.com/metaflow-r/metaflow/shim"
 )
 
 // RunTask is `metaflow-engine task-runner --spec s3://...`, run inside a
 // Batch job: it downloads the code bundle and inputs the spec names, runs
-// the base-R task runtime (embedded in this binary) on them with Rscript,
+// the base-R task runtime (embedded in this binary) on them with Rscript
+// (uploading its stdout.log and stderr.log every METAFLOW_BATCH_LOG_INTERVAL
+// seconds while it runs, when they grew, for the executor to follow),
 // uploads the staged artifacts (content addressed), the result, the error
 // message and the logs under the task's S3 prefix, and finally the exit
 // record. It returns the task's exit code. Credentials and endpoint come
@@ -107,6 +109,17 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 	}
 	logs := map[string]string{"stdout": filepath.Join(work, "stdout.log"), "stderr": filepath.Join(work, "stderr.log")}
 	local := &shim.Local{RuntimeDir: rt, KillGrace: 5 * time.Second}
+	// While the task runs its logs go up every interval (when they grew),
+	// for the executor to follow; the final upload below completes them.
+	every, err := parseLogInterval(os.Getenv(logIntervalEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "metaflow task-runner:", err, "- using", DefaultLogInterval)
+		every = DefaultLogInterval
+	}
+	stopLogs := uploadLogs(ctx, map[string]string{"stdout.log": logs["stdout"], "stderr.log": logs["stderr"]}, work, every,
+		func(ctx context.Context, name, p string) error {
+			return s3.PutFile(ctx, rs.Bucket, rs.TaskPrefix+"/"+name, p, "")
+		})
 	var outMu sync.Mutex
 	code, runErr := local.Run(ctx, &scheduler.Launch{
 		Spec: &spec, Rscript: "Rscript", Workdir: cwd,
@@ -122,6 +135,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 			}
 		},
 	})
+	stopLogs()
 	if runErr != nil {
 		// Could not run or was killed: say so where the engine looks.
 		_ = os.WriteFile(filepath.Join(spec.OutputDir, "_error.txt"), []byte(runErr.Error()+"\n"), 0o644)
@@ -139,6 +153,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		}
 		return s3.PutFile(ctx, rs.Bucket, rs.TaskPrefix+"/"+name, local, "")
 	}
+	// The logs in full, also when the periodic uploads had all of them.
 	for _, s := range []string{"stdout", "stderr"} {
 		if err := up(s+".log", logs[s]); err != nil {
 			return 1, err

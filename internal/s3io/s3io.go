@@ -230,6 +230,40 @@ func (c *Client) GetFile(ctx context.Context, bucket, key, path string) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// ErrNoNewBytes: the object exists but holds no bytes past the offset.
+var ErrNoNewBytes = errors.New("no new bytes")
+
+// GetFrom returns the object's bytes from off on, in one ranged GET, so
+// following a growing object (a log) costs only its new bytes: ErrNotFound
+// if there is no such object, ErrNoNewBytes if it is not longer than off.
+func (c *Client) GetFrom(ctx context.Context, bucket, key string, off int64) ([]byte, error) {
+	in := &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}
+	if off > 0 {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
+	}
+	out, err := c.client.GetObject(ctx, in)
+	if err != nil {
+		var re interface{ HTTPStatusCode() int }
+		if errors.As(err, &re) && re.HTTPStatusCode() == 416 {
+			return nil, ErrNoNewBytes
+		}
+		return nil, s3Err(fmt.Sprintf("GET (from byte %d)", off), bucket, key, err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		return nil, fmt.Errorf("download s3://%s/%s: %w", bucket, key, err)
+	}
+	if off > 0 && out.ContentRange == nil {
+		// A server that ignored the range sent the whole object.
+		if int64(len(b)) <= off {
+			return nil, ErrNoNewBytes
+		}
+		b = b[off:]
+	}
+	return b, nil
+}
+
 // PresignGet returns a URL anyone can GET the object with until it expires.
 func (c *Client) PresignGet(ctx context.Context, bucket, key string, expires time.Duration) (string, error) {
 	req, err := c.presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)},

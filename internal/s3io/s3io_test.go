@@ -192,3 +192,30 @@ func TestEmuS3PutIfAbsentAndListDirs(t *testing.T) {
 		t.Errorf("ListDirs of an empty prefix = %v, %v; want none", got, err)
 	}
 }
+
+// Ranged reads of a growing object, as the executor follows a log.
+func TestEmuS3GetFrom(t *testing.T) {
+	s, bucket, ctx := testS3(t)
+	if _, err := s.GetFrom(ctx, bucket, "log", 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing object: %v", err)
+	}
+	if err := s.PutBytes(ctx, bucket, "log", nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.GetFrom(ctx, bucket, "log", 0); err != nil || len(b) != 0 {
+		t.Errorf("empty object: %q, %v", b, err)
+	}
+	if err := s.PutBytes(ctx, bucket, "log", []byte("one\ntwo\n")); err != nil {
+		t.Fatal(err)
+	}
+	for off, want := range map[int64]string{0: "one\ntwo\n", 4: "two\n", 7: "\n"} {
+		if b, err := s.GetFrom(ctx, bucket, "log", off); err != nil || string(b) != want {
+			t.Errorf("from %d: %q, %v; want %q", off, b, err, want)
+		}
+	}
+	for _, off := range []int64{8, 100} {
+		if _, err := s.GetFrom(ctx, bucket, "log", off); !errors.Is(err, ErrNoNewBytes) {
+			t.Errorf("from %d (the end or past it): %v, want ErrNoNewBytes", off, err)
+		}
+	}
+}

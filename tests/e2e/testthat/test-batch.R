@@ -38,7 +38,7 @@ batch_state <- local({
       # moto removes a job's container after marking it done; wait for that
       # so stopping moto leaves no container behind.
       wait_until(function() {
-        left <- unlist(lapply(c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR"), function(f) {
+        left <- unlist(lapply(c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR", "BatchLiveLogFlowR"), function(f) {
           suppressWarnings(system2("docker", c("ps", "-aq", "--filter", paste0("name=^mf-", f, "-")),
                                    stdout = TRUE))
         }))
@@ -117,6 +117,26 @@ test_that("decorator(\"batch\") runs start as a Batch job and end locally", {
   expect_equal(got$stdout, "800020000", info = describe_result(got))
 })
 
+test_that("with the S3 datastore a Batch run is read from another directory", {
+  env <- skip_without_batch()
+  env["METAFLOW_DATASTORE_SYSROOT_S3"] <- "s3://metaflow-e2e/s3store"
+  env <- c(env, METAFLOW_DEFAULT_DATASTORE = "s3")
+  res <- run_flow("batchsumflow.R", "run", env = env, timeout = 240)
+  expect_exit(res, 0)
+  expect_line(res$stderr, task_line_re(1, "end", "sum is: 800020000", task_id = 2), res)
+  expect_false(dir.exists(mf_path(res$dir, "BigSumFlowR")))
+  # Another machine: an empty directory, nothing cached.
+  other <- new_workdir("s3reader")
+  got <- run_cmd(other, "Rscript", c("-e", paste(
+    "suppressMessages(library(metaflow));",
+    "t <- task_client$new('BigSumFlowR/1/start/1');",
+    "cat(format(t$artifact('sum'), scientific = FALSE), nzchar(t$artifact('job')), '\n');",
+    "cat(t$stdout)")), env = env)
+  expect_exit(got, 0)
+  expect_line(got$stdout, "^800020000 TRUE $", got)
+  expect_line(got$stdout, sprintf("^start ran in job %s $", JOB_RE), got)
+})
+
 test_that("--with batch runs every step of a foreach as Batch jobs", {
   env <- skip_without_batch()
   res <- run_flow("batchforeachflow.R", c("run", "--with", "batch:memory=512"), env = env, timeout = 300)
@@ -147,7 +167,74 @@ test_that("a step failing in its Batch job fails the run with the step's error",
   expect_failure_exit(res)
   expect_line(res$stdout, batch_line_re(1, "start", sprintf("Batch job %s is FAILED\\.", JOB_RE), 1), res)
   expect_output_match(res, "boom in the container", fixed = TRUE)
+  # What Batch and the task runner tell: here (moto) the exit code only.
+  expect_line(res$stderr, batch_line_re(1, "start", sprintf("Batch job %s failed: .*exit code 1\\.", JOB_RE), 1), res)
   expect_equal(task_meta(dir, "BatchFailFlowR", "1", "start", "1")$status, "failed")
+})
+
+test_that("logs RUN/STEP shows a Batch task's output while it runs and after; the console once", {
+  env <- skip_without_batch()
+  # Jobs upload their logs, and the engine fetches them, every second.
+  env <- c(env, METAFLOW_BATCH_LOG_INTERVAL = "1")
+  dir <- new_workdir("batchlivelog")
+  writeLines(c(
+    "library(metaflow)",
+    "start <- function(self) {",
+    "  cat('live line one\\n')",
+    "  message('live warning one')",
+    "  Sys.sleep(10)",
+    "  cat('live line two\\n')",
+    "}",
+    "metaflow('BatchLiveLogFlowR') %>%",
+    "  step(decorator('batch', memory = 512), step = 'start', r_function = start, next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) NULL) %>%",
+    "  run()"), file.path(dir, "flow.R"))
+  bg <- start_bg(dir, "Rscript", c("flow.R", "run"), env = env)
+  on.exit(if (is.na(bg_status(bg))) tools::pskill(bg$pid_value, tools::SIGKILL), add = TRUE)
+  # While the job runs: `logs 1/start` (the R CLI, reading the local
+  # datastore) shows the first lines, not yet the last.
+  during <- NULL
+  seen <- wait_until(function() {
+    if (!is.na(bg_status(bg))) return(TRUE) # the run ended first: fails below
+    r <- run_cmd(dir, "Rscript", c("flow.R", "logs", "1/start"), timeout = 60)
+    if (identical(r$status, 0L) && any(r$stdout == "live line one")) {
+      during <<- r
+      return(TRUE)
+    }
+    FALSE
+  }, timeout = 150, interval = 0.5)
+  running_then <- is.na(bg_status(bg))
+  console_then <- bg_stdout(bg)
+  expect_true(seen && !is.null(during),
+              info = paste(c(bg_stdout(bg), bg_stderr(bg)), collapse = "\n"))
+  expect_true(running_then, info = "the run had ended before logs showed the line")
+  expect_no_line(console_then, "is SUCCEEDED\\.")
+  if (!is.null(during)) {
+    expect_no_line(during$stdout, "live line two", during)
+    expect_line(during$stderr, "^live warning one$", during)
+  }
+  # The console had the line before the job ended, too.
+  expect_line(console_then, batch_line_re(1, "start", "live line one", 1))
+
+  status <- bg_wait(bg, timeout = 180)
+  out <- bg_stdout(bg)
+  err <- bg_stderr(bg)
+  expect_identical(status, 0L, info = paste(c(out, err), collapse = "\n"))
+  # Each line exactly once on the console, in order.
+  for (l in c("live line one", "live line two")) {
+    expect_equal(sum(grepl(batch_line_re(1, "start", l, 1), c(out, err))), 1,
+                 info = paste(c(out, err), collapse = "\n"))
+  }
+  expect_equal(sum(grepl(batch_line_re(1, "start", "live warning one", 1), c(out, err))), 1,
+               info = paste(c(out, err), collapse = "\n"))
+  i1 <- grep(batch_line_re(1, "start", "live line one", 1), out)
+  i2 <- grep(batch_line_re(1, "start", "live line two", 1), out)
+  expect_true(length(i1) == 1 && length(i2) == 1 && i1 < i2)
+  # After the run: every line.
+  after <- run_cmd(dir, "Rscript", c("flow.R", "logs", "1/start"))
+  expect_exit(after, 0)
+  expect_equal(after$stdout, c("live line one", "live line two"), info = describe_result(after))
+  expect_line(after$stderr, "^live warning one$", after)
 })
 
 test_that("retry resubmits a failed Batch job and records each attempt", {
