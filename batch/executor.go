@@ -485,6 +485,9 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if l.Submitted != nil {
+		l.Submitted(id, "s3://"+e.bucket+"/"+rs.TaskPrefix)
+	}
 	if l.Started != nil {
 		l.Started(0)
 	}

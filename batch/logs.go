@@ -75,6 +75,20 @@ func (c *Client) LogTail(ctx context.Context, logStream string, n int) ([]string
 	return lines, nil
 }
 
+// JobLog returns the last n lines of a job's CloudWatch log stream, found
+// through DescribeJobs (Batch forgets finished jobs after a while).
+func (c *Client) JobLog(ctx context.Context, id string, n int) ([]string, error) {
+	st, err := c.Describe(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	s, ok := st[id]
+	if !ok {
+		return nil, fmt.Errorf("job %s is not known to Batch (it keeps finished jobs for a limited time): %w", id, ErrNoLogs)
+	}
+	return c.LogTail(ctx, s.LogStream, n)
+}
+
 // Live logs. The task runner in the container uploads the task's stdout.log
 // and stderr.log to the task's S3 prefix every LogInterval while the task
 // runs (only when they grew) and once more at the end. While the job is

@@ -20,6 +20,8 @@ import (
 type BatchJobsClient interface {
 	List(ctx context.Context, queue string, f batch.ListFilter) ([]batch.Job, error)
 	Terminate(ctx context.Context, id, reason string) error
+	// JobLog returns the last n lines of a job's CloudWatch log.
+	JobLog(ctx context.Context, id string, n int) ([]string, error)
 }
 
 // batchJobsTerminateReason is the reason Batch records for killed jobs.

@@ -426,6 +426,15 @@ type fakeJobs struct {
 	killed  []string
 	jobs    map[string][]batch.Job
 	fail    map[string]error
+	logs    map[string][]string // CloudWatch lines by job id
+}
+
+func (f *fakeJobs) JobLog(ctx context.Context, id string, n int) ([]string, error) {
+	lines, ok := f.logs[id]
+	if !ok {
+		return nil, batch.ErrNoLogs
+	}
+	return lines, nil
 }
 
 func (f *fakeJobs) List(ctx context.Context, queue string, flt batch.ListFilter) ([]batch.Job, error) {

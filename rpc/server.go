@@ -20,6 +20,7 @@ import (
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
+	"github.com/metaflow-r/metaflow/internal/s3io"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
 
@@ -286,17 +287,23 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 		}
 		tl := &pb.TaskLog{Step: step, TaskId: id}
 		if n := len(t.Attempts); n > 0 {
-			att := t.Attempts[n-1].Attempt
-			tl.Attempt = int32(att)
+			last := t.Attempts[n-1]
+			tl.Attempt = int32(last.Attempt)
+			out, errb, ok := []byte(nil), []byte(nil), false
+			// A Batch attempt that has not ended (or whose engine died before
+			// it could record the end): its logs are where the job puts them.
+			if t.Status == datastore.StatusRunning && (last.LogsURL != "" || last.JobID != "") {
+				out, errb, ok = s.remoteLogs(ctx, last)
+			}
+			if !ok {
+				if out, err = store.ReadLog(req.Flow, runID, step, id, last.Attempt, "stdout"); err != nil {
+					return nil, notFoundOr(err)
+				}
+				if errb, err = store.ReadLog(req.Flow, runID, step, id, last.Attempt, "stderr"); err != nil {
+					return nil, notFoundOr(err)
+				}
+			}
 			// Logs keep the step's raw bytes; protobuf strings must be UTF-8.
-			out, err := store.ReadLog(req.Flow, runID, step, id, att, "stdout")
-			if err != nil {
-				return nil, notFoundOr(err)
-			}
-			errb, err := store.ReadLog(req.Flow, runID, step, id, att, "stderr")
-			if err != nil {
-				return nil, notFoundOr(err)
-			}
 			tl.Stdout = strings.ToValidUTF8(string(out), "\uFFFD")
 			tl.Stderr = strings.ToValidUTF8(string(errb), "\uFFFD")
 		}
@@ -456,6 +463,37 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// remoteLogs reads a Batch attempt's logs: the copies its task runner
+// uploads as they grow, else the job's CloudWatch log stream (a job that
+// died before uploading), merged into stdout. ok is false when neither has
+// anything: then the local files are all there is.
+func (s *Server) remoteLogs(ctx context.Context, at datastore.Attempt) (stdout, stderr []byte, ok bool) {
+	if bucket, prefix, err := s3io.ParseURL(at.LogsURL); err == nil {
+		if c, err := s3io.FromEnv(ctx); err == nil {
+			o, oerr := c.GetBytes(ctx, bucket, prefix+"/stdout.log")
+			e, eerr := c.GetBytes(ctx, bucket, prefix+"/stderr.log")
+			if oerr == nil || eerr == nil {
+				return o, e, true
+			}
+		}
+	}
+	if at.JobID == "" || s.NewBatchJobs == nil {
+		return nil, nil, false
+	}
+	c, _, err := s.NewBatchJobs()
+	if err != nil {
+		return nil, nil, false
+	}
+	lines, err := c.JobLog(ctx, at.JobID, cloudWatchLines)
+	if err != nil || len(lines) == 0 {
+		return nil, nil, false
+	}
+	return []byte(strings.Join(lines, "\n") + "\n"), nil, true
+}
+
+// cloudWatchLines bounds what logs reads from CloudWatch.
+const cloudWatchLines = 10000
 
 // Shutdown implements the Shutdown RPC.
 func (s *Server) Shutdown(ctx context.Context, req *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {

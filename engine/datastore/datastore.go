@@ -29,6 +29,11 @@ type Attempt struct {
 	FinishedAt time.Time `json:"finished_at,omitempty"`
 	ExitCode   int       `json:"exit_code"`
 	Error      string    `json:"error,omitempty"`
+	// JobID is the AWS Batch job of an attempt run on Batch, and LogsURL
+	// the s3:// folder its task runner uploads stdout.log and stderr.log to
+	// as they grow: where logs are while the attempt has not ended.
+	JobID   string `json:"job_id,omitempty"`
+	LogsURL string `json:"logs_url,omitempty"`
 }
 
 // Frame is one level of foreach nesting of a task.

@@ -1,12 +1,8 @@
 package datastore
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
-
-	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/metaflow-r/metaflow/internal/mfconfig"
 	"github.com/metaflow-r/metaflow/internal/s3io"
@@ -34,7 +30,7 @@ func Open(localRoot string) (Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("METAFLOW_DATASTORE_SYSROOT_S3: %w", err)
 		}
-		c, err := s3Client()
+		c, err := s3io.Default()
 		if err != nil {
 			return nil, err
 		}
@@ -43,13 +39,3 @@ func Open(localRoot string) (Store, error) {
 		return nil, fmt.Errorf("METAFLOW_DEFAULT_DATASTORE is %q: use local or s3", kind)
 	}
 }
-
-// One S3 client per process: loading the SDK's configuration reads files
-// and the environment, which do not change under a running engine.
-var s3Client = sync.OnceValues(func() (*s3io.Client, error) {
-	cfg, err := config.LoadDefaultConfig(context.Background())
-	if err != nil {
-		return nil, fmt.Errorf("AWS configuration for the S3 datastore: %w", err)
-	}
-	return s3io.New(cfg), nil
-})

@@ -74,6 +74,9 @@ type Launch struct {
 	StderrPath string
 	// Started is called once the process exists.
 	Started func(pid int)
+	// Submitted is called by a remote executor once its job exists, with
+	// the job's id and the s3:// folder its logs are uploaded to while it runs.
+	Submitted func(jobID, logsURL string)
 	// Line is called for every line the task prints.
 	Line func(stderr bool, text string)
 }

@@ -191,6 +191,9 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			_ = r.Store.PutTask(task)
 			r.taskSay(task, "Task is starting.")
 		},
+		Submitted: func(jobID, logsURL string) {
+			cur.JobID, cur.LogsURL = jobID, logsURL
+		},
 		Line: func(stderr bool, text string) {
 			r.emit(stderr, r.stamp()+" "+r.prefix(task)+" "+text)
 		},

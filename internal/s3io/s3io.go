@@ -14,9 +14,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -72,6 +74,19 @@ func New(cfg aws.Config) *Client {
 		presigner: s3.NewPresignClient(client),
 	}
 }
+
+// FromEnv returns a client with the SDK's default configuration
+// (environment, shared files, instance role) as it is now.
+func FromEnv(ctx context.Context) (*Client, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration for S3: %w", err)
+	}
+	return New(cfg), nil
+}
+
+// Default is one FromEnv client per process, made on first use.
+var Default = sync.OnceValues(func() (*Client, error) { return FromEnv(context.Background()) })
 
 // ParseURL splits s3://bucket/prefix into bucket and prefix (no slashes
 // at either end of the prefix).

@@ -237,6 +237,55 @@ test_that("logs RUN/STEP shows a Batch task's output while it runs and after; th
   expect_line(after$stderr, "^live warning one$", after)
 })
 
+# The status of a job in moto, through boto3.
+moto_job_status <- function(endpoint, job) {
+  describe <- paste(
+    "import boto3, sys",
+    "c = boto3.client('batch', endpoint_url=sys.argv[1], region_name='us-east-1',",
+    "                 aws_access_key_id='testing', aws_secret_access_key='testing')",
+    "print(c.describe_jobs(jobs=[sys.argv[2]])['jobs'][0]['status'])", sep = "\n")
+  out <- suppressWarnings(py_system2("python3", c("-c", shQuote(describe), endpoint, job),
+                                     stdout = TRUE, stderr = FALSE))
+  tail(out, 1)
+}
+
+test_that("logs of a Batch task whose engine died come from the job's own uploads", {
+  env <- skip_without_batch()
+  env <- c(env, METAFLOW_BATCH_LOG_INTERVAL = "1")
+  dir <- new_workdir("batchcrash")
+  writeLines(c(
+    "library(metaflow)",
+    "start <- function(self) {",
+    "  cat('before the crash\\n')",
+    "  Sys.sleep(8)",
+    "  cat('after the crash\\n')",
+    "}",
+    "metaflow('BatchCrashFlowR') %>%",
+    "  step(decorator('batch', memory = 512), step = 'start', r_function = start, next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) NULL) %>%",
+    "  run()"), file.path(dir, "flow.R"))
+  bg <- start_bg(dir, "Rscript", c("flow.R", "run"), env = env)
+  on.exit(if (is.na(bg_status(bg))) tools::pskill(bg$pid_value, tools::SIGKILL), add = TRUE)
+  printed <- wait_until(function() any(grepl("before the crash", bg_stdout(bg))), timeout = 150)
+  expect_true(printed, info = paste(c(bg_stdout(bg), bg_stderr(bg)), collapse = "\n"))
+  line <- grep("is RUNNING\\.", bg_stdout(bg), value = TRUE)[1]
+  job <- regmatches(line, regexpr(JOB_RE, line))
+  expect_length(job, 1)
+  # The client and its engine die at once, with no chance to stop the job.
+  engine <- processes_matching(sprintf("--parent-pid %d", bg$pid_value))$pid
+  expect_length(engine, 1)
+  tools::pskill(c(bg$pid_value, engine), tools::SIGKILL)
+  expect_false(is.na(bg_wait(bg, timeout = 10)))
+  done <- wait_until(function() identical(moto_job_status(env[["AWS_ENDPOINT_URL"]], job), "SUCCEEDED"),
+                     timeout = 90, interval = 0.5)
+  expect_true(done, info = paste("job", job, "status", moto_job_status(env[["AWS_ENDPOINT_URL"]], job)))
+  # The task's record still says running; its logs are the job's.
+  expect_equal(task_meta(dir, "BatchCrashFlowR", "1", "start", "1")$status, "running")
+  logs <- run_cmd(dir, "Rscript", c("flow.R", "logs", "1/start"), env = env)
+  expect_exit(logs, 0)
+  expect_equal(logs$stdout, c("before the crash", "after the crash"), info = describe_result(logs))
+})
+
 test_that("retry resubmits a failed Batch job and records each attempt", {
   env <- skip_without_batch()
   dir <- new_workdir("batchretry")
