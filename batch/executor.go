@@ -659,12 +659,26 @@ func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, logs *logFo
 	if err := json.Unmarshal(ob, &outputs); err != nil {
 		return -1, fmt.Errorf("job %s: list of artifacts: %v", st.ID, err)
 	}
+	if e.isStore(l.StoreURL) {
+		// The blobs are in the datastore of record already: name them only.
+		if err := os.WriteFile(filepath.Join(out, scheduler.RemoteOutputsFile), ob, 0o644); err != nil {
+			return -1, fmt.Errorf("job %s: list of artifacts: %w", st.ID, err)
+		}
+		return 0, nil
+	}
 	for name, sha := range outputs {
 		if err := e.s3.GetFile(ctx, e.bucket, dataKey(flowPrefix, sha), filepath.Join(out, name+".mpk")); err != nil {
 			return -1, fmt.Errorf("job %s: artifact %s: %w", st.ID, name, err)
 		}
 	}
 	return 0, nil
+}
+
+// isStore reports whether url (Launch.StoreURL) is the S3 root this
+// executor keeps blobs under, in the datastore's own layout.
+func (e *Executor) isStore(url string) bool {
+	bucket, prefix, err := s3io.ParseURL(url)
+	return err == nil && bucket == e.bucket && prefix == e.prefix
 }
 
 // poller describes every job in flight with one DescribeJobs per 100 jobs

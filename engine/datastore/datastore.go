@@ -116,6 +116,9 @@ type Store interface {
 	GetArtifacts(flow, runID, step, taskID string) (map[string]Artifact, error)
 	// CommitBlob moves a staged file into the content-addressed store.
 	CommitBlob(flow, stagedPath string) (Artifact, error)
+	// AdoptBlob returns the artifact of a blob the store already holds (put
+	// there by a remote task); an error if it does not hold it.
+	AdoptBlob(flow, sha string) (Artifact, error)
 	// BlobPath is where the blob is, or will be once fetched, on this machine.
 	BlobPath(flow, sha string) string
 	// FetchBlob makes the blob local (downloading it if need be) and returns its path.

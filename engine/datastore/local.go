@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Local is a datastore in a folder (by default .metaflow in the working dir).
@@ -212,6 +213,26 @@ func (l *Local) CommitBlob(flow, staged string) (Artifact, error) {
 
 func (l *Local) BlobPath(flow, sha string) string {
 	return filepath.Join(l.flowDir(flow), "data", sha[:2], sha)
+}
+
+// AdoptBlob returns the artifact of a blob already in the folder.
+func (l *Local) AdoptBlob(flow, sha string) (Artifact, error) {
+	if !validSHA(sha) {
+		return Artifact{}, fmt.Errorf("%q is not a sha256", sha)
+	}
+	fi, err := os.Stat(l.BlobPath(flow, sha))
+	if err != nil {
+		return Artifact{}, fmt.Errorf("blob %s of %s: %w", sha, flow, err)
+	}
+	return Artifact{SHA: sha, Size: fi.Size()}, nil
+}
+
+func validSHA(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
 }
 
 // FetchBlob returns the blob's path: a local store holds every blob.

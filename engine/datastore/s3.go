@@ -236,6 +236,18 @@ func (s *S3) CommitBlob(flow, staged string) (Artifact, error) {
 	return a, nil
 }
 
+// AdoptBlob returns the artifact of a blob already in S3 (a HEAD).
+func (s *S3) AdoptBlob(flow, sha string) (Artifact, error) {
+	if !validSHA(sha) {
+		return Artifact{}, fmt.Errorf("%q is not a sha256", sha)
+	}
+	size, err := s.c.Size(s.ctx, s.bucket, s.blobKey(flow, sha))
+	if err != nil {
+		return Artifact{}, fmt.Errorf("blob %s of %s: %w", sha, flow, err)
+	}
+	return Artifact{SHA: sha, Size: size}, nil
+}
+
 func (s *S3) BlobPath(flow, sha string) string { return s.cache.BlobPath(flow, sha) }
 
 // FetchBlob downloads the blob into the cache unless it is there (whole:

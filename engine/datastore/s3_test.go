@@ -220,3 +220,34 @@ func TestOpenSelectsTheDatastore(t *testing.T) {
 		})
 	}
 }
+
+func TestAdoptBlobFindsWhatTheStoreHolds(t *testing.T) {
+	a, b := machines(t)
+	local := NewLocal(filepath.Join(t.TempDir(), ".metaflow"))
+	for name, s := range map[string]Store{"local": local, "s3": b} {
+		art, err := s.CommitBlob("F", stageFile(t, s, []byte("made by a task")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.AdoptBlob("F", art.SHA); err != nil || got != art {
+			t.Errorf("%s: AdoptBlob = %+v, %v; want %+v", name, got, err, art)
+		}
+		if _, err := s.AdoptBlob("F", strings.Repeat("0", 64)); err == nil {
+			t.Errorf("%s: adopting a blob the store does not hold succeeded", name)
+		}
+		if _, err := s.AdoptBlob("F", "../../etc"); err == nil {
+			t.Errorf("%s: adopting a name that is no sha256 succeeded", name)
+		}
+	}
+	// A blob another machine put in S3 is adopted without coming down.
+	art, err := a.CommitBlob("F", stageFile(t, a, []byte("remote")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.AdoptBlob("F", art.SHA); err != nil || got != art {
+		t.Errorf("AdoptBlob of another machine's blob = %+v, %v", got, err)
+	}
+	if _, err := os.Stat(b.BlobPath("F", art.SHA)); err == nil {
+		t.Error("adopting downloaded the blob")
+	}
+}

@@ -74,12 +74,21 @@ type Launch struct {
 	StderrPath string
 	// Started is called once the process exists.
 	Started func(pid int)
+	// StoreURL is the s3:// root of the datastore of record when it is in
+	// S3 (else ""). A remote executor storing blobs under the same root
+	// leaves outputs there and lists them in RemoteOutputsFile (name -> sha)
+	// in the output folder, instead of downloading them.
+	StoreURL string
 	// Submitted is called by a remote executor once its job exists, with
 	// the job's id and the s3:// folder its logs are uploaded to while it runs.
 	Submitted func(jobID, logsURL string)
 	// Line is called for every line the task prints.
 	Line func(stderr bool, text string)
 }
+
+// RemoteOutputsFile lists, in an attempt's output folder, the outputs a
+// remote executor left in the datastore (see Launch.StoreURL).
+const RemoteOutputsFile = "_remote_outputs.json"
 
 // Executor runs task attempts: locally as Rscript processes, or on AWS Batch.
 type Executor interface {

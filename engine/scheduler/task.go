@@ -3,8 +3,10 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -100,7 +102,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	for _, in := range p.inputs {
 		si := SpecInput{Step: in.step, TaskID: in.id, Artifacts: map[string]SpecArtifact{}}
 		for name, a := range in.arts {
-			path, err := r.Store.FetchBlob(flow, a.SHA)
+			path, err := r.inputPath(flow, a.SHA, pol)
 			if err != nil {
 				return nil, fmt.Errorf("%w: input %s of step %s: %v", errFatal, name, p.step, err)
 			}
@@ -114,7 +116,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 		parent := g.Steps[top.Step]
 		a := p.inputs[0].arts[parent.Foreach]
 		spec.Index = top.Index
-		path, err := r.Store.FetchBlob(flow, a.SHA)
+		path, err := r.inputPath(flow, a.SHA, pol)
 		if err != nil {
 			return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
 		}
@@ -191,6 +193,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			_ = r.Store.PutTask(task)
 			r.taskSay(task, "Task is starting.")
 		},
+		StoreURL: r.storeURL(),
 		Submitted: func(jobID, logsURL string) {
 			cur.JobID, cur.LogsURL = jobID, logsURL
 		},
@@ -242,8 +245,17 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		}
 		arts[name] = a
 	}
+	remote, err := readRemoteOutputs(outDir)
+	if err != nil {
+		return fail(err.Error())
+	}
 	for _, name := range res.Artifacts {
-		a, err := r.Store.CommitBlob(flow, filepath.Join(outDir, name+".mpk"))
+		var a datastore.Artifact
+		if sha, ok := remote[name]; ok {
+			a, err = r.Store.AdoptBlob(flow, sha)
+		} else {
+			a, err = r.Store.CommitBlob(flow, filepath.Join(outDir, name+".mpk"))
+		}
 		if err != nil {
 			return fail(fmt.Sprintf("store artifact %s: %v", name, err))
 		}
@@ -362,6 +374,41 @@ func (r *Run) clone(p *pending, id string, ot *datastore.Task) (*taskRef, error)
 	}
 	r.say("[%s/%s/%s] Cloning results of a previously run task %s.", runID, p.step, id, task.ClonedFrom)
 	return r.complete(task, p, arts, nil)
+}
+
+// inputPath is the file a task reads an input blob from. A remote executor
+// only needs the file when the blob is not in its store yet, so for Batch
+// steps blobs are not downloaded from an S3 datastore just to be found there.
+func (r *Run) inputPath(flow, sha string, pol stepPolicy) (string, error) {
+	if pol.batch {
+		return r.Store.BlobPath(flow, sha), nil
+	}
+	return r.Store.FetchBlob(flow, sha)
+}
+
+// storeURL is the s3:// root of a datastore of record in S3 ("" otherwise).
+func (r *Run) storeURL() string {
+	if s, ok := r.Store.(interface{ Root() string }); ok {
+		return s.Root()
+	}
+	return ""
+}
+
+// readRemoteOutputs reads the outputs a remote executor left in the store
+// instead of the output folder (name -> sha); none if it left the file out.
+func readRemoteOutputs(outDir string) (map[string]string, error) {
+	b, err := os.ReadFile(filepath.Join(outDir, RemoteOutputsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read outputs: %w", err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", RemoteOutputsFile, err)
+	}
+	return m, nil
 }
 
 // writeFile writes a cloned log; losing it loses no result.

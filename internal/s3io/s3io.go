@@ -134,6 +134,15 @@ func (c *Client) Exists(ctx context.Context, bucket, key string) (bool, error) {
 	return false, s3Err("HEAD", bucket, key, err)
 }
 
+// Size returns the object's size (a HEAD); ErrNotFound if it is absent.
+func (c *Client) Size(ctx context.Context, bucket, key string) (int64, error) {
+	out, err := c.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return 0, s3Err("HEAD", bucket, key, err)
+	}
+	return aws.ToInt64(out.ContentLength), nil
+}
+
 // PutBytes uploads b (a single PUT: these are small records).
 func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte) error {
 	_, err := c.client.PutObject(ctx, &s3.PutObjectInput{

@@ -121,10 +121,14 @@ test_that("with the S3 datastore a Batch run is read from another directory", {
   env <- skip_without_batch()
   env["METAFLOW_DATASTORE_SYSROOT_S3"] <- "s3://metaflow-e2e/s3store"
   env <- c(env, METAFLOW_DEFAULT_DATASTORE = "s3")
-  res <- run_flow("batchsumflow.R", "run", env = env, timeout = 240)
+  res <- run_flow("batchsumflow.R", c("run", "--with", "batch:memory=512"), env = env, timeout = 300)
   expect_exit(res, 0)
-  expect_line(res$stderr, task_line_re(1, "end", "sum is: 800020000", task_id = 2), res)
+  expect_line(res$stderr, batch_line_re(1, "end", "sum is: 800020000", task_id = 2), res)
   expect_false(dir.exists(mf_path(res$dir, "BigSumFlowR")))
+  # Blobs stay in S3: jobs read and write them there, and the engine only
+  # names them. The one blob here is the parameter, stored by the engine.
+  cached <- list.files(mf_path(res$dir, "_s3cache"), recursive = TRUE)
+  expect_length(grep("/data/", cached, value = TRUE), 1)
   # Another machine: an empty directory, nothing cached.
   other <- new_workdir("s3reader")
   got <- run_cmd(other, "Rscript", c("-e", paste(
