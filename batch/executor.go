@@ -505,6 +505,12 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 			_ = logs.fetch(fctx) // a failed fetch is tried again at the next interval
 		})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Cancelled (Ctrl-C, timeout): keep what the job printed last.
+			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			logs.finish(fctx)
+			cancel()
+		}
 		return -1, err
 	}
 	return e.collect(ctx, l, logs, flowPrefix, rs.TaskPrefix, st)
@@ -549,6 +555,7 @@ func (e *Executor) followLogs(taskPrefix string, l *scheduler.Launch) *logFollow
 		return e.s3.GetFrom(ctx, e.bucket, key, off)
 	}, taskPrefix, l)
 	f.gets = &e.logGets
+	f.where = "s3://" + e.bucket + "/" + taskPrefix
 	return f
 }
 
@@ -582,6 +589,10 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 				say("Could not terminate Batch job %s: %v", id, err)
 			} else {
 				say("Batch job %s terminated.", id)
+				if last == StateRunning {
+					// The runner uploads its last log lines on SIGTERM.
+					awaitDone(w, jobEndWait)
+				}
 			}
 			return JobStatus{}, ctx.Err()
 		case err := <-w.err:
@@ -600,6 +611,27 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 			if st.Status.Done() {
 				return st, nil
 			}
+		}
+	}
+}
+
+// jobEndWait bounds the wait for a terminated job to end, so that the
+// logs its runner uploads on the way out can be fetched.
+const jobEndWait = 15 * time.Second
+
+// awaitDone waits until the poller reports w's job done, at most d.
+func awaitDone(w *watcher, d time.Duration) {
+	deadline := time.After(d)
+	for {
+		select {
+		case st := <-w.st:
+			if st.Status.Done() {
+				return
+			}
+		case <-w.err:
+			return
+		case <-deadline:
+			return
 		}
 	}
 }

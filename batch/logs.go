@@ -132,7 +132,10 @@ func formatLogInterval(d time.Duration) string {
 // by an older snapshot.
 func uploadLogs(ctx context.Context, files map[string]string, snapDir string, every time.Duration,
 	put func(ctx context.Context, name, path string) error) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
+	// stop ends the loop between uploads; an upload under way finishes (a
+	// cancelled multipart upload could not even be aborted), unless the
+	// runner's own ctx is cancelled.
+	loop, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -147,7 +150,7 @@ func uploadLogs(ctx context.Context, files map[string]string, snapDir string, ev
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-loop.Done():
 				return
 			case <-t.C:
 			}
@@ -208,6 +211,7 @@ type logFollower struct {
 	line    func(stderr bool, text string)
 	streams []*logStream
 	gets    *atomic.Int64 // GETs sent, for tests and benchmarks (may be nil)
+	where   string        // the s3:// folder of the job's copies, for messages
 }
 
 type logStream struct {
@@ -306,7 +310,17 @@ func (f *logFollower) print(s *logStream, b []byte) {
 // prints every line not printed yet, the last one even without a newline.
 // It reports whether the task runner left any log in S3.
 func (f *logFollower) finish(ctx context.Context) bool {
-	_ = f.fetch(ctx)
+	err := f.fetch(ctx)
+	for wait := time.Second; err != nil && wait <= 4*time.Second && ctx.Err() == nil; wait *= 2 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		err = f.fetch(ctx)
+	}
+	if err != nil && f.line != nil {
+		f.line(true, fmt.Sprintf("Warning: the end of the task's logs could not be fetched (%v); the job's own copies are in %s", err, f.where))
+	}
 	found := false
 	for _, s := range f.streams {
 		found = found || s.found

@@ -60,6 +60,12 @@ func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
 	flag.Parse()
+	cleanup, err := mototest.Isolate()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "isolate the tests:", err)
+		return 1
+	}
+	defer cleanup()
 	if testing.Short() {
 		emu.skip = "-short: not starting moto_server"
 		return m.Run()

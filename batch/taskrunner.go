@@ -136,6 +136,15 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		},
 	})
 	stopLogs()
+	// After SIGTERM (Batch's own timeout, or the engine terminating the job)
+	// Batch waits 30 s before SIGKILL: time enough to upload the logs, the
+	// error and the exit record, with a context of their own.
+	fctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 25*time.Second)
+		defer cancel()
+	}
 	if runErr != nil {
 		// Could not run or was killed: say so where the engine looks.
 		_ = os.WriteFile(filepath.Join(spec.OutputDir, "_error.txt"), []byte(runErr.Error()+"\n"), 0o644)
@@ -151,7 +160,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		if _, err := os.Stat(local); err != nil {
 			return nil
 		}
-		return s3.PutFile(ctx, rs.Bucket, rs.TaskPrefix+"/"+name, local, "")
+		return s3.PutFile(fctx, rs.Bucket, rs.TaskPrefix+"/"+name, local, "")
 	}
 	// The logs in full, also when the periodic uploads had all of them.
 	for _, s := range []string{"stdout", "stderr"} {
@@ -181,19 +190,19 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 				return 1, err
 			}
 			k := dataKey(rs.FlowPrefix, sha)
-			ok, err := s3.Exists(ctx, rs.Bucket, k)
+			ok, err := s3.Exists(fctx, rs.Bucket, k)
 			if err != nil {
 				return 1, err
 			}
 			if !ok {
-				if err := s3.PutFile(ctx, rs.Bucket, k, p, sha); err != nil {
+				if err := s3.PutFile(fctx, rs.Bucket, k, p, sha); err != nil {
 					return 1, err
 				}
 			}
 			outputs[strings.TrimSuffix(n, ".mpk")] = sha
 		}
 		ob, _ := json.Marshal(outputs)
-		if err := s3.PutBytes(ctx, rs.Bucket, rs.TaskPrefix+"/_outputs.json", ob); err != nil {
+		if err := s3.PutBytes(fctx, rs.Bucket, rs.TaskPrefix+"/_outputs.json", ob); err != nil {
 			return 1, err
 		}
 		if err := up("_result.mpk", filepath.Join(spec.OutputDir, "_result.mpk")); err != nil {
@@ -203,7 +212,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		return 1, err
 	}
 	eb, _ := json.Marshal(exitRecord{ExitCode: code})
-	if err := s3.PutBytes(ctx, rs.Bucket, rs.TaskPrefix+"/_exit.json", eb); err != nil {
+	if err := s3.PutBytes(fctx, rs.Bucket, rs.TaskPrefix+"/_exit.json", eb); err != nil {
 		return 1, err
 	}
 	return code, nil

@@ -2,7 +2,9 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,17 +69,17 @@ func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.B
 	runID := req.RunId
 	latest := !req.AllRuns && runID == ""
 	// The datastore is needed to find the latest run; otherwise only to find
-	// the queues the runs used, so without one (no root given, or a store
-	// that cannot be opened) only the configured queue is searched.
+	// the queues the runs used, so without one (no root given) only the
+	// configured queue is searched. A datastore that cannot be read is an
+	// error: a kill must not quietly skip the queues it would have named.
 	var store runReader
+	where := req.DatastoreRoot
 	if latest || req.DatastoreRoot != "" {
 		st, err := storeFor(req.DatastoreRoot)
-		switch {
-		case err == nil:
-			store = st
-		case latest || status.Code(err) == codes.InvalidArgument:
+		if err != nil {
 			return nil, err
 		}
+		store, where = st, st.Location()
 	}
 	var runs []string // the runs whose graphs name queues
 	switch {
@@ -87,18 +89,23 @@ func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.B
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 		if len(ids) == 0 {
-			return nil, status.Errorf(codes.NotFound, "no run of flow %s found in %s: give a run id (--run-id) or --my-runs", req.Flow, req.DatastoreRoot)
+			return nil, status.Errorf(codes.NotFound, "no run of flow %s found in %s: give a run id (--run-id) or --my-runs", req.Flow, where)
 		}
 		runID = ids[0]
 		runs = []string{runID}
 	case req.AllRuns:
 		if store != nil {
-			runs, _ = store.ListRuns(req.Flow) // unreadable: the configured queue only
+			if runs, err = store.ListRuns(req.Flow); err != nil {
+				return nil, status.Errorf(codes.Unavailable, "list the runs of %s in %s: %v", req.Flow, where, err)
+			}
 		}
 	default:
 		runs = []string{runID}
 	}
-	queues, usedBy := batchQueues(store, req.Flow, runs, queue)
+	queues, usedBy, err := batchQueues(store, req.Flow, runs, queue)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "find the queues of %s's runs in %s: %v", req.Flow, where, err)
+	}
 
 	flt := batch.ListFilter{Flow: req.Flow, User: req.User, Run: runID}
 	var jobs []batch.Job
@@ -160,18 +167,21 @@ func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.B
 // def (the configured queue) first, then every distinct non-empty queue
 // argument of a batch decorator in the runs' recorded graphs, in order of
 // first appearance, each once; and for each of the latter the runs naming
-// it. A run whose metadata cannot be read adds nothing. Queues given with
-// --with batch:queue= are not in the recorded graph, so they are not found.
-func batchQueues(store runReader, flow string, runs []string, def string) ([]string, map[string][]string) {
+// it (with --with batch:queue=, recorded as the run's With). A run without
+// metadata adds nothing; metadata that cannot be read is an error.
+func batchQueues(store runReader, flow string, runs []string, def string) ([]string, map[string][]string, error) {
 	queues := []string{def}
 	usedBy := map[string][]string{}
 	if store == nil {
-		return queues, usedBy
+		return queues, usedBy, nil
 	}
 	for _, id := range runs {
 		run, err := store.GetRun(flow, id)
-		if err != nil || run == nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 		// --with batch:queue=... applies to every step.
 		decos := append([]datastore.DecoratorMeta{}, run.With...)
@@ -191,5 +201,5 @@ func batchQueues(store runReader, flow string, runs []string, def string) ([]str
 			}
 		}
 	}
-	return queues, usedBy
+	return queues, usedBy, nil
 }

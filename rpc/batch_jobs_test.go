@@ -599,3 +599,31 @@ func TestBatchJobsRequests(t *testing.T) {
 		t.Errorf("filters %v, want %v", fake.filters, wantF)
 	}
 }
+
+// TestBatchJobsUnreadableRunIsAnError: a run whose metadata cannot be read
+// (here: not JSON) could name queues; nothing is listed or killed.
+func TestBatchJobsUnreadableRunIsAnError(t *testing.T) {
+	root := filepath.Join(t.TempDir(), ".metaflow")
+	if err := os.MkdirAll(filepath.Join(root, "F", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "F", "1", "_run.json"), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fake := &fakeJobs{}
+	srv := NewServer(okExec{})
+	srv.NewBatchJobs = func() (BatchJobsClient, string, error) { return fake, "q", nil }
+	cl := serveServer(t, srv)
+	for _, req := range []*pb.BatchJobsRequest{
+		{Flow: "F", DatastoreRoot: root, User: "u", RunId: "1", Kill: true},
+		{Flow: "F", DatastoreRoot: root, User: "u", AllRuns: true, Kill: true},
+	} {
+		_, err := cl.BatchJobs(context.Background(), req)
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "parse") {
+			t.Errorf("%v: error %v, want Unavailable naming the parse error", req, err)
+		}
+	}
+	if len(fake.queues) != 0 || len(fake.killed) != 0 {
+		t.Errorf("listed %v, killed %v; want nothing", fake.queues, fake.killed)
+	}
+}

@@ -282,6 +282,9 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 	resp := &pb.LogsResponse{}
 	for _, id := range ids {
 		t, err := store.GetTask(req.Flow, runID, step, id)
+		if errors.Is(err, fs.ErrNotExist) && len(parts) == 2 {
+			continue // listed before its metadata was written (an S3 datastore)
+		}
 		if err != nil {
 			return nil, notFoundOr(err)
 		}
@@ -338,13 +341,26 @@ func (s *Server) ListRuns(ctx context.Context, req *pb.ListRunsRequest) (*pb.Lis
 	if err != nil {
 		return nil, notFoundOr(err)
 	}
-	resp := &pb.ListRunsResponse{}
-	for _, id := range ids {
-		r, err := store.GetRun(req.Flow, id)
-		if err != nil {
-			continue // a run folder being created right now
+	runs := make([]*pb.RunInfo, len(ids))
+	err = forEachLimit(len(ids), 16, func(i int) error {
+		r, err := store.GetRun(req.Flow, ids[i])
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a run folder being created right now
 		}
-		resp.Runs = append(resp.Runs, runInfo(r))
+		if err != nil {
+			return err
+		}
+		runs[i] = runInfo(r)
+		return nil
+	})
+	if err != nil {
+		return nil, notFoundOr(err)
+	}
+	resp := &pb.ListRunsResponse{}
+	for _, r := range runs {
+		if r != nil {
+			resp.Runs = append(resp.Runs, r)
+		}
 	}
 	return resp, nil
 }
@@ -368,19 +384,30 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 		if len(ids) == 0 {
 			continue
 		}
-		si := &pb.StepInfo{Name: step, Tasks: make([]*pb.TaskInfo, len(ids))}
+		tasks := make([]*pb.TaskInfo, len(ids))
 		err = forEachLimit(len(ids), 16, func(i int) error {
 			t, err := store.GetTask(req.Flow, req.RunId, step, ids[i])
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // listed before its metadata was written (an S3 datastore)
+			}
 			if err != nil {
 				return err
 			}
-			si.Tasks[i] = taskInfo(store, t)
+			tasks[i] = taskInfo(store, t)
 			return nil
 		})
 		if err != nil {
 			return nil, notFoundOr(err)
 		}
-		info.Steps = append(info.Steps, si)
+		si := &pb.StepInfo{Name: step}
+		for _, t := range tasks {
+			if t != nil {
+				si.Tasks = append(si.Tasks, t)
+			}
+		}
+		if len(si.Tasks) > 0 {
+			info.Steps = append(info.Steps, si)
+		}
 	}
 	return info, nil
 }

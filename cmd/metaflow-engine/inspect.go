@@ -21,14 +21,6 @@ func defaultDatastore() string {
 	return filepath.Join(base, ".metaflow")
 }
 
-// storeName names the datastore in messages: its s3:// URL or local folder.
-func storeName(store datastore.Store, root string) string {
-	if s, ok := store.(*datastore.S3); ok {
-		return s.Root()
-	}
-	return root
-}
-
 func runsCmd() *cobra.Command {
 	var root string
 	cmd := &cobra.Command{
@@ -45,7 +37,7 @@ func runsCmd() *cobra.Command {
 				return err
 			}
 			if len(ids) == 0 {
-				return fmt.Errorf("flow %s has no runs in %s", args[0], storeName(store, root))
+				return fmt.Errorf("flow %s has no runs in %s", args[0], store.Location())
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tSTATUS\tUSER\tCREATED\tFINISHED\tTAGS")

@@ -95,6 +95,10 @@ type DecoratorMeta struct {
 
 // Store is implemented by the local folder datastore and the S3 one.
 type Store interface {
+	// Location names the store for people and remote executors: the local
+	// folder, or the s3://bucket/prefix root.
+	Location() string
+
 	// NewRun allocates a unique run id for flow and records run.
 	NewRun(run *Run) error
 	PutRun(run *Run) error

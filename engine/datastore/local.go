@@ -23,6 +23,9 @@ type Local struct {
 // NewLocal returns a local datastore rooted at root (created on first write).
 func NewLocal(root string) *Local { return &Local{Root: root} }
 
+// Location is the datastore's folder.
+func (l *Local) Location() string { return l.Root }
+
 func (l *Local) flowDir(flow string) string { return filepath.Join(l.Root, flow) }
 func (l *Local) runDir(flow, runID string) string {
 	return filepath.Join(l.Root, flow, runID)

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
@@ -42,8 +43,16 @@ func NewS3(c *s3io.Client, root, cacheDir string) (*S3, error) {
 	return &S3{c: c, bucket: bucket, prefix: prefix, cache: NewLocal(cacheDir), ctx: context.Background()}, nil
 }
 
-// Root is the datastore's s3:// URL.
-func (s *S3) Root() string { return "s3://" + path.Join(s.bucket, s.prefix) }
+// Location is the datastore's s3:// root.
+func (s *S3) Location() string { return "s3://" + path.Join(s.bucket, s.prefix) }
+
+// metadataTimeout bounds one small S3 request (with the SDK's retries), so a
+// stalled connection cannot hold the scheduler; file transfers are unbounded.
+const metadataTimeout = 2 * time.Minute
+
+func (s *S3) op() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, metadataTimeout)
+}
 
 func (s *S3) key(parts ...string) string { return path.Join(append([]string{s.prefix}, parts...)...) }
 
@@ -58,12 +67,16 @@ func (s *S3) putJSON(key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	return s.c.PutBytes(s.ctx, s.bucket, key, append(b, '\n'))
+	ctx, cancel := s.op()
+	defer cancel()
+	return s.c.PutBytes(ctx, s.bucket, key, append(b, '\n'))
 }
 
 // getJSON reads key into v; a missing object is an fs.ErrNotExist.
 func (s *S3) getJSON(key string, v any) error {
-	b, err := s.c.GetBytes(s.ctx, s.bucket, key)
+	ctx, cancel := s.op()
+	defer cancel()
+	b, err := s.c.GetBytes(ctx, s.bucket, key)
 	if errors.Is(err, s3io.ErrNotFound) {
 		return fmt.Errorf("%w: %w", err, fs.ErrNotExist)
 	}
@@ -78,7 +91,9 @@ func (s *S3) getJSON(key string, v any) error {
 
 // numericDirs lists the integer names below prefix, ascending.
 func (s *S3) numericDirs(prefix string) ([]int, error) {
-	names, err := s.c.ListDirs(s.ctx, s.bucket, prefix)
+	ctx, cancel := s.op()
+	defer cancel()
+	names, err := s.c.ListDirs(ctx, s.bucket, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -97,10 +112,10 @@ func (s *S3) numericDirs(prefix string) ([]int, error) {
 func (s *S3) NewRun(run *Run) error {
 	ids, err := s.ListRuns(run.Flow)
 	if errors.Is(err, s3io.ErrNoBucket) {
-		return fmt.Errorf("the S3 datastore %s has no bucket %s: create it, or set METAFLOW_DATASTORE_SYSROOT_S3 to one that exists", s.Root(), s.bucket)
+		return fmt.Errorf("the S3 datastore %s has no bucket %s: create it, or set METAFLOW_DATASTORE_SYSROOT_S3 to one that exists", s.Location(), s.bucket)
 	}
 	if err != nil {
-		return fmt.Errorf("allocate a run id in %s: %w", s.Root(), err)
+		return fmt.Errorf("allocate a run id in %s: %w", s.Location(), err)
 	}
 	next := 1
 	if len(ids) > 0 {
@@ -113,16 +128,18 @@ func (s *S3) NewRun(run *Run) error {
 		if err != nil {
 			return fmt.Errorf("encode run: %w", err)
 		}
-		ok, err := s.c.PutIfAbsent(s.ctx, s.bucket, s.key(run.Flow, run.RunID, "_run.json"), append(b, '\n'))
+		ctx, cancel := s.op()
+		ok, err := s.c.PutIfAbsent(ctx, s.bucket, s.key(run.Flow, run.RunID, "_run.json"), append(b, '\n'))
+		cancel()
 		if err != nil {
-			return fmt.Errorf("allocate a run id in %s: %w", s.Root(), err)
+			return fmt.Errorf("allocate a run id in %s: %w", s.Location(), err)
 		}
 		if ok {
 			return nil
 		}
 	}
 	run.RunID = ""
-	return fmt.Errorf("could not allocate a run id for flow %s in %s", run.Flow, s.Root())
+	return fmt.Errorf("could not allocate a run id for flow %s in %s", run.Flow, s.Location())
 }
 
 func (s *S3) PutRun(run *Run) error { return s.putJSON(s.key(run.Flow, run.RunID, "_run.json"), run) }
@@ -131,7 +148,7 @@ func (s *S3) GetRun(flow, runID string) (*Run, error) {
 	var r Run
 	if err := s.getJSON(s.key(flow, runID, "_run.json"), &r); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("run %s/%s not found in %s: %w", flow, runID, s.Root(), fs.ErrNotExist)
+			return nil, fmt.Errorf("run %s/%s not found in %s: %w", flow, runID, s.Location(), fs.ErrNotExist)
 		}
 		return nil, err
 	}
@@ -158,7 +175,9 @@ func (s *S3) PutCode(flow, runID string, code []byte) error {
 	if err := s.cache.PutCode(flow, runID, code); err != nil {
 		return err
 	}
-	return s.c.PutBytes(s.ctx, s.bucket, s.key(flow, runID, "_code.rds"), code)
+	ctx, cancel := s.op()
+	defer cancel()
+	return s.c.PutBytes(ctx, s.bucket, s.key(flow, runID, "_code.rds"), code)
 }
 
 func (s *S3) CodePath(flow, runID string) string { return s.cache.CodePath(flow, runID) }
@@ -191,7 +210,9 @@ func (s *S3) ListTasks(flow, runID, step string) ([]string, error) {
 }
 
 func (s *S3) ListSteps(flow, runID string) ([]string, error) {
-	names, err := s.c.ListDirs(s.ctx, s.bucket, s.key(flow, runID))
+	ctx, cancel := s.op()
+	defer cancel()
+	names, err := s.c.ListDirs(ctx, s.bucket, s.key(flow, runID))
 	if err != nil {
 		return nil, fmt.Errorf("list steps: %w", err)
 	}
@@ -226,7 +247,9 @@ func (s *S3) CommitBlob(flow, staged string) (Artifact, error) {
 		return a, err
 	}
 	key := s.blobKey(flow, a.SHA)
-	ok, err := s.c.Exists(s.ctx, s.bucket, key)
+	ctx, cancel := s.op()
+	defer cancel()
+	ok, err := s.c.Exists(ctx, s.bucket, key)
 	if err == nil && !ok {
 		err = s.c.PutFile(s.ctx, s.bucket, key, s.cache.BlobPath(flow, a.SHA), a.SHA)
 	}
@@ -241,7 +264,9 @@ func (s *S3) AdoptBlob(flow, sha string) (Artifact, error) {
 	if !validSHA(sha) {
 		return Artifact{}, fmt.Errorf("%q is not a sha256", sha)
 	}
-	size, err := s.c.Size(s.ctx, s.bucket, s.blobKey(flow, sha))
+	ctx, cancel := s.op()
+	defer cancel()
+	size, err := s.c.Size(ctx, s.bucket, s.blobKey(flow, sha))
 	if err != nil {
 		return Artifact{}, fmt.Errorf("blob %s of %s: %w", sha, flow, err)
 	}
@@ -292,7 +317,9 @@ func (s *S3) SaveLogs(flow, runID, step, taskID string, attempt int) error {
 // ReadLog reads the uploaded log, or else the cache's copy: the log of an
 // attempt still running on this machine.
 func (s *S3) ReadLog(flow, runID, step, taskID string, attempt int, stream string) ([]byte, error) {
-	b, err := s.c.GetBytes(s.ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)))
+	ctx, cancel := s.op()
+	defer cancel()
+	b, err := s.c.GetBytes(ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)))
 	if errors.Is(err, s3io.ErrNotFound) {
 		return s.cache.ReadLog(flow, runID, step, taskID, attempt, stream)
 	}

@@ -388,8 +388,8 @@ func (r *Run) inputPath(flow, sha string, pol stepPolicy) (string, error) {
 
 // storeURL is the s3:// root of a datastore of record in S3 ("" otherwise).
 func (r *Run) storeURL() string {
-	if s, ok := r.Store.(interface{ Root() string }); ok {
-		return s.Root()
+	if loc := r.Store.Location(); strings.HasPrefix(loc, "s3://") {
+		return loc
 	}
 	return ""
 }

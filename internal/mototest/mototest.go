@@ -67,33 +67,56 @@ func Start(path, logPath string) (url string, stop func(), err error) {
 	return "", nil, fmt.Errorf("no answer on %s after 20s; log:\n%s", url, log)
 }
 
-// SetSDKEnv points aws-sdk-go-v2's default chain at the emulator, as in
-// production but with the emulator's endpoint, dummy credentials, a region,
-// no profile files and no instance metadata (not a loopback address).
-func SetSDKEnv(url string) {
+// Isolate cuts a test process off the developer's AWS and Metaflow
+// settings: no AWS_* or METAFLOW_* variables, an empty METAFLOW_HOME (no
+// ~/.metaflowconfig), no AWS profile files and no instance metadata (a
+// non-loopback address), so nothing can reach a real account.
+func Isolate() (cleanup func(), err error) {
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "METAFLOW_") {
 			os.Unsetenv(k)
 		}
 	}
+	home, err := os.MkdirTemp("", "metaflow-home-")
+	if err != nil {
+		return nil, err
+	}
 	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL":            url,
-		"AWS_ACCESS_KEY_ID":           "testing",
-		"AWS_SECRET_ACCESS_KEY":       "testing",
-		"AWS_REGION":                  "us-east-1",
+		"METAFLOW_HOME":               home,
 		"AWS_CONFIG_FILE":             os.DevNull,
 		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
 		"AWS_EC2_METADATA_DISABLED":   "true",
 	} {
 		os.Setenv(k, v)
 	}
+	return func() { os.RemoveAll(home) }, nil
 }
 
-// Main runs a package's tests against one moto_server it starts and stops,
-// with SetSDKEnv pointing at it. Without moto_server, or with -short, the
+// SetSDKEnv points aws-sdk-go-v2's default chain at the emulator, as in
+// production but with the emulator's endpoint, dummy credentials and a
+// region (call Isolate first).
+func SetSDKEnv(url string) {
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL":      url,
+		"AWS_ACCESS_KEY_ID":     "testing",
+		"AWS_SECRET_ACCESS_KEY": "testing",
+		"AWS_REGION":            "us-east-1",
+	} {
+		os.Setenv(k, v)
+	}
+}
+
+// Main runs a package's tests, isolated, against one moto_server it starts
+// and stops, with SetSDKEnv pointing at it. Without moto_server, or with -short, the
 // tests run with *skip saying why (tests needing moto skip themselves).
 func Main(m *testing.M, skip *string) int {
 	flag.Parse()
+	cleanup, err := Isolate()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "isolate the tests:", err)
+		return 1
+	}
+	defer cleanup()
 	if testing.Short() {
 		*skip = "-short: not starting moto_server"
 		return m.Run()

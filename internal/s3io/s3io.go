@@ -104,10 +104,7 @@ func ParseURL(s string) (bucket, prefix string, err error) {
 
 // isNotFound reports whether err is an HTTP 404 from S3 (NoSuchKey,
 // NoSuchBucket, HEAD's NotFound).
-func isNotFound(err error) bool {
-	var re interface{ HTTPStatusCode() int }
-	return errors.As(err, &re) && re.HTTPStatusCode() == 404
-}
+func isNotFound(err error) bool { return httpStatus(err) == 404 }
 
 // s3Err wraps an SDK error with the operation and object, as ErrNotFound
 // for a 404.
@@ -156,22 +153,46 @@ func (c *Client) PutBytes(ctx context.Context, bucket, key string, b []byte) err
 }
 
 // PutIfAbsent uploads b only if no object has the key (a conditional PUT,
-// If-None-Match: *), and reports whether it did. Two writers racing for one
-// key: exactly one gets true.
+// If-None-Match: *), and reports whether it did. An object already there
+// with exactly b's bytes counts as ours: the SDK retries a PUT whose answer
+// was lost, and the retry finds the first attempt's object. Callers make b
+// unique to the writer (a timestamp, a nonce). 409 (another conditional
+// write to the key in flight) is retried a few times. S3-compatible stores
+// must honour If-None-Match for this to exclude other writers.
 func (c *Client) PutIfAbsent(ctx context.Context, bucket, key string, b []byte) (bool, error) {
-	_, err := c.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: aws.String(bucket), Key: aws.String(key), IfNoneMatch: aws.String("*"),
-		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
-	})
-	var re interface{ HTTPStatusCode() int }
-	switch {
-	case err == nil:
-		return true, nil
-	// 412: the key exists; 409: a concurrent conditional write to it is in flight.
-	case errors.As(err, &re) && (re.HTTPStatusCode() == 412 || re.HTTPStatusCode() == 409):
-		return false, nil
+	for attempt := 0; ; attempt++ {
+		_, err := c.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(bucket), Key: aws.String(key), IfNoneMatch: aws.String("*"),
+			Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+		})
+		switch code := httpStatus(err); {
+		case err == nil:
+			return true, nil
+		case code == 412:
+			have, gerr := c.GetBytes(ctx, bucket, key)
+			if gerr != nil {
+				return false, gerr
+			}
+			return bytes.Equal(have, b), nil
+		case code == 409 && attempt < 5:
+			select {
+			case <-time.After(time.Duration(50<<attempt) * time.Millisecond):
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+		default:
+			return false, s3Err("conditional PUT", bucket, key, err)
+		}
 	}
-	return false, s3Err("conditional PUT", bucket, key, err)
+}
+
+// httpStatus is the HTTP status of an SDK error (0 if it has none).
+func httpStatus(err error) int {
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
 }
 
 // ListDirs returns the names one level below prefix ("a/b" lists a/b/x/...
@@ -247,6 +268,12 @@ func (c *Client) GetFile(ctx context.Context, bucket, key, path string) error {
 		os.Remove(tmp.Name())
 		return s3Err("GET", bucket, key, err)
 	}
+	// Durable before visible, as the datastore's own writes.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
 	if err := tmp.Close(); err != nil {
 		os.Remove(tmp.Name())
 		return err
@@ -267,8 +294,7 @@ func (c *Client) GetFrom(ctx context.Context, bucket, key string, off int64) ([]
 	}
 	out, err := c.client.GetObject(ctx, in)
 	if err != nil {
-		var re interface{ HTTPStatusCode() int }
-		if errors.As(err, &re) && re.HTTPStatusCode() == 416 {
+		if httpStatus(err) == 416 {
 			return nil, ErrNoNewBytes
 		}
 		return nil, s3Err(fmt.Sprintf("GET (from byte %d)", off), bucket, key, err)

@@ -164,6 +164,10 @@ func TestEmuS3PutIfAbsentAndListDirs(t *testing.T) {
 	if ok, err := s.PutIfAbsent(ctx, bucket, "F/1/_run.json", []byte("b")); err != nil || ok {
 		t.Fatalf("second conditional PUT = %v, %v; want false, nil", ok, err)
 	}
+	// The same bytes again: a retried PUT whose first answer was lost.
+	if ok, err := s.PutIfAbsent(ctx, bucket, "F/1/_run.json", []byte("a")); err != nil || !ok {
+		t.Fatalf("conditional PUT of the very same bytes = %v, %v; want true, nil", ok, err)
+	}
 	if b, err := s.GetBytes(ctx, bucket, "F/1/_run.json"); err != nil || string(b) != "a" {
 		t.Fatalf("object after a refused conditional PUT = %q, %v; want the first body", b, err)
 	}

@@ -19,7 +19,16 @@ ENGINE_ENV <- c("METAFLOW_ENGINE_ADDRESS", "METAFLOW_ENGINE_TOKEN",
                 "METAFLOW_BATCH_JOB_QUEUE", "METAFLOW_DATASTORE_SYSROOT_S3",
                 "METAFLOW_BATCH_CONTAINER_IMAGE", "METAFLOW_BATCH_JOB_ENV",
                 "METAFLOW_ECS_S3_ACCESS_IAM_ROLE", "METAFLOW_BATCH_ENGINE_BINARY",
-                "METAFLOW_DEFAULT_DATASTORE")
+                "METAFLOW_DEFAULT_DATASTORE", "METAFLOW_PROFILE", "METAFLOW_HOME")
+
+# No test reads the developer's ~/.metaflowconfig or reaches the EC2
+# instance metadata address: an empty METAFLOW_HOME unless a test sets one.
+E2E_HOME <- local({
+  d <- tempfile("mfhome-")
+  dir.create(d)
+  d
+})
+ISOLATION_ENV <- c(METAFLOW_HOME = E2E_HOME, AWS_EC2_METADATA_DISABLED = "true")
 
 e2e_counter <- local({
   n <- 0L
@@ -49,6 +58,7 @@ setup_flow <- function(flow_file, workdir = NULL) {
 # (plus env, a named character vector).
 sh_command <- function(dir, cmd, args = character(), env = character()) {
   parts <- c(paste("unset", paste(ENGINE_ENV, collapse = " ")))
+  env <- c(env, ISOLATION_ENV[setdiff(names(ISOLATION_ENV), names(env))])
   if (length(env)) {
     parts <- c(parts, paste0("export ", names(env), "=", shQuote(unname(env))))
   }
