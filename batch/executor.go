@@ -294,16 +294,7 @@ func (e *Executor) upload(ctx context.Context, key, local, sha string) error {
 		e.uploads[key] = o
 	}
 	e.mu.Unlock()
-	o.once.Do(func() {
-		ok, err := e.s3.Exists(ctx, e.bucket, key)
-		if err != nil {
-			o.err = err
-			return
-		}
-		if !ok {
-			o.err = e.s3.PutFile(ctx, e.bucket, key, local, sha)
-		}
-	})
+	o.once.Do(func() { o.err = e.s3.PutFileIfMissing(ctx, e.bucket, key, local) })
 	if o.err != nil {
 		e.mu.Lock()
 		if e.uploads[key] == o {

@@ -190,14 +190,8 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 				return 1, err
 			}
 			k := dataKey(rs.FlowPrefix, sha)
-			ok, err := s3.Exists(fctx, rs.Bucket, k)
-			if err != nil {
+			if err := s3.PutFileIfMissing(fctx, rs.Bucket, k, p); err != nil {
 				return 1, err
-			}
-			if !ok {
-				if err := s3.PutFile(fctx, rs.Bucket, k, p, sha); err != nil {
-					return 1, err
-				}
 			}
 			outputs[strings.TrimSuffix(n, ".mpk")] = sha
 		}

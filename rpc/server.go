@@ -500,7 +500,10 @@ func (s *Server) remoteLogs(ctx context.Context, at datastore.Attempt) (stdout, 
 		if c, err := s3io.FromEnv(ctx); err == nil {
 			o, oerr := c.GetBytes(ctx, bucket, prefix+"/stdout.log")
 			e, eerr := c.GetBytes(ctx, bucket, prefix+"/stderr.log")
-			if oerr == nil || eerr == nil {
+			missing := func(err error) bool { return errors.Is(err, s3io.ErrNotFound) }
+			// Both read, or one read and the other never written; an
+			// unreadable stream must not pass for an empty one.
+			if (oerr == nil || missing(oerr)) && (eerr == nil || missing(eerr)) && !(missing(oerr) && missing(eerr)) {
 				return o, e, true
 			}
 		}

@@ -247,13 +247,7 @@ func (s *S3) CommitBlob(flow, staged string) (Artifact, error) {
 		return a, err
 	}
 	key := s.blobKey(flow, a.SHA)
-	ctx, cancel := s.op()
-	defer cancel()
-	ok, err := s.c.Exists(ctx, s.bucket, key)
-	if err == nil && !ok {
-		err = s.c.PutFile(s.ctx, s.bucket, key, s.cache.BlobPath(flow, a.SHA), a.SHA)
-	}
-	if err != nil {
+	if err := s.c.PutFileIfMissing(s.ctx, s.bucket, key, s.cache.BlobPath(flow, a.SHA)); err != nil {
 		return Artifact{}, fmt.Errorf("upload artifact %s: %w", a.SHA, err)
 	}
 	return a, nil

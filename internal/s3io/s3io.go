@@ -239,6 +239,16 @@ func (c *Client) PutFile(ctx context.Context, bucket, key, path, sha string) err
 	return nil
 }
 
+// PutFileIfMissing uploads a file unless the key exists (a HEAD first): for
+// content-addressed keys, where an existing object has the same bytes.
+func (c *Client) PutFileIfMissing(ctx context.Context, bucket, key, path string) error {
+	ok, err := c.Exists(ctx, bucket, key)
+	if err != nil || ok {
+		return err
+	}
+	return c.PutFile(ctx, bucket, key, path, "")
+}
+
 // GetBytes downloads an object into memory (ErrNotFound if absent).
 func (c *Client) GetBytes(ctx context.Context, bucket, key string) ([]byte, error) {
 	out, err := c.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
