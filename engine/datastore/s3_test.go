@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -249,5 +250,81 @@ func TestAdoptBlobFindsWhatTheStoreHolds(t *testing.T) {
 	}
 	if _, err := os.Stat(b.BlobPath("F", art.SHA)); err == nil {
 		t.Error("adopting downloaded the blob")
+	}
+}
+
+// countingTransport counts the HTTP requests the SDK sends.
+type countingTransport struct {
+	n    atomic.Int64
+	next http.RoundTripper
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// BenchmarkS3TaskRecord: what the scheduler writes for one local task with
+// one small artifact in the S3 datastore (attempt started, pid known, blob,
+// artifact index, logs, done), against the same in a local datastore.
+func BenchmarkS3TaskRecord(b *testing.B) {
+	if skipS3 != "" {
+		b.Skip(skipS3)
+	}
+	ct := &countingTransport{next: http.DefaultTransport}
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithHTTPClient(&http.Client{Transport: ct}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := s3io.New(cfg)
+	bucket := fmt.Sprintf("mf-bench-%d", bucketSeq.Add(1))
+	if err := c.CreateBucket(context.Background(), bucket); err != nil {
+		b.Fatal(err)
+	}
+	s3store, err := NewS3(c, "s3://"+bucket+"/p", filepath.Join(b.TempDir(), "cache"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name  string
+		store Store
+	}{{"local", NewLocal(filepath.Join(b.TempDir(), ".metaflow"))}, {"s3", s3store}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := bc.store
+			ct.n.Store(0)
+			for i := 0; i < b.N; i++ {
+				id := fmt.Sprint(i + 1)
+				t := &Task{Flow: "F", RunID: "1", Step: "work", TaskID: id, Status: StatusRunning,
+					Attempts: []Attempt{{Status: StatusRunning}}}
+				if err := s.PutTask(t); err != nil {
+					b.Fatal(err)
+				}
+				t.Attempts[0].PID = 42
+				if err := s.PutTask(t); err != nil {
+					b.Fatal(err)
+				}
+				staged := filepath.Join(s.StagingDir("F"), "x"+id)
+				os.MkdirAll(filepath.Dir(staged), 0o755)
+				os.WriteFile(staged, []byte("artifact "+id), 0o644)
+				art, err := s.CommitBlob("F", staged)
+				if err != nil {
+					b.Fatal(err)
+				}
+				log := s.LogPath("F", "1", "work", id, 0, "stdout")
+				os.MkdirAll(filepath.Dir(log), 0o755)
+				os.WriteFile(log, []byte("a line\n"), 0o644)
+				if err := s.SaveLogs("F", "1", "work", id, 0); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.PutArtifacts("F", "1", "work", id, map[string]Artifact{"x": art}); err != nil {
+					b.Fatal(err)
+				}
+				t.Status = StatusCompleted
+				if err := s.PutTask(t); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(ct.n.Load())/float64(b.N), "requests/task")
+		})
 	}
 }

@@ -8,4 +8,8 @@ bash "$here/foreach_bench.sh"
 echo "== artifact throughput and memory (MiB: ${ARTIFACT_MIB:-1024})"
 Rscript "$here/artifact_bench.R" "${ARTIFACT_MIB:-1024}"
 echo "== Go benchmarks"
-(cd "$here/../.." && go test -run '^$' -bench . -benchtime 3x ./engine/... )
+(cd "$here/../.." && go test -run '^$' -bench . -benchtime 3x ./engine/graph/ ./engine/rvalue/ ./engine/scheduler/ )
+echo "== S3 datastore against moto_server: requests and time per task record, local as baseline"
+(cd "$here/../.." && go test -run '^$' -bench S3TaskRecord -benchtime 200x ./engine/datastore/ )
+echo "== AWS Batch against moto_server: API calls per job for 200 jobs"
+(cd "$here/../.." && go test -run '^$' -bench Emu -benchtime 200x ./batch/ )
