@@ -395,6 +395,17 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
+// Preflight implements scheduler.Preflighter: before a run starts, each
+// Batch step's job size and queue are checked against the queue's compute
+// environments, so an impossible step fails the run before any task runs.
+func (e *Executor) Preflight(ctx context.Context, step string, decos map[string]graph.Decorator, rscript string) error {
+	res, queue, _, err := e.shape(&scheduler.Launch{Decorators: decos, Rscript: rscript})
+	if err != nil {
+		return err
+	}
+	return e.checkQueue(ctx, queue, res)
+}
+
 // Run implements scheduler.Executor.
 func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	spec := l.Spec

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/batch/types"
+
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
@@ -333,5 +335,57 @@ func waitJobsGone(t *testing.T) {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A step no compute environment of its queue can ever run fails the run in
+// Prepare: no run is recorded and nothing is submitted.
+func TestEmuPreflightRefusesBeforeTheRun(t *testing.T) {
+	f := newFixture(t, false)
+	small := f.newQueue(f.managedCE(4, "m5.large"), types.JQStateEnabled)
+	exe, err := NewExecutor(f.ctx, Config{Queue: f.queue, Image: noImage, S3Root: "s3://unused/metaflow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		deco map[string]string
+		want string // "" : Prepare succeeds
+	}{
+		{"fits", map[string]string{"queue": small, "cpu": "2"}, ""},
+		{"too many vCPUs", map[string]string{"queue": small, "cpu": "8"}, "step work cannot run on AWS Batch: job queue " + small + " cannot run a job of 8 vCPU"},
+		{"no such queue", map[string]string{"queue": "nope"}, "step work cannot run on AWS Batch: job queue \"nope\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := graph.New("PreflightFlowR", []graph.Step{
+				{Name: "start", Next: []string{"work"}},
+				{Name: "work", Next: []string{"end"}, Decorators: []graph.Decorator{{Name: "batch", Args: tc.deco}}},
+				{Name: "end"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			store := datastore.NewLocal(filepath.Join(root, tc.name, ".metaflow"))
+			f.c.ResetCalls()
+			r := &scheduler.Run{Graph: g, Store: store, Batch: exe, Code: []byte("code"),
+				Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester"}}
+			err = r.Prepare()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Prepare: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Prepare = %v, want an error containing %q", err, tc.want)
+			}
+			if ids, _ := store.ListRuns("PreflightFlowR"); len(ids) != 0 {
+				t.Errorf("runs recorded: %v", ids)
+			}
+			if n := exe.c.Calls()["Batch.SubmitJob"]; n != 0 {
+				t.Errorf("%d jobs submitted", n)
+			}
+		})
 	}
 }

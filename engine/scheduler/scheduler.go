@@ -120,6 +120,26 @@ func ValidateOptions(o *Options) error {
 	return nil
 }
 
+// preflight asks the Batch executor to check every step it would run.
+func (r *Run) preflight() error {
+	pf, ok := r.Batch.(Preflighter)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, name := range r.Graph.Order {
+		pol := r.policy(r.Graph.Steps[name])
+		if !pol.batch {
+			continue
+		}
+		if err := pf.Preflight(ctx, name, pol.decos, r.Opts.Rscript); err != nil {
+			return fmt.Errorf("step %s cannot run on AWS Batch: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // Prepare validates everything and allocates the run id; nothing is written
 // when it fails. After it succeeds, RunID is known and Execute runs the flow.
 func (r *Run) Prepare() error {
@@ -144,6 +164,9 @@ func (r *Run) Prepare() error {
 	}
 	if r.Batch == nil && UsesBatch(r.Graph, r.Opts.With) {
 		return errors.New("AWS Batch is not configured in this engine: set METAFLOW_BATCH_JOB_QUEUE and METAFLOW_DATASTORE_SYSROOT_S3 (see docs/batch.md)")
+	}
+	if err := r.preflight(); err != nil {
+		return err
 	}
 	for _, st := range r.Graph.Steps {
 		if st.Foreach != "" && reservedName(st.Foreach) {

@@ -86,6 +86,13 @@ type Launch struct {
 	Line func(stderr bool, text string)
 }
 
+// Preflighter is an executor that can refuse a step before the run starts
+// (a Batch queue that can never run the step's job), so that nothing is
+// written and no earlier step runs in vain.
+type Preflighter interface {
+	Preflight(ctx context.Context, step string, decos map[string]graph.Decorator, rscript string) error
+}
+
 // RemoteOutputsFile lists, in an attempt's output folder, the outputs a
 // remote executor left in the datastore (see Launch.StoreURL).
 const RemoteOutputsFile = "_remote_outputs.json"

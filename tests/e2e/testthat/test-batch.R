@@ -141,6 +141,25 @@ test_that("with the S3 datastore a Batch run is read from another directory", {
   expect_line(got$stdout, sprintf("^start ran in job %s $", JOB_RE), got)
 })
 
+test_that("a step its queue can never run is refused before the run starts", {
+  env <- skip_without_batch()
+  dir <- new_workdir("batchtoobig")
+  writeLines(c(
+    "library(metaflow)",
+    "metaflow('BatchTooBigFlowR') %>%",
+    "  step(step = 'start', r_function = function(self) NULL, next_step = 'big') %>%",
+    "  step(decorator('batch', cpu = 8, queue = 'metaflow-queue-small'), step = 'big',",
+    "       r_function = function(self) NULL, next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) NULL) %>%",
+    "  run()"), file.path(dir, "flow.R"))
+  res <- run_flow(NULL, "run", env = env, workdir = dir, timeout = 120)
+  expect_one_line_error(res, paste(
+    "step big cannot run on AWS Batch: job queue metaflow-queue-small cannot run a job of 8 vCPU"), fixed = TRUE)
+  expect_match(error_line(res), "maxvCpus is 4", fixed = TRUE)
+  expect_no_datastore(res)
+  expect_no_line(res$stdout, "Task is starting", res)
+})
+
 test_that("--with batch runs every step of a foreach as Batch jobs", {
   env <- skip_without_batch()
   res <- run_flow("batchforeachflow.R", c("run", "--with", "batch:memory=512"), env = env, timeout = 300)
