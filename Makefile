@@ -13,8 +13,10 @@ all: build
 deps:
 	@bash scripts/install-deps.sh
 
+# Static (no cgo): the same binary runs in any linux image a Batch job uses,
+# whatever its C library, as the jobs' task runner.
 build:
-	go build -o bin/metaflow-engine ./cmd/metaflow-engine
+	CGO_ENABLED=0 go build -o bin/metaflow-engine ./cmd/metaflow-engine
 
 # Installs the engine onto PATH and the R package into R's library.
 install: install-engine install-rpkg
