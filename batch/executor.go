@@ -518,13 +518,17 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	return e.collect(ctx, l, logs, flowPrefix, rs.TaskPrefix, st)
 }
 
-// batchTimeout is the job's own timeout for the timeout decorator's limit:
-// the engine cancels the attempt first (its clock starts at submission,
-// Batch's when the job starts running); Batch's stops a job whose engine is
-// gone. Batch accepts no less than 60 s.
+// defaultJobTimeout is a job's lifetime without a timeout decorator, as in
+// Metaflow (5 days): a job whose engine is gone dies at the latest then.
+const defaultJobTimeout = 5 * 24 * time.Hour
+
+// batchTimeout is the job's own timeout (attemptDurationSeconds) for the
+// timeout decorator's limit: the engine cancels the attempt first (its
+// clock starts at submission, Batch's when the job starts running); Batch's
+// stops a job whose engine is gone. Batch accepts no less than 60 s.
 func batchTimeout(limit time.Duration) int {
 	if limit <= 0 {
-		return 0
+		limit = defaultJobTimeout
 	}
 	return max(60, int(limit.Seconds())+60)
 }
