@@ -359,16 +359,7 @@ test_that("SIGINT terminates the run's Batch jobs", {
   expect_equal(run_meta(dir, "BatchSleepFlowR", "1")$status, "failed")
 
   # The job itself is stopped, not left RUNNING in Batch.
-  describe <- paste(
-    "import boto3, sys",
-    "c = boto3.client('batch', endpoint_url=sys.argv[1], region_name='us-east-1',",
-    "                 aws_access_key_id='testing', aws_secret_access_key='testing')",
-    "print(c.describe_jobs(jobs=[sys.argv[2]])['jobs'][0]['status'])", sep = "\n")
-  job_status <- function() {
-    out <- suppressWarnings(py_system2("python3", c("-c", shQuote(describe), env[["AWS_ENDPOINT_URL"]], job),
-                                       stdout = TRUE, stderr = FALSE))
-    tail(out, 1)
-  }
+  job_status <- function() moto_job_status(env[["AWS_ENDPOINT_URL"]], job)
   stopped <- wait_until(function() identical(job_status(), "FAILED"), timeout = 60, interval = 0.5)
   expect_true(stopped, info = paste("job", job, "status", job_status()))
 })
