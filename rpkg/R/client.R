@@ -1,6 +1,7 @@
 # The client API: read past runs, their steps, tasks and artifacts. It asks
 # the engine (ListRuns, GetRun, GetTask, Logs) and reads artifact blobs
-# directly from the local datastore with the msgpack codec.
+# with the msgpack codec from the local datastore (or the engine's local
+# copy of an S3 datastore's blob).
 
 engine_call <- function(method, msg) {
   with_engine(function(conn) grpc_unary(conn, method, msg))
@@ -17,8 +18,9 @@ split_pathspec <- function(x, n, what) {
 #' Client for a flow's past runs
 #'
 #' @description An R6 class giving access to the runs of a flow stored in the
-#' local datastore (\code{.metaflow} under the working directory, or under
-#' \code{METAFLOW_DATASTORE_SYSROOT_LOCAL}).
+#' datastore: the local one (\code{.metaflow} under the working directory, or
+#' under \code{METAFLOW_DATASTORE_SYSROOT_LOCAL}), or S3 with
+#' \code{METAFLOW_DEFAULT_DATASTORE=s3} (artifacts are downloaded when read).
 #'
 #' @section Usage:
 #' \preformatted{

@@ -45,7 +45,10 @@
 #' with \code{METAFLOW_ENGINE_TOKEN} over TCP) or else an embedded engine
 #' (\code{metaflow-engine} on the PATH, or \code{METAFLOW_ENGINE_BIN}) started
 #' for this call. Runs are stored in \code{.metaflow} under the working
-#' directory or under \code{METAFLOW_DATASTORE_SYSROOT_LOCAL}.
+#' directory or under \code{METAFLOW_DATASTORE_SYSROOT_LOCAL}; with
+#' \code{METAFLOW_DEFAULT_DATASTORE=s3} in S3 under
+#' \code{METAFLOW_DATASTORE_SYSROOT_S3} (environment or
+#' \code{~/.metaflowconfig/config.json}).
 #'
 #' Pressing Ctrl-C cancels the run: its tasks are killed and the run is marked
 #' failed.
