@@ -486,5 +486,8 @@ help_text <- function(flow = NULL) {
     "image =) on a step; configure METAFLOW_BATCH_JOB_QUEUE and",
     "METAFLOW_DATASTORE_SYSROOT_S3. batch list|kill look in METAFLOW_BATCH_JOB_QUEUE",
     "and in the batch(queue =) queues of the selected runs.",
+    "",
+    "Runs are kept in .metaflow/ here (METAFLOW_DATASTORE_SYSROOT_LOCAL moves it), or",
+    "with METAFLOW_DEFAULT_DATASTORE=s3 in METAFLOW_DATASTORE_SYSROOT_S3.",
     "")
 }
