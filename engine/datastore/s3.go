@@ -308,14 +308,17 @@ func (s *S3) SaveLogs(flow, runID, step, taskID string, attempt int) error {
 	return nil
 }
 
-// ReadLog reads the uploaded log, or else the cache's copy: the log of an
-// attempt still running on this machine.
+// ReadLog reads this machine's copy when it has one (it ran the attempt:
+// the copy is live, or the one that was uploaded), else the uploaded log.
 func (s *S3) ReadLog(flow, runID, step, taskID string, attempt int, stream string) ([]byte, error) {
+	if b, err := os.ReadFile(s.cache.LogPath(flow, runID, step, taskID, attempt, stream)); err == nil {
+		return b, nil
+	}
 	ctx, cancel := s.op()
 	defer cancel()
 	b, err := s.c.GetBytes(ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)))
 	if errors.Is(err, s3io.ErrNotFound) {
-		return s.cache.ReadLog(flow, runID, step, taskID, attempt, stream)
+		return nil, nil
 	}
 	return b, err
 }

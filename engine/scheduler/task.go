@@ -201,7 +201,12 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			r.emit(stderr, r.stamp()+" "+r.prefix(task)+" "+text)
 		},
 	}
+	stopSaving := func() {}
+	if !pol.batch { // a Batch job's logs are read from its own uploads
+		stopSaving = r.saveLogsWhileRunning(flow, runID, task.Step, task.TaskID, attempt)
+	}
 	code, runErr := exec.Run(actx, l)
+	stopSaving()
 	cur.FinishedAt, cur.ExitCode = r.Now(), code
 	if err := r.Store.SaveLogs(flow, runID, task.Step, task.TaskID, attempt); err != nil {
 		r.taskSay(task, "Warning: the task's logs were not saved: %v", err)
@@ -374,6 +379,44 @@ func (r *Run) clone(p *pending, id string, ot *datastore.Task) (*taskRef, error)
 	}
 	r.say("[%s/%s/%s] Cloning results of a previously run task %s.", runID, p.step, id, task.ClonedFrom)
 	return r.complete(task, p, arts, nil)
+}
+
+// logSaveInterval is how often a running task's logs go to a remote
+// datastore, where other machines read them.
+var logSaveInterval = 5 * time.Second
+
+// saveLogsWhileRunning stores a running attempt's logs in a remote (S3)
+// datastore every logSaveInterval while they grow, so that logs RUN/STEP
+// on another machine shows them; the local datastore needs nothing. The
+// returned func stops it (the final save follows the attempt).
+func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int) (stop func()) {
+	if r.storeURL() == "" {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(logSaveInterval)
+		defer t.Stop()
+		var saved int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var size int64
+			for _, s := range []string{"stdout", "stderr"} {
+				if fi, err := os.Stat(r.Store.LogPath(flow, runID, step, taskID, attempt, s)); err == nil {
+					size += fi.Size()
+				}
+			}
+			if size > saved && r.Store.SaveLogs(flow, runID, step, taskID, attempt) == nil {
+				saved = size
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // inputPath is the file a task reads an input blob from. A remote executor

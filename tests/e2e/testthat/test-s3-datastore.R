@@ -81,6 +81,43 @@ test_that("resume on another machine clones the S3 run's tasks", {
   expect_true("metaflow/ForeachFlowR/2/_run.json" %in% s3_keys("metaflow/ForeachFlowR/2/"))
 })
 
+test_that("another machine sees a running local task's logs", {
+  env <- s3_env()
+  flow <- c(
+    "library(metaflow)",
+    "start <- function(self) {",
+    "  cat('early line\\n')",
+    "  Sys.sleep(14)",
+    "  cat('late line\\n')",
+    "}",
+    "metaflow('S3LiveLogFlowR') %>%",
+    "  step(step = 'start', r_function = start, next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) NULL) %>%",
+    "  run()")
+  here <- new_workdir("s3live")
+  there <- new_workdir("s3livereader")
+  writeLines(flow, file.path(here, "flow.R"))
+  writeLines(flow, file.path(there, "flow.R"))
+  bg <- start_bg(here, "Rscript", c("flow.R", "run"), env = env)
+  on.exit(if (is.na(bg_status(bg))) tools::pskill(bg$pid_value, tools::SIGKILL), add = TRUE)
+  during <- NULL
+  seen <- wait_until(function() {
+    if (!is.na(bg_status(bg))) return(TRUE) # ended first: fails below
+    r <- run_cmd(there, "Rscript", c("flow.R", "logs", "1/start"), env = env, timeout = 60)
+    if (identical(r$status, 0L) && any(r$stdout == "early line")) {
+      during <<- r
+      return(TRUE)
+    }
+    FALSE
+  }, timeout = 60, interval = 0.5)
+  expect_true(seen && !is.null(during) && is.na(bg_status(bg)),
+              info = paste(c(bg_stdout(bg), bg_stderr(bg)), collapse = "\n"))
+  if (!is.null(during)) expect_no_line(during$stdout, "late line", during)
+  expect_identical(bg_wait(bg, timeout = 60), 0L)
+  after <- run_cmd(there, "Rscript", c("flow.R", "logs", "1/start"), env = env)
+  expect_equal(after$stdout, c("early line", "late line"), info = describe_result(after))
+})
+
 test_that("S3 datastore settings are checked before anything is written", {
   env <- s3_env()
   dir <- setup_flow("linearflow.R")
