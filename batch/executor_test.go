@@ -10,6 +10,7 @@ package batch
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/batch/types"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
@@ -387,5 +389,63 @@ func TestEmuPreflightRefusesBeforeTheRun(t *testing.T) {
 				t.Errorf("%d jobs submitted", n)
 			}
 		})
+	}
+}
+
+// After SIGTERM (Batch's timeout or TerminateJob on AWS; moto sends
+// SIGKILL, so this runs the task runner in-process) the runner still
+// uploads the logs and the exit record, with a context of its own.
+func TestEmuTaskRunnerUploadsAfterSIGTERM(t *testing.T) {
+	if emu.skip != "" {
+		t.Skip(emu.skip)
+	}
+	if _, err := exec.LookPath("Rscript"); err != nil {
+		t.Skip("Rscript is not installed")
+	}
+	ctx := context.Background()
+	s3c, err := s3io.FromEnv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := "mf-runner-sigterm"
+	createBucket(t, s3c, bucket)
+	code := codeBundle(t, `start = function(self) { cat("before the signal\n"); Sys.sleep(60) }`)
+	if err := s3c.PutBytes(ctx, bucket, "F/code/c", code); err != nil {
+		t.Fatal(err)
+	}
+	prefix := "F/1/start/1/0-test"
+	rs := remoteSpec{Bucket: bucket, FlowPrefix: "F", TaskPrefix: prefix, Task: scheduler.TaskSpec{
+		Flow: "F", RunID: "1", Step: "start", TaskID: "1", Code: "F/code/c", Index: -1,
+		Parameters: []string{}, Current: map[string]string{"flow_name": "F", "run_id": "1", "step_name": "start", "task_id": "1"},
+	}}
+	b, err := msgpack.Marshal(&rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3c.PutBytes(ctx, bucket, prefix+"/_spec.mpk", b); err != nil {
+		t.Fatal(err)
+	}
+	// No live upload within the test: only the final one can carry the line.
+	t.Setenv(logIntervalEnv, "600")
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		time.Sleep(5 * time.Second) // R has started and printed by then
+		cancel()
+	}()
+	exit, err := RunTask(rctx, "s3://"+bucket+"/"+prefix+"/_spec.mpk")
+	if err != nil {
+		t.Fatalf("RunTask: %v", err)
+	}
+	if exit == 0 {
+		t.Errorf("exit code 0 for a killed task")
+	}
+	out, err := s3c.GetBytes(ctx, bucket, prefix+"/stdout.log")
+	if err != nil || !strings.Contains(string(out), "before the signal") {
+		t.Errorf("stdout.log = %q, %v; want the line printed before the signal", out, err)
+	}
+	rec, err := s3c.GetBytes(ctx, bucket, prefix+"/_exit.json")
+	if err != nil || !strings.Contains(string(rec), fmt.Sprintf(`"exit_code":%d`, exit)) {
+		t.Errorf("_exit.json = %q, %v; want exit code %d", rec, err, exit)
 	}
 }
