@@ -382,12 +382,19 @@ func checkELF(p string) error {
 	return nil
 }
 
-// bootstrap is the job's command: base R downloads the engine from a
-// presigned URL and runs its task runner, which does the rest.
-const bootstrap = `u <- Sys.getenv("METAFLOW_ENGINE_URL"); f <- file.path(tempdir(), "metaflow-engine"); ` +
+// jobCommand is a job's command, base R and sh only: R downloads the engine
+// from a presigned URL (bootstrapR, passed in METAFLOW_BOOTSTRAP) and sh
+// execs it, so the task runner is the container's PID 1 and receives the
+// SIGTERM Batch sends before killing a job (a PID 1 without a handler, such
+// as Rscript, ignores it, and its children never hear of it).
+var jobCommand = []string{"sh", "-c",
+	`f="${TMPDIR:-/tmp}/metaflow-engine-$$" && Rscript -e "$METAFLOW_BOOTSTRAP" "$f" && exec "$f" task-runner --spec "$METAFLOW_TASK_SPEC"`}
+
+// bootstrapR downloads the engine to its argument; exit status 97 says the
+// download failed.
+const bootstrapR = `f <- commandArgs(TRUE)[1]; u <- Sys.getenv("METAFLOW_ENGINE_URL"); ` +
 	`ok <- tryCatch(download.file(u, f, mode = "wb", quiet = TRUE) == 0, error = function(e) { message("metaflow: cannot download the engine: ", conditionMessage(e)); FALSE }); ` +
-	`if (!isTRUE(ok)) quit(save = "no", status = 97); Sys.chmod(f, "0755"); ` +
-	`quit(save = "no", status = system2(f, c("task-runner", "--spec", Sys.getenv("METAFLOW_TASK_SPEC"))))`
+	`if (!isTRUE(ok)) quit(save = "no", status = 97); Sys.chmod(f, "0755")`
 
 func nonce() string {
 	b := make([]byte, 4)
@@ -474,13 +481,14 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	}
 	env[logIntervalEnv] = formatLogInterval(e.cfg.LogInterval)
 	env["METAFLOW_ENGINE_URL"] = engURL
+	env["METAFLOW_BOOTSTRAP"] = bootstrapR
 	env["METAFLOW_TASK_SPEC"] = "s3://" + e.bucket + "/" + specKey
 	user := spec.Current["username"]
 	if user == "" {
 		user = "unknown"
 	}
 	id, err := e.c.Submit(ctx, JobSpec{
-		Queue: queue, Image: image, Command: []string{"Rscript", "-e", bootstrap}, Env: env, Resources: res,
+		Queue: queue, Image: image, Command: jobCommand, Env: env, Resources: res,
 		Labels:         Labels{Flow: spec.Flow, User: user, Run: spec.RunID, Step: spec.Step, Task: spec.TaskID, Attempt: spec.Attempt},
 		TimeoutSeconds: batchTimeout(l.Timeout),
 	})

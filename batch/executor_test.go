@@ -11,6 +11,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -447,5 +450,52 @@ func TestEmuTaskRunnerUploadsAfterSIGTERM(t *testing.T) {
 	rec, err := s3c.GetBytes(ctx, bucket, prefix+"/_exit.json")
 	if err != nil || !strings.Contains(string(rec), fmt.Sprintf(`"exit_code":%d`, exit)) {
 		t.Errorf("_exit.json = %q, %v; want exit code %d", rec, err, exit)
+	}
+}
+
+// The job's command makes the engine the container's PID 1, so Batch's
+// SIGTERM reaches the task runner (Rscript as PID 1 would ignore it). Here
+// the "engine" served to the bootstrap is a script that notes the signal.
+func TestDockerJobCommandDeliversSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	dockerImage(t)
+	out := t.TempDir()
+	os.Chmod(out, 0o777)
+	fake := "#!/bin/sh\ntrap 'echo TERM > /out/signal; exit 143' TERM\necho $$ > /out/pid\nwhile :; do sleep 0.1; done\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, fake) }))
+	defer srv.Close()
+	name := fmt.Sprintf("mf-sigterm-test-%d", time.Now().UnixNano())
+	args := []string{"run", "-d", "--name", name, "--network", "host", "-v", out + ":/out",
+		"-e", "METAFLOW_ENGINE_URL=" + srv.URL, "-e", "METAFLOW_BOOTSTRAP=" + bootstrapR,
+		"-e", "METAFLOW_TASK_SPEC=s3://unused/spec", testImage}
+	if b, err := exec.Command("docker", append(args, jobCommand...)...).CombinedOutput(); err != nil {
+		t.Fatalf("docker run: %v\n%s", err, b)
+	}
+	defer exec.Command("docker", "rm", "-f", name).Run()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(out, "pid")); err == nil && len(b) > 0 {
+			if pid := strings.TrimSpace(string(b)); pid != "1" {
+				t.Fatalf("the engine runs as pid %s, want 1", pid)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			logs, _ := exec.Command("docker", "logs", name).CombinedOutput()
+			t.Fatalf("the engine did not start; container output:\n%s", logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	if b, err := exec.Command("docker", "stop", "-t", "20", name).CombinedOutput(); err != nil {
+		t.Fatalf("docker stop: %v\n%s", err, b)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "signal")); err != nil || strings.TrimSpace(string(b)) != "TERM" {
+		t.Errorf("the engine did not get SIGTERM (%q, %v)", b, err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("docker stop took %s: the signal waited for SIGKILL", d)
 	}
 }
