@@ -410,7 +410,14 @@ func (e *Executor) Preflight(ctx context.Context, step string, decos map[string]
 	if err != nil {
 		return err
 	}
-	return e.checkQueue(ctx, queue, res)
+	if err := res.validate(); err != nil {
+		return scheduler.CannotRun(err)
+	}
+	err = e.checkQueue(ctx, queue, res)
+	if errors.Is(err, ErrUnsatisfiable) || errors.Is(err, ErrQueueNotFound) {
+		return scheduler.CannotRun(err)
+	}
+	return err
 }
 
 // Run implements scheduler.Executor.

@@ -372,7 +372,7 @@ func TestEmuPreflightRefusesBeforeTheRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			store := datastore.NewLocal(filepath.Join(root, tc.name, ".metaflow"))
-			f.c.ResetCalls()
+			exe.c.ResetCalls()
 			r := &scheduler.Run{Graph: g, Store: store, Batch: exe, Code: []byte("code"),
 				Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester"}}
 			err = r.Prepare()
@@ -388,8 +388,8 @@ func TestEmuPreflightRefusesBeforeTheRun(t *testing.T) {
 			if ids, _ := store.ListRuns("PreflightFlowR"); len(ids) != 0 {
 				t.Errorf("runs recorded: %v", ids)
 			}
-			if n := exe.c.Calls()["Batch.SubmitJob"]; n != 0 {
-				t.Errorf("%d jobs submitted", n)
+			if n := exe.c.Calls()["Batch.DescribeJobQueues"]; n != 1 {
+				t.Errorf("the queue was described %d times, want once", n)
 			}
 		})
 	}

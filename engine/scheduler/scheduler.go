@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -120,6 +121,20 @@ func ValidateOptions(o *Options) error {
 	return nil
 }
 
+// clonesAll reports whether a resume will clone every task of step (it is
+// not rerun and the origin completed it), so it never runs.
+func (r *Run) clonesAll(step string) bool {
+	if r.origin == nil || r.rerun[step] {
+		return false
+	}
+	for key := range r.origin {
+		if strings.HasPrefix(key, step+"|") {
+			return true
+		}
+	}
+	return false
+}
+
 // preflight asks the Batch executor to check every step it would run.
 func (r *Run) preflight() error {
 	pf, ok := r.Batch.(Preflighter)
@@ -130,11 +145,15 @@ func (r *Run) preflight() error {
 	defer cancel()
 	for _, name := range r.Graph.Order {
 		pol := r.policy(r.Graph.Steps[name])
-		if !pol.batch {
+		if !pol.batch || r.clonesAll(name) {
 			continue
 		}
-		if err := pf.Preflight(ctx, name, pol.decos, r.Opts.Rscript); err != nil {
+		err := pf.Preflight(ctx, name, pol.decos, r.Opts.Rscript)
+		switch {
+		case errors.Is(err, ErrCannotRun):
 			return fmt.Errorf("step %s cannot run on AWS Batch: %w", name, err)
+		case err != nil:
+			return fmt.Errorf("could not check AWS Batch for step %s: %w", name, err)
 		}
 	}
 	return nil
@@ -165,9 +184,6 @@ func (r *Run) Prepare() error {
 	if r.Batch == nil && UsesBatch(r.Graph, r.Opts.With) {
 		return errors.New("AWS Batch is not configured in this engine: set METAFLOW_BATCH_JOB_QUEUE and METAFLOW_DATASTORE_SYSROOT_S3 (see docs/batch.md)")
 	}
-	if err := r.preflight(); err != nil {
-		return err
-	}
 	for _, st := range r.Graph.Steps {
 		if st.Foreach != "" && reservedName(st.Foreach) {
 			return fmt.Errorf("step %q: foreach = %q names a reserved artifact", st.Name, st.Foreach)
@@ -193,6 +209,9 @@ func (r *Run) Prepare() error {
 			return err
 		}
 		r.meta.OriginRunID = r.Opts.OriginRunID
+	}
+	if err := r.preflight(); err != nil {
+		return err
 	}
 	if err := r.Store.NewRun(r.meta); err != nil {
 		return err
@@ -258,6 +277,9 @@ func (r *Run) prepareResume() error {
 		all := len(ids) > 0
 		for _, id := range ids {
 			t, err := store.GetTask(flow, r.Opts.OriginRunID, step, id)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // listed without metadata (an S3 datastore): never completed
+			}
 			if err != nil {
 				return err
 			}

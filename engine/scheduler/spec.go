@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -88,10 +89,24 @@ type Launch struct {
 
 // Preflighter is an executor that can refuse a step before the run starts
 // (a Batch queue that can never run the step's job), so that nothing is
-// written and no earlier step runs in vain.
+// written and no earlier step runs in vain. Its error wraps ErrCannotRun when
+// the step can never run; other errors mean it could not check.
 type Preflighter interface {
 	Preflight(ctx context.Context, step string, decos map[string]graph.Decorator, rscript string) error
 }
+
+// ErrCannotRun marks a Preflighter's refusal of a step that can never run
+// (errors.Is); CannotRun wraps an explanation as one.
+var ErrCannotRun = errors.New("the step can never run there")
+
+// CannotRun marks err as a refusal: same message, errors.Is(.., ErrCannotRun).
+func CannotRun(err error) error { return cannotRun{err} }
+
+type cannotRun struct{ err error }
+
+func (c cannotRun) Error() string        { return c.err.Error() }
+func (c cannotRun) Unwrap() error        { return c.err }
+func (c cannotRun) Is(target error) bool { return target == ErrCannotRun }
 
 // RemoteOutputsFile lists, in an attempt's output folder, the outputs a
 // remote executor left in the datastore (see Launch.StoreURL).
