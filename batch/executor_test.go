@@ -412,7 +412,9 @@ func TestEmuTaskRunnerUploadsAfterSIGTERM(t *testing.T) {
 	}
 	bucket := "mf-runner-sigterm"
 	createBucket(t, s3c, bucket)
-	code := codeBundle(t, `start = function(self) { cat("before the signal\n"); Sys.sleep(60) }`)
+	code := codeBundle(t, `start = function(self) { cat("before the signal\n"); file.create(Sys.getenv("MF_TEST_MARKER")); Sys.sleep(60) }`)
+	marker := filepath.Join(t.TempDir(), "printed")
+	t.Setenv("MF_TEST_MARKER", marker)
 	if err := s3c.PutBytes(ctx, bucket, "F/code/c", code); err != nil {
 		t.Fatal(err)
 	}
@@ -432,8 +434,12 @@ func TestEmuTaskRunnerUploadsAfterSIGTERM(t *testing.T) {
 	t.Setenv(logIntervalEnv, "600")
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		time.Sleep(5 * time.Second) // R has started and printed by then
+	go func() { // the signal, once R has printed the line
+		for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if _, err := os.Stat(marker); err == nil {
+				break
+			}
+		}
 		cancel()
 	}()
 	exit, err := RunTask(rctx, "s3://"+bucket+"/"+prefix+"/_spec.mpk")

@@ -148,12 +148,17 @@ func uploadLogs(ctx context.Context, files map[string]string, snapDir string, ev
 		warned := false
 		t := time.NewTicker(every)
 		defer t.Stop()
+		var next time.Time // each upload re-sends a whole log: at most a tenth of the time
 		for {
 			select {
 			case <-loop.Done():
 				return
 			case <-t.C:
 			}
+			if time.Now().Before(next) {
+				continue
+			}
+			began := time.Now()
 			for _, n := range names {
 				size, err := snapshot(files[n], filepath.Join(snapDir, n+".part"), sent[n])
 				if err != nil || size < 0 {
@@ -169,6 +174,7 @@ func uploadLogs(ctx context.Context, files map[string]string, snapDir string, ev
 				}
 				sent[n] = size
 			}
+			next = time.Now().Add(9 * time.Since(began))
 		}
 	}()
 	return func() { cancel(); <-done }

@@ -19,6 +19,13 @@ import (
 	"github.com/metaflow-r/metaflow/shim"
 )
 
+// sigtermUploadTime is what the final uploads get after SIGTERM, of the
+// 30 s Batch waits before SIGKILL (R is stopped first, within a few seconds).
+const sigtermUploadTime = 20 * time.Second
+
+// liveUploadTimeout bounds one upload of a running task's log.
+const liveUploadTimeout = 2 * time.Minute
+
 // RunTask is `metaflow-engine task-runner --spec s3://...`, run inside a
 // Batch job: it downloads the code bundle and inputs the spec names, runs
 // the base-R task runtime (embedded in this binary) on them with Rscript
@@ -118,6 +125,9 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 	}
 	stopLogs := uploadLogs(ctx, map[string]string{"stdout.log": logs["stdout"], "stderr.log": logs["stderr"]}, work, every,
 		func(ctx context.Context, name, p string) error {
+			// A stalled upload must not hold up the task's end (stop waits for it).
+			ctx, cancel := context.WithTimeout(ctx, liveUploadTimeout)
+			defer cancel()
 			return s3.PutFile(ctx, rs.Bucket, rs.TaskPrefix+"/"+name, p, "")
 		})
 	var outMu sync.Mutex
@@ -136,15 +146,14 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		},
 	})
 	stopLogs()
-	// After SIGTERM (Batch's own timeout, or the engine terminating the job)
-	// Batch waits 30 s before SIGKILL: time enough to upload the logs, the
-	// error and the exit record, with a context of their own.
-	fctx := ctx
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 25*time.Second)
-		defer cancel()
-	}
+	// The uploads from here on have a context of their own: after SIGTERM
+	// (Batch's own timeout, or the engine terminating the job), whether it
+	// came before or comes during them, Batch waits 30 s before SIGKILL, and
+	// they get 20 s of it to put up the logs, the error and the exit record.
+	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer fcancel()
+	stopDeadline := context.AfterFunc(ctx, func() { time.AfterFunc(sigtermUploadTime, fcancel) })
+	defer stopDeadline()
 	if runErr != nil {
 		// Could not run or was killed: say so where the engine looks.
 		_ = os.WriteFile(filepath.Join(spec.OutputDir, "_error.txt"), []byte(runErr.Error()+"\n"), 0o644)

@@ -50,6 +50,9 @@ func (s *S3) Location() string { return "s3://" + path.Join(s.bucket, s.prefix) 
 // stalled connection cannot hold the scheduler; file transfers are unbounded.
 const metadataTimeout = 2 * time.Minute
 
+// logSaveTimeout bounds one upload of a task's logs.
+const logSaveTimeout = 10 * time.Minute
+
 func (s *S3) op() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, metadataTimeout)
 }
@@ -294,14 +297,17 @@ func (s *S3) LogPath(flow, runID, step, taskID string, attempt int, stream strin
 
 func logName(attempt int, stream string) string { return fmt.Sprintf("%d.%s", attempt, stream) }
 
-// SaveLogs uploads the attempt's log files from the cache.
+// SaveLogs uploads the attempt's log files from the cache (within
+// logSaveTimeout, so a stalled connection does not hold the scheduler).
 func (s *S3) SaveLogs(flow, runID, step, taskID string, attempt int) error {
+	ctx, cancel := context.WithTimeout(s.ctx, logSaveTimeout)
+	defer cancel()
 	for _, stream := range []string{"stdout", "stderr"} {
 		p := s.cache.LogPath(flow, runID, step, taskID, attempt, stream)
 		if _, err := os.Stat(p); err != nil {
 			continue // nothing was written
 		}
-		if err := s.c.PutFile(s.ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)), p, ""); err != nil {
+		if err := s.c.PutFile(ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)), p, ""); err != nil {
 			return fmt.Errorf("upload %s log: %w", stream, err)
 		}
 	}

@@ -399,6 +399,7 @@ func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int
 		t := time.NewTicker(logSaveInterval)
 		defer t.Stop()
 		var saved int64
+		var next time.Time // no save before (each re-sends the whole log)
 		for {
 			select {
 			case <-done:
@@ -411,9 +412,16 @@ func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int
 					size += fi.Size()
 				}
 			}
-			if size > saved && r.Store.SaveLogs(flow, runID, step, taskID, attempt) == nil {
+			if size <= saved || time.Now().Before(next) {
+				continue
+			}
+			began := time.Now()
+			if r.Store.SaveLogs(flow, runID, step, taskID, attempt) == nil {
 				saved = size
 			}
+			// A big log takes a while to send: spend at most a tenth of
+			// the time sending it again.
+			next = time.Now().Add(9 * time.Since(began))
 		}
 	}()
 	return func() { close(done); <-stopped }
