@@ -91,7 +91,22 @@ func (s *Server) BatchJobs(ctx context.Context, req *pb.BatchJobsRequest) (*pb.B
 		if len(ids) == 0 {
 			return nil, status.Errorf(codes.NotFound, "no run of flow %s found in %s: give a run id (--run-id) or --my-runs", req.Flow, where)
 		}
-		runID = ids[0]
+		// The newest run that may be this user's: in a shared (S3)
+		// datastore the newest run may be somebody else's. A run without
+		// metadata (being created, or its folder only) may be anybody's.
+		for _, id := range ids {
+			run, err := store.GetRun(req.Flow, id)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, status.Errorf(codes.Unavailable, "read run %s of %s in %s: %v", id, req.Flow, where, err)
+			}
+			if err != nil || req.User == "" || run.User == "" || run.User == req.User {
+				runID = id
+				break
+			}
+		}
+		if runID == "" {
+			return nil, status.Errorf(codes.NotFound, "no run of flow %s by %s found in %s: give a run id (--run-id) or --my-runs", req.Flow, req.User, where)
+		}
 		runs = []string{runID}
 	case req.AllRuns:
 		if store != nil {

@@ -627,3 +627,35 @@ func TestBatchJobsUnreadableRunIsAnError(t *testing.T) {
 		t.Errorf("listed %v, killed %v; want nothing", fake.queues, fake.killed)
 	}
 }
+
+// TestBatchJobsLatestRunIsTheUsers: in a shared datastore the newest run
+// may be somebody else's; "the latest run" is the newest run of the user.
+func TestBatchJobsLatestRunIsTheUsers(t *testing.T) {
+	root := filepath.Join(t.TempDir(), ".metaflow")
+	store := datastore.NewLocal(root)
+	for _, r := range []*datastore.Run{
+		{Flow: "F", RunID: "1", User: "u", Status: datastore.StatusRunning},
+		{Flow: "F", RunID: "2", User: "v", Status: datastore.StatusRunning},
+	} {
+		if err := store.PutRun(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := &fakeJobs{}
+	srv := NewServer(okExec{})
+	srv.NewBatchJobs = func() (BatchJobsClient, string, error) { return fake, "q", nil }
+	cl := serveServer(t, srv)
+	for user, want := range map[string]string{"u": "1", "v": "2"} {
+		fake.filters = nil
+		if _, err := cl.BatchJobs(context.Background(), &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, User: user}); err != nil {
+			t.Fatal(err)
+		}
+		if len(fake.filters) != 1 || fake.filters[0].Run != want {
+			t.Errorf("user %s: listed %+v, want run %s", user, fake.filters, want)
+		}
+	}
+	_, err := cl.BatchJobs(context.Background(), &pb.BatchJobsRequest{Flow: "F", DatastoreRoot: root, User: "w"})
+	if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "no run of flow F by w") {
+		t.Errorf("a user without runs: %v", err)
+	}
+}

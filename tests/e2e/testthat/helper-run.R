@@ -57,7 +57,10 @@ setup_flow <- function(flow_file, workdir = NULL) {
 # The sh command line that runs `cmd args` in dir with a clean environment
 # (plus env, a named character vector).
 sh_command <- function(dir, cmd, args = character(), env = character()) {
-  parts <- c(paste("unset", paste(ENGINE_ENV, collapse = " ")))
+  # Every AWS_* variable too: a developer's profile or endpoint must not
+  # reach a test (tests hand the emulator's own).
+  parts <- c(paste("unset", paste(ENGINE_ENV, collapse = " ")),
+             "for v in $(env | sed -n 's/^\\(AWS_[A-Za-z0-9_]*\\)=.*/\\1/p'); do unset \"$v\"; done")
   env <- c(env, ISOLATION_ENV[setdiff(names(ISOLATION_ENV), names(env))])
   if (length(env)) {
     parts <- c(parts, paste0("export ", names(env), "=", shQuote(unname(env))))

@@ -87,7 +87,8 @@ test_that("another machine sees a running local task's logs", {
     "library(metaflow)",
     "start <- function(self) {",
     "  cat('early line\\n')",
-    "  Sys.sleep(14)",
+    "  # Until the test has seen the early line elsewhere (at most 2 min).",
+    "  for (i in 1:1200) if (file.exists(Sys.getenv('MF_SENTINEL'))) break else Sys.sleep(0.1)",
     "  cat('late line\\n')",
     "}",
     "metaflow('S3LiveLogFlowR') %>%",
@@ -98,7 +99,8 @@ test_that("another machine sees a running local task's logs", {
   there <- new_workdir("s3livereader")
   writeLines(flow, file.path(here, "flow.R"))
   writeLines(flow, file.path(there, "flow.R"))
-  bg <- start_bg(here, "Rscript", c("flow.R", "run"), env = env)
+  sentinel <- file.path(here, "seen")
+  bg <- start_bg(here, "Rscript", c("flow.R", "run"), env = c(env, MF_SENTINEL = sentinel))
   on.exit(if (is.na(bg_status(bg))) tools::pskill(bg$pid_value, tools::SIGKILL), add = TRUE)
   during <- NULL
   seen <- wait_until(function() {
@@ -109,8 +111,10 @@ test_that("another machine sees a running local task's logs", {
       return(TRUE)
     }
     FALSE
-  }, timeout = 60, interval = 0.5)
-  expect_true(seen && !is.null(during) && is.na(bg_status(bg)),
+  }, timeout = 90, interval = 0.5)
+  running_then <- is.na(bg_status(bg))
+  file.create(sentinel)
+  expect_true(seen && !is.null(during) && running_then,
               info = paste(c(bg_stdout(bg), bg_stderr(bg)), collapse = "\n"))
   if (!is.null(during)) expect_no_line(during$stdout, "late line", during)
   expect_identical(bg_wait(bg, timeout = 60), 0L)
