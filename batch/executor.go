@@ -423,6 +423,11 @@ func (e *Executor) Preflight(ctx context.Context, step string, decos map[string]
 // Run implements scheduler.Executor.
 func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	spec := l.Spec
+	if l.StoreURL != "" && !e.isStore(l.StoreURL) {
+		// Inputs are not downloaded for Batch steps of an S3 datastore:
+		// they must be in this executor's bucket.
+		return -1, fmt.Errorf("the S3 datastore is %s but this engine sends Batch jobs through %s: restart the engine after changing METAFLOW_DATASTORE_SYSROOT_S3", l.StoreURL, e.cfg.S3Root)
+	}
 	res, queue, image, err := e.shape(l)
 	if err != nil {
 		return -1, err
