@@ -312,12 +312,16 @@ func (f *logFollower) print(s *logStream, b []byte) {
 	s.pending = append([]byte(nil), s.pending[i+1:]...)
 }
 
+// finishRetryWait is the first wait before the last fetch is tried again
+// (then twice and four times as long).
+var finishRetryWait = time.Second
+
 // finish fetches the rest of the logs (the task runner's final upload) and
 // prints every line not printed yet, the last one even without a newline.
 // It reports whether the task runner left any log in S3.
 func (f *logFollower) finish(ctx context.Context) bool {
 	err := f.fetch(ctx)
-	for wait := time.Second; err != nil && wait <= 4*time.Second && ctx.Err() == nil; wait *= 2 {
+	for wait := finishRetryWait; err != nil && wait <= 4*finishRetryWait && ctx.Err() == nil; wait *= 2 {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():

@@ -231,3 +231,44 @@ func TestUploadLogs(t *testing.T) {
 		t.Errorf("%d uploads after stop", n-3)
 	}
 }
+
+// finish tries the last fetch again after a failure, and says so when the
+// end of the logs could not be had.
+func TestLogFollowerFinishRetriesThenWarns(t *testing.T) {
+	defer func(w time.Duration) { finishRetryWait = w }(finishRetryWait)
+	finishRetryWait = 10 * time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		failures int
+		want     []string
+	}{
+		{"one failure", 1, []string{"false:last words"}},
+		{"always failing", 100, []string{"true:Warning: the end of the task's logs could not be fetched (S3 is down); the job's own copies are in s3://b/p"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var got []string
+			l := &scheduler.Launch{
+				StdoutPath: filepath.Join(dir, "0.stdout"), StderrPath: filepath.Join(dir, "0.stderr"),
+				Line: func(stderr bool, text string) { got = append(got, fmt.Sprintf("%v:%s", stderr, text)) },
+			}
+			objs := &fakeObjects{objs: map[string][]byte{}}
+			objs.put("p/stdout.log", "last words\n")
+			left := tc.failures
+			f := newLogFollower(func(ctx context.Context, key string, off int64) ([]byte, error) {
+				if left > 0 {
+					left--
+					return nil, errors.New("S3 is down")
+				}
+				return objs.from(ctx, key, off)
+			}, "p", l)
+			f.where = "s3://b/p"
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			f.finish(ctx)
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("lines %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
