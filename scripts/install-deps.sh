@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs on a fresh machine: R (the
-# task runtime), the R package's imports, testthat, and protoc (proto tests).
+# task runtime), the R package's imports, testthat, protoc (proto tests) and a
+# C compiler (Go's race detector in the tests).
 set -euo pipefail
-pkgs=(r-base-core r-cran-curl r-cran-r6 r-cran-magrittr r-cran-testthat r-cran-jsonlite protobuf-compiler)
+pkgs=(r-base-core r-cran-curl r-cran-r6 r-cran-magrittr r-cran-testthat r-cran-jsonlite protobuf-compiler gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
