@@ -286,7 +286,7 @@ func (e *Executor) checkQueue(ctx context.Context, queue string, r Resources) er
 
 // upload puts a local file at key once per executor, skipping objects that
 // already exist (keys are content addressed).
-func (e *Executor) upload(ctx context.Context, key, local, sha string) error {
+func (e *Executor) upload(ctx context.Context, key, local string) error {
 	e.mu.Lock()
 	o := e.uploads[key]
 	if o == nil {
@@ -335,7 +335,7 @@ func (e *Executor) engineKey(ctx context.Context) (string, error) {
 		return "", err
 	}
 	key := e.key("_engine", sha, "metaflow-engine")
-	if err := e.upload(ctx, key, bin, sha); err != nil {
+	if err := e.upload(ctx, key, bin); err != nil {
 		return "", err
 	}
 	e.engine = key
@@ -452,7 +452,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		return -1, fmt.Errorf("hash code bundle: %w", err)
 	}
 	rs.Task.Code = path.Join(flowPrefix, "code", codeSHA)
-	if err := e.upload(ctx, rs.Task.Code, spec.Code, codeSHA); err != nil {
+	if err := e.upload(ctx, rs.Task.Code, spec.Code); err != nil {
 		return -1, err
 	}
 	rs.Task.Inputs = make([]scheduler.SpecInput, len(spec.Inputs))
@@ -460,7 +460,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		out := scheduler.SpecInput{Step: in.Step, TaskID: in.TaskID, Artifacts: map[string]scheduler.SpecArtifact{}}
 		for name, a := range in.Artifacts {
 			k := dataKey(flowPrefix, a.SHA)
-			if err := e.upload(ctx, k, a.Path, a.SHA); err != nil {
+			if err := e.upload(ctx, k, a.Path); err != nil {
 				return -1, err
 			}
 			out.Artifacts[name] = scheduler.SpecArtifact{SHA: a.SHA, Path: k}
@@ -470,7 +470,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	if spec.Input != nil {
 		sha := filepath.Base(spec.Input.Path) // blobs are named by their sha256
 		k := dataKey(flowPrefix, sha)
-		if err := e.upload(ctx, k, spec.Input.Path, sha); err != nil {
+		if err := e.upload(ctx, k, spec.Input.Path); err != nil {
 			return -1, err
 		}
 		rs.Task.Input = &scheduler.SpecSplit{Path: k, Index: spec.Input.Index}

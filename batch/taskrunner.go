@@ -128,7 +128,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 			// A stalled upload must not hold up the task's end (stop waits for it).
 			ctx, cancel := context.WithTimeout(ctx, liveUploadTimeout)
 			defer cancel()
-			return s3.PutFile(ctx, rs.Bucket, rs.TaskPrefix+"/"+name, p, "")
+			return s3.PutFile(ctx, rs.Bucket, rs.TaskPrefix+"/"+name, p)
 		})
 	var outMu sync.Mutex
 	code, runErr := local.Run(ctx, &scheduler.Launch{
@@ -169,7 +169,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		if _, err := os.Stat(local); err != nil {
 			return nil
 		}
-		return s3.PutFile(fctx, rs.Bucket, rs.TaskPrefix+"/"+name, local, "")
+		return s3.PutFile(fctx, rs.Bucket, rs.TaskPrefix+"/"+name, local)
 	}
 	// The logs in full, also when the periodic uploads had all of them.
 	for _, s := range []string{"stdout", "stderr"} {

@@ -280,6 +280,7 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 		return nil, status.Errorf(codes.NotFound, "run %s of flow %s has no tasks for step %q", runID, req.Flow, step)
 	}
 	resp := &pb.LogsResponse{}
+	remote := s.newRemoteLogReader(ctx)
 	for _, id := range ids {
 		t, err := store.GetTask(req.Flow, runID, step, id)
 		if errors.Is(err, fs.ErrNotExist) && len(parts) == 2 {
@@ -296,7 +297,7 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 			// A Batch attempt that has not ended (or whose engine died before
 			// it could record the end): its logs are where the job puts them.
 			if t.Status == datastore.StatusRunning && (last.LogsURL != "" || last.JobID != "") {
-				out, errb, ok = s.remoteLogs(ctx, last)
+				out, errb, ok = remote.read(ctx, last)
 			}
 			if !ok {
 				if out, err = store.ReadLog(req.Flow, runID, step, id, last.Attempt, "stdout"); err != nil {
@@ -491,13 +492,31 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-// remoteLogs reads a Batch attempt's logs: the copies its task runner
-// uploads as they grow, else the job's CloudWatch log stream (a job that
-// died before uploading), merged into stdout. ok is false when neither has
+// remoteLogReader reads Batch attempts' logs for one Logs call: the copies
+// their task runners upload as they grow, else the jobs' CloudWatch streams
+// (a job that died before uploading), merged into stdout. Its clients are
+// made once per call, on first use, not once per task.
+type remoteLogReader struct {
+	s3    func() (*s3io.Client, error)
+	batch func() (BatchJobsClient, error)
+}
+
+func (s *Server) newRemoteLogReader(ctx context.Context) *remoteLogReader {
+	r := &remoteLogReader{s3: sync.OnceValues(func() (*s3io.Client, error) { return s3io.FromEnv(ctx) })}
+	if s.NewBatchJobs != nil {
+		r.batch = sync.OnceValues(func() (BatchJobsClient, error) {
+			c, _, err := s.NewBatchJobs()
+			return c, err
+		})
+	}
+	return r
+}
+
+// read returns an attempt's logs; ok is false when neither source has
 // anything: then the local files are all there is.
-func (s *Server) remoteLogs(ctx context.Context, at datastore.Attempt) (stdout, stderr []byte, ok bool) {
+func (r *remoteLogReader) read(ctx context.Context, at datastore.Attempt) (stdout, stderr []byte, ok bool) {
 	if bucket, prefix, err := s3io.ParseURL(at.LogsURL); err == nil {
-		if c, err := s3io.FromEnv(ctx); err == nil {
+		if c, err := r.s3(); err == nil {
 			o, oerr := c.GetBytes(ctx, bucket, prefix+"/stdout.log")
 			e, eerr := c.GetBytes(ctx, bucket, prefix+"/stderr.log")
 			missing := func(err error) bool { return errors.Is(err, s3io.ErrNotFound) }
@@ -508,10 +527,10 @@ func (s *Server) remoteLogs(ctx context.Context, at datastore.Attempt) (stdout, 
 			}
 		}
 	}
-	if at.JobID == "" || s.NewBatchJobs == nil {
+	if at.JobID == "" || r.batch == nil {
 		return nil, nil, false
 	}
-	c, _, err := s.NewBatchJobs()
+	c, err := r.batch()
 	if err != nil {
 		return nil, nil, false
 	}

@@ -246,8 +246,11 @@ func (l *Local) StagingDir(flow string) string {
 }
 
 func (l *Local) LogPath(flow, runID, step, taskID string, attempt int, stream string) string {
-	return filepath.Join(l.taskDir(flow, runID, step, taskID), fmt.Sprintf("%d.%s", attempt, stream))
+	return filepath.Join(l.taskDir(flow, runID, step, taskID), logName(attempt, stream))
 }
+
+// logName is an attempt's log file: <attempt>.stdout or <attempt>.stderr.
+func logName(attempt int, stream string) string { return fmt.Sprintf("%d.%s", attempt, stream) }
 
 // SaveLogs has nothing to do: the log files are written in place.
 func (l *Local) SaveLogs(flow, runID, step, taskID string, attempt int) error { return nil }

@@ -295,8 +295,6 @@ func (s *S3) LogPath(flow, runID, step, taskID string, attempt int, stream strin
 	return s.cache.LogPath(flow, runID, step, taskID, attempt, stream)
 }
 
-func logName(attempt int, stream string) string { return fmt.Sprintf("%d.%s", attempt, stream) }
-
 // SaveLogs uploads the attempt's log files from the cache (within
 // logSaveTimeout, so a stalled connection does not hold the scheduler).
 func (s *S3) SaveLogs(flow, runID, step, taskID string, attempt int) error {
@@ -307,7 +305,7 @@ func (s *S3) SaveLogs(flow, runID, step, taskID string, attempt int) error {
 		if _, err := os.Stat(p); err != nil {
 			continue // nothing was written
 		}
-		if err := s.c.PutFile(ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)), p, ""); err != nil {
+		if err := s.c.PutFile(ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)), p); err != nil {
 			return fmt.Errorf("upload %s log: %w", stream, err)
 		}
 	}

@@ -222,10 +222,8 @@ func (c *Client) CreateBucket(ctx context.Context, bucket string) error {
 }
 
 // PutFile uploads a file, streamed from disk, multipart when larger than
-// one part. sha (its sha256, hex, or "") is not needed by the SDK, which
-// hashes what it sends itself; it is kept for the callers that know it.
-func (c *Client) PutFile(ctx context.Context, bucket, key, path, sha string) error {
-	_ = sha
+// one part.
+func (c *Client) PutFile(ctx context.Context, bucket, key, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -246,7 +244,7 @@ func (c *Client) PutFileIfMissing(ctx context.Context, bucket, key, path string)
 	if err != nil || ok {
 		return err
 	}
-	return c.PutFile(ctx, bucket, key, path, "")
+	return c.PutFile(ctx, bucket, key, path)
 }
 
 // GetBytes downloads an object into memory (ErrNotFound if absent).

@@ -75,7 +75,7 @@ func TestEmuS3SmallObjects(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutFile(ctx, bucket, "odd key/ü+x=1.log", empty, ""); err != nil {
+	if err := s.PutFile(ctx, bucket, "odd key/ü+x=1.log", empty); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.GetFile(ctx, bucket, "odd key/ü+x=1.log", filepath.Join(dir, "sub", "got")); err != nil {
@@ -122,7 +122,7 @@ func TestEmuS3LargeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := "data/" + sha
-	if err := s.PutFile(ctx, bucket, key, src, sha); err != nil {
+	if err := s.PutFile(ctx, bucket, key, src); err != nil {
 		t.Fatal(err)
 	}
 	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
