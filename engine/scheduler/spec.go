@@ -29,6 +29,9 @@ type TaskSpec struct {
 	Parameters []string          `msgpack:"parameters"`
 	OutputDir  string            `msgpack:"output_dir"`
 	Current    map[string]string `msgpack:"current"`
+	// QuietErrors stops the runtime printing a failure's message and call
+	// stack (catch decorator with print_exception = FALSE).
+	QuietErrors bool `msgpack:"quiet_errors"`
 }
 
 // SpecInput is one parent task whose artifacts the task can read.

@@ -24,10 +24,12 @@ type stepPolicy struct {
 	retries   int
 	retryWait time.Duration
 	catchVar  string
-	timeout   time.Duration
-	env       map[string]string
-	decos     map[string]graph.Decorator
-	batch     bool
+	// quietErrors: catch(print_exception = FALSE).
+	quietErrors bool
+	timeout     time.Duration
+	env         map[string]string
+	decos       map[string]graph.Decorator
+	batch       bool
 }
 
 func (r *Run) policy(st *graph.Step) stepPolicy {
@@ -60,6 +62,8 @@ func (r *Run) policy(st *graph.Step) stepPolicy {
 		if p.catchVar == "" {
 			p.catchVar = "exception"
 		}
+		pe := d.Args["print_exception"]
+		p.quietErrors = pe == "FALSE" || pe == "false"
 	}
 	if d, ok := decos["timeout"]; ok {
 		secs := num(d, "seconds", 0) + 60*num(d, "minutes", 0) + 3600*num(d, "hours", 0)
@@ -95,6 +99,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	spec := &TaskSpec{
 		Flow: flow, RunID: runID, Step: p.step, TaskID: id, Code: r.Store.CodePath(flow, runID),
 		Join: st.Join, ForeachVar: st.Foreach, Index: -1, Parameters: r.meta.Parameters,
+		QuietErrors: pol.quietErrors,
 	}
 	if spec.Parameters == nil {
 		spec.Parameters = []string{}

@@ -7,7 +7,13 @@ run_commands <- c("run", "resume", "logs", "show", "help", "batch")
 # Names run() takes itself; flow parameters cannot use them.
 reserved_run_args <- c("flow", "resume", "logs", "show", "batch", "help",
                        "max_workers", "max_num_splits", "tag", "with",
-                       "origin_run_id")
+                       "origin_run_id", "package_suffixes", "datastore",
+                       "datastore_root", "metadata", "other_args")
+
+# Top-level options (Metaflow takes them before the command; here they may
+# be anywhere on the line), allowed with every command.
+top_level_options <- c("package-suffixes", "datastore", "datastore-root", "metadata",
+                       "no-pylint", "pylint", "environment", "quiet")
 
 # Command line options allowed with each command.
 command_options <- list(
@@ -26,7 +32,8 @@ new_run_options <- function() {
   list(command = NULL, max_workers = NULL, max_num_splits = NULL, tags = NULL,
        with = list(), resume_step = NULL, origin_run_id = NULL, logs = NULL,
        params = list(), batch_action = NULL, my_runs = NULL, run_id = NULL,
-       batch_user = NULL)
+       batch_user = NULL, package_suffixes = NULL, datastore = NULL,
+       datastore_root = NULL, quiet = NULL)
 }
 
 check_run_id <- function(v, label) {
@@ -145,6 +152,23 @@ parse_cli <- function(args, params = list(), default_command = "run") {
         out$with[[length(out$with) + 1]] <- parse_with_spec(take_value(flag, inline))
       } else if (opt == "origin-run-id") {
         out$origin_run_id <- take_value(flag, inline)
+      } else if (opt == "package-suffixes") {
+        out$package_suffixes <- parse_package_suffixes(take_value(flag, inline))
+      } else if (opt == "datastore") {
+        out$datastore <- check_datastore_kind(take_value(flag, inline), flag)
+      } else if (opt == "datastore-root") {
+        out$datastore_root <- take_value(flag, inline)
+      } else if (opt == "metadata") {
+        check_metadata_kind(take_value(flag, inline), flag)
+      } else if (opt == "environment") {
+        v <- take_value(flag, inline)
+        if (v != "local") {
+          stop("invalid value '", v, "' for --environment: only local is supported (tasks use the ",
+               "packages installed where they run)", call. = FALSE)
+        }
+      } else if (opt %in% c("no-pylint", "pylint", "quiet")) {
+        if (!is.null(inline)) stop("option ", flag, " takes no value; see --help", call. = FALSE)
+        if (opt == "quiet") out$quiet <- TRUE
       } else if (opt == "my-runs" && batch_opts()) {
         if (!is.null(inline)) stop("option --my-runs takes no value; see --help", call. = FALSE)
         out$my_runs <- TRUE
@@ -155,7 +179,9 @@ parse_cli <- function(args, params = list(), default_command = "run") {
       } else if (!is.null(p <- find_parameter(params, key))) {
         opt <- "param"
         value <- NULL
-        if (p$type == "logical" && is.null(inline)) {
+        if (isTRUE(p$is_flag) && is.null(inline)) {
+          value <- TRUE
+        } else if (p$type == "logical" && is.null(inline)) {
           # A logical parameter works as a flag: --flag alone means TRUE.
           nxt <- if (i < n) args[i + 1L] else ""
           if (!is.na(parse_logical(nxt))) {
@@ -203,7 +229,7 @@ parse_cli <- function(args, params = list(), default_command = "run") {
          "'; see --help", call. = FALSE)
   }
   for (flag in names(seen)) {
-    if (!seen[[flag]] %in% command_options[[command]]) {
+    if (!seen[[flag]] %in% c(command_options[[command]], top_level_options)) {
       stop("unknown option '", flag, "' for '", command, "'; see --help", call. = FALSE)
     }
   }
@@ -279,6 +305,14 @@ parse_r_args <- function(args, params = list()) {
         out$logs <- v
       },
       show = if (is_true(v)) commands <- c(commands, "show"),
+      package_suffixes = out$package_suffixes <- parse_package_suffixes(v),
+      datastore = out$datastore <- check_datastore_kind(v, "datastore"),
+      datastore_root = {
+        check_string(v, "datastore_root")
+        out$datastore_root <- v
+      },
+      metadata = check_metadata_kind(v, "metadata"),
+      other_args = NULL,
       help = if (is_true(v)) commands <- c(commands, "help"),
       # run(batch = TRUE) is --with batch.
       batch = if (isTRUE(v)) {
@@ -343,7 +377,8 @@ merge_run_options <- function(r, cli) {
     out$batch_user <- NULL
   }
   for (k in c("max_workers", "max_num_splits", "resume_step", "origin_run_id", "logs",
-              "batch_action", "my_runs", "run_id", "batch_user")) {
+              "batch_action", "my_runs", "run_id", "batch_user", "package_suffixes",
+              "datastore", "datastore_root", "quiet")) {
     if (!is.null(cli[[k]])) out[[k]] <- cli[[k]]
   }
   out$tags <- unique(c(r$tags, cli$tags))
@@ -353,6 +388,26 @@ merge_run_options <- function(r, cli) {
   out$with <- c(keep, cli$with)
   out$params <- utils::modifyList(r$params, cli$params)
   out
+}
+
+# --datastore=local|s3 (Metaflow's top-level option).
+check_datastore_kind <- function(v, label) {
+  if (!is.character(v) || length(v) != 1 || is.na(v) || !v %in% c("local", "s3")) {
+    shown <- if (is.atomic(v) && length(v) == 1) as.character(v) else deparse1(v)
+    stop("invalid value '", shown, "' for ", label, ": use local or s3", call. = FALSE)
+  }
+  v
+}
+
+# --metadata=local is what Metaflow R users pass; the metadata is always kept
+# in the datastore here, so other providers cannot be honoured.
+check_metadata_kind <- function(v, label) {
+  if (!is.character(v) || length(v) != 1 || is.na(v) || v != "local") {
+    shown <- if (is.atomic(v) && length(v) == 1) as.character(v) else deparse1(v)
+    stop("invalid value '", shown, "' for ", label, ": only local is supported (runs' ",
+         "metadata is kept in the datastore; choose it with --datastore)", call. = FALSE)
+  }
+  invisible(v)
 }
 
 # ---- parameter values ----------------------------------------------------
@@ -404,10 +459,17 @@ convert_parameter <- function(value, p, label) {
 #' @param check_required whether a missing required parameter is an error.
 #' @return list of list(name, value, has_value, help, required).
 #' @noRd
-resolve_parameters <- function(params, given, check_required = TRUE) {
+resolve_parameters <- function(params, given, check_required = TRUE, flow_name = "") {
   lapply(params, function(p) {
     g <- given[[p$name]]
-    value <- if (!is.null(g)) convert_parameter(g$value, p, g$label) else p$default
+    value <- if (!is.null(g)) {
+      convert_parameter(g$value, p, g$label)
+    } else if (is.function(p$default)) {
+      # Called once, when the run starts (not for show or help).
+      if (check_required) call_default(p, flow_name) else NULL
+    } else {
+      p$default
+    }
     if (is.null(value) && p$required && check_required) {
       stop("missing required parameter --", norm_flag(p$name), call. = FALSE)
     }
@@ -418,8 +480,23 @@ resolve_parameters <- function(params, given, check_required = TRUE) {
 
 # ---- help ----------------------------------------------------------------
 
+# A function default of parameter p, called as Metaflow calls one: with no
+# argument, or with a context (flow_name, parameter_name, user_name).
+call_default <- function(p, flow_name) {
+  f <- p$default
+  ctx <- list(flow_name = flow_name, parameter_name = p$name, user_name = current_user())
+  v <- tryCatch(if (length(formals(f))) f(ctx) else f(), error = function(e) {
+    stop("the default of parameter '", p$name, "' failed: ", conditionMessage(e), call. = FALSE)
+  })
+  if (is.character(v) && length(v) == 1 && !is.na(v) && p$type != "character") {
+    v <- convert_parameter(v, p, paste0("the default of ", p$name))
+  }
+  v
+}
+
 format_default <- function(x) {
   if (is.null(x)) return("")
+  if (is.function(x)) return("<function>")
   if (is.atomic(x) && length(x) == 1) return(as.character(x))
   paste(deparse(x, width.cutoff = 60L), collapse = " ")
 }

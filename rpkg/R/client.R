@@ -1,7 +1,10 @@
-# The client API: read past runs, their steps, tasks and artifacts. It asks
-# the engine (ListRuns, GetRun, GetTask, Logs) and reads artifact blobs
-# with the msgpack codec from the local datastore (or the engine's local
-# copy of an S3 datastore's blob).
+# The client API: read past runs, their steps, tasks and artifacts, as
+# Metaflow's R client does (flow_client, run_client, step_client,
+# task_client, mf_client, new_flow() ...). It asks the engine (ListRuns,
+# GetRun, GetTask, Logs) and reads artifact blobs with the msgpack codec from
+# the local datastore (or the engine's local copy of an S3 datastore's blob).
+# Objects outside the current namespace (set_namespace()) are refused with
+# Metaflow's message.
 
 engine_call <- function(method, msg) {
   with_engine(function(conn) grpc_unary(conn, method, msg))
@@ -10,116 +13,320 @@ engine_call <- function(method, msg) {
 split_pathspec <- function(x, n, what) {
   parts <- strsplit(x, "/", fixed = TRUE)[[1]]
   if (length(parts) != n || any(!nzchar(parts))) {
-    stop(sprintf("invalid %s pathspec '%s'", what, x), call. = FALSE)
+    stop(sprintf("invalid %s pathspec '%s': expected %s", what, x,
+                 c("Flow", "Flow/run_id", "Flow/run_id/step", "Flow/run_id/step/task_id")[n]),
+         call. = FALSE)
   }
   parts
 }
+
+# ---- tags and namespaces -----------------------------------------------------
+
+# Metaflow's system tags of a run: who ran it, where, and when.
+run_system_tags <- function(info) {
+  c(paste0("user:", info$user), "runtime:dev",
+    if (nzchar(info$created_at)) paste0("date:", substr(info$created_at, 1, 10)))
+}
+
+run_tags <- function(info) unique(c(run_system_tags(info), unlist(info$tags)))
+
+in_namespace <- function(info, ns = get_namespace()) is.null(ns) || ns %in% run_tags(info)
+
+namespace_mismatch <- function(ns = get_namespace()) {
+  stop(sprintf("Object not in namespace '%s'", ns), call. = FALSE)
+}
+
+# ---- times -------------------------------------------------------------------
+
+parse_time <- function(x) {
+  if (is.null(x) || !nzchar(x)) return(NULL)
+  as.POSIXct(sub("Z$", "", substr(x, 1, 23)), format = "%Y-%m-%dT%H:%M:%OS", tz = "UTC")
+}
+
+format_elapsed <- function(from, to) {
+  a <- parse_time(from)
+  b <- parse_time(to)
+  if (is.null(a) || is.null(b)) return("")
+  d <- difftime(b, a)
+  paste(round(as.numeric(d), 2), attr(d, "units"))
+}
+
+# A heading line like cli::rule(left = ...), as Metaflow R's summaries print.
+summary_rule <- function(title) {
+  bar <- if (isTRUE(l10n_info()$`UTF-8`)) "\u2500" else "-"
+  width <- max(getOption("width", 80L), nchar(title) + 6L)
+  paste0(strrep(bar, 2), " ", title, " ", strrep(bar, width - nchar(title) - 4L))
+}
+
+# Lines "    Label:    value" aligned as Metaflow R's summaries.
+summary_lines <- function(title, fields) {
+  labels <- paste0(names(fields), ":")
+  pad <- max(nchar(labels)) + 2L
+  vals <- vapply(fields, function(v) if (is.null(v) || !length(v)) "" else paste(v, collapse = ", "), "")
+  cat(summary_rule(title), "\n",
+      paste0("    ", formatC(labels, width = -pad), vals, "\n"), sep = "")
+}
+
+na_to_none <- function(x) if (is.null(x)) "none" else x
+
+# ---- metaflow_object ---------------------------------------------------------
+
+#' Metaflow object base class
+#'
+#' @description The base of \code{flow_client}, \code{run_client},
+#' \code{step_client} and \code{task_client}: an identifier, a pathspec, a
+#' parent, tags and a creation time.
+#' @keywords internal
+metaflow_object <- R6::R6Class("metaflow_object",
+  public = list(
+    #' @description Whether the object is in the current namespace.
+    is_in_namespace = function() TRUE,
+    #' @description The ids of this object's children (runs, steps, tasks or
+    #'   artifact names).
+    get_values = function() character(0)
+  )
+)
+
+# ---- flow_client ---------------------------------------------------------------
 
 #' Client for a flow's past runs
 #'
 #' @description An R6 class giving access to the runs of a flow stored in the
 #' datastore: the local one (\code{.metaflow} under the working directory, or
-#' under \code{METAFLOW_DATASTORE_SYSROOT_LOCAL}), or S3 with
+#' under \code{METAFLOW_DATASTORE_SYSROOT_LOCAL}; see
+#' \code{\link{set_metadata}}), or S3 with
 #' \code{METAFLOW_DEFAULT_DATASTORE=s3} (artifacts are downloaded when read).
+#' Only runs in the current namespace (\code{\link{get_namespace}}) are seen.
 #'
 #' @section Usage:
 #' \preformatted{
 #' f <- flow_client$new("HelloFlow")
-#' f$runs
+#' f$id
+#' f$tags
 #' f$latest_run
 #' f$latest_successful_run
-#' r <- f$run(f$latest_run)
+#' f$runs
+#' f$run(f$latest_run)
+#' f$runs_with_tags("mytag")
+#' f$summary()
 #' }
 #' @export
 flow_client <- R6::R6Class("FlowClient",
+  inherit = metaflow_object,
   public = list(
-    #' @field id The flow name.
-    id = NULL,
-
     #' @description Load the runs of a flow.
     #' @param flow_id Name of the flow, e.g. \code{"HelloFlow"}.
     initialize = function(flow_id) {
       check_string(flow_id, "flow_id")
-      self$id <- flow_id
-      root <- datastore_root()
-      res <- engine_call("ListRuns", list(datastore_root = root, flow = flow_id))
-      if (!length(res$runs)) stop("flow ", flow_id, " has no runs in ", root, call. = FALSE)
+      private$flow_id <- flow_id
+      res <- engine_call("ListRuns", list(datastore_root = datastore_root(), flow = flow_id))
+      if (!length(res$runs)) {
+        stop(sprintf("Flow('%s') does not exist in %s", flow_id, get_metadata()), call. = FALSE)
+      }
       private$infos <- res$runs
+      if (!length(private$visible())) namespace_mismatch()
     },
 
     #' @description A client for one run of this flow.
     #' @param run_id Run id, or \code{"latest_run"}/\code{"latest_successful_run"}.
     run = function(run_id) run_client$new(self, run_id),
 
+    #' @description Clients for the runs that have all the given tags.
+    #' @param ... tags (strings).
+    runs_with_tags = function(...) {
+      want <- unlist(list(...))
+      runs <- Filter(function(r) all(want %in% run_tags(r)), private$visible())
+      invisible(lapply(runs, function(r) run_client$new(self, r$run_id)))
+    },
+
     #' @description Print a summary of the flow.
     summary = function() {
-      cat(sprintf("Flow %s\n    Runs:                   %d\n    Latest run:             %s\n    Latest successful run:  %s\n",
-                  self$id, length(self$runs), na_to_none(self$latest_run),
-                  na_to_none(self$latest_successful_run)))
+      summary_lines(paste0("Flow Summary: ", self$id), list(
+        `Created At` = self$created_at,
+        `Latest Run` = na_to_none(self$latest_run),
+        `Latest Successful Run` = na_to_none(self$latest_successful_run),
+        Runs = length(self$runs)))
       invisible(self)
     },
 
     #' @description Print the flow.
     #' @param ... Unused.
     print = function(...) {
-      cat("<FlowClient ", self$id, ": ", length(self$runs), " run(s)>\n", sep = "")
+      cat("<FlowClient ", self$id, ": ", length(self$runs), " run(s), latest ",
+          na_to_none(self$latest_run), ", latest successful ",
+          na_to_none(self$latest_successful_run), ">\n", sep = "")
       invisible(self)
-    }
-  ),
-  active = list(
-    #' @field pathspec The flow name.
-    pathspec = function() self$id,
-    #' @field runs Ids of all runs, newest first.
-    runs = function() vapply(private$infos, `[[`, "", "run_id"),
-    #' @field latest_run Id of the newest run.
-    latest_run = function() private$infos[[1]]$run_id,
-    #' @field latest_successful_run Id of the newest successful run
-    #'   (\code{NULL} if none).
-    latest_successful_run = function() {
-      for (r in private$infos) if (r$status == "completed") return(r$run_id)
+    },
+
+    #' @description Whether the flow has a run in the current namespace.
+    is_in_namespace = function() length(private$visible()) > 0,
+
+    #' @description Ids of the runs in the current namespace, newest first.
+    get_values = function() self$runs,
+
+    #' @description The engine's description of a run of this flow (a list),
+    #'   or \code{NULL}.
+    #' @param run_id Run id.
+    get_run_info = function(run_id) {
+      for (r in private$infos) if (r$run_id == run_id) return(r)
       NULL
     }
   ),
-  private = list(infos = list())
+  active = list(
+    #' @field id The flow name.
+    id = function() private$flow_id,
+    #' @field pathspec The flow name.
+    pathspec = function() private$flow_id,
+    #' @field parent \code{NULL}: a flow is a top-level object.
+    parent = function() NULL,
+    #' @field tags Tags of the flow's runs in the current namespace.
+    tags = function() unique(unlist(lapply(private$visible(), run_tags))),
+    #' @field created_at When its oldest run (in the namespace) started.
+    created_at = function() {
+      v <- private$visible()
+      if (length(v)) v[[length(v)]]$created_at else NULL
+    },
+    #' @field finished_at When its newest run ended (\code{""} while running).
+    finished_at = function() {
+      v <- private$visible()
+      if (length(v)) v[[1]]$finished_at else NULL
+    },
+    #' @field runs Ids of the runs in the current namespace, newest first.
+    runs = function() vapply(private$visible(), `[[`, "", "run_id"),
+    #' @field latest_run Id of the newest run.
+    latest_run = function() {
+      v <- private$visible()
+      if (length(v)) v[[1]]$run_id else NULL
+    },
+    #' @field latest_successful_run Id of the newest successful run
+    #'   (\code{NULL} if none).
+    latest_successful_run = function() {
+      for (r in private$visible()) if (r$status == "completed") return(r$run_id)
+      NULL
+    }
+  ),
+  private = list(
+    flow_id = NULL,
+    infos = list(),
+    visible = function() Filter(in_namespace, private$infos)
+  )
 )
 
-na_to_none <- function(x) if (is.null(x)) "none" else x
-
-#' Client for one run
+#' Load a flow, a run, a step or a task
 #'
-#' @description An R6 class giving access to one run: its status, steps and
-#' the artifacts of its end step.
+#' Shortcuts of Metaflow's R client: \code{new_flow("F")} is
+#' \code{flow_client$new("F")}, \code{new_run("F", "12")} the run,
+#' \code{new_step("F", "12", "start")} a step and
+#' \code{new_task("F", "12", "start", "1")} a task.
+#'
+#' @param flow_id flow name.
+#' @param run_id run id.
+#' @param step_id step name.
+#' @param task_id task id.
+#' @return A \code{flow_client}, \code{run_client}, \code{step_client} or
+#'   \code{task_client}.
+#' @export
+new_flow <- function(flow_id) flow_client$new(flow_id)
+
+#' @rdname new_flow
+#' @export
+new_run <- function(flow_id, run_id) mf_client$new()$flow(flow_id)$run(run_id)
+
+#' @rdname new_flow
+#' @export
+new_step <- function(flow_id, run_id, step_id) new_run(flow_id, run_id)$step(step_id)
+
+#' @rdname new_flow
+#' @export
+new_task <- function(flow_id, run_id, step_id, task_id) {
+  new_step(flow_id, run_id, step_id)$task(task_id)
+}
+
+#' Metaflow client factory
+#'
+#' @description Creates flow, run, step and task clients, as Metaflow R's
+#' \code{mf_client}.
 #'
 #' @section Usage:
 #' \preformatted{
-#' r <- run_client$new("HelloFlow", "15")   # or run_client$new(flow_client, "15")
-#' r <- run_client$new("HelloFlow/15")
+#' client <- mf_client$new()
+#' f <- client$flow("HelloFlow")
+#' r <- client$run(f, "12")
+#' s <- client$step(r, "start")
+#' t <- client$task(s, "1")
+#' }
+#' @export
+mf_client <- R6::R6Class("MetaflowClient",
+  public = list(
+    #' @description A \code{flow_client}.
+    #' @param flow_id Flow name.
+    flow = function(flow_id) flow_client$new(flow_id),
+    #' @description A \code{run_client}.
+    #' @param flow_client A \code{flow_client} (or a flow name).
+    #' @param run_id Run id.
+    run = function(flow_client, run_id) run_client$new(flow_client, run_id),
+    #' @description A \code{step_client}.
+    #' @param run_client A \code{run_client}.
+    #' @param step_id Step name.
+    step = function(run_client, step_id) step_client$new(run_client, step_id),
+    #' @description A \code{task_client}.
+    #' @param step_client A \code{step_client}.
+    #' @param task_id Task id.
+    task = function(step_client, task_id) task_client$new(step_client, task_id),
+    #' @description Print the client.
+    #' @param ... Unused.
+    print = function(...) {
+      cat("<MetaflowClient ", get_metadata(), ", namespace ",
+          if (is.null(get_namespace())) "(global)" else get_namespace(), ">\n", sep = "")
+      invisible(self)
+    }
+  )
+)
+
+# ---- run_client ------------------------------------------------------------------
+
+#' Client for one run
+#'
+#' @description An R6 class giving access to one run: its status, tags,
+#' steps and the artifacts of its end step.
+#'
+#' @section Usage:
+#' \preformatted{
+#' r <- run_client$new(flow, run_id)      # flow: a flow_client or a flow name
+#' r <- run_client$new("HelloFlow/12")
+#' r$id
+#' r$tags
+#' r$finished_at
 #' r$successful
 #' r$steps
 #' r$artifacts
 #' r$artifact("x")
-#' r$step("end")$task("1")$stdout
+#' r$step("end")$task(r$end_task)$stdout
+#' r$summary()
 #' }
 #' @export
 run_client <- R6::R6Class("RunClient",
+  inherit = metaflow_object,
   public = list(
-    #' @field id The run id.
-    id = NULL,
-    #' @field flow_id The flow name.
-    flow_id = NULL,
-
     #' @description Load a run.
-    #' @param flow A \code{flow_client}, a flow name, or a pathspec
-    #'   \code{"Flow/run_id"} (then \code{run_id} is left out).
-    #' @param run_id Run id, or \code{"latest_run"}/\code{"latest_successful_run"}.
-    initialize = function(flow, run_id = NULL) {
-      if (is.null(run_id)) {
-        check_string(flow, "run pathspec")
-        parts <- split_pathspec(flow, 2, "run")
+    #' @param ... either a pathspec \code{"Flow/run_id"}, or a
+    #'   \code{flow_client} (or flow name) and a run id (or
+    #'   \code{"latest_run"}/\code{"latest_successful_run"}).
+    initialize = function(...) {
+      args <- list(...)
+      if (length(args) == 1) {
+        check_string(args[[1]], "run pathspec")
+        parts <- split_pathspec(args[[1]], 2, "run")
         flow <- parts[1]
         run_id <- parts[2]
+      } else if (length(args) == 2) {
+        flow <- args[[1]]
+        run_id <- args[[2]]
+      } else {
+        stop("run_client$new() takes a pathspec \"Flow/run_id\", or a flow and a run id",
+             call. = FALSE)
       }
-      if (is.numeric(run_id)) run_id <- as.character(run_id)
+      if (is.numeric(run_id) && length(run_id) == 1) run_id <- format(run_id, scientific = FALSE)
       check_string(run_id, "run_id")
       if (run_id %in% c("latest_run", "latest_successful_run")) {
         if (!inherits(flow, "FlowClient")) flow <- flow_client$new(flow)
@@ -127,16 +334,17 @@ run_client <- R6::R6Class("RunClient",
         if (is.null(id)) stop("flow ", flow$id, " has no ", gsub("_", " ", run_id), call. = FALSE)
         run_id <- id
       }
-      self$flow_id <- if (inherits(flow, "FlowClient")) flow$id else flow
-      check_string(self$flow_id, "flow")
-      self$id <- run_id
+      private$flow_name <- if (inherits(flow, "FlowClient")) flow$id else flow
+      check_string(private$flow_name, "flow")
+      if (inherits(flow, "FlowClient")) private$flow_obj <- flow
       private$info <- engine_call("GetRun", list(datastore_root = datastore_root(),
-                                                 flow = self$flow_id, run_id = run_id))
+                                                 flow = private$flow_name, run_id = run_id))
+      if (!in_namespace(private$info)) namespace_mismatch()
     },
 
     #' @description A client for one step of this run.
-    #' @param name Step name, e.g. \code{"end"}.
-    step = function(name) step_client$new(self, name),
+    #' @param step_id Step name, e.g. \code{"end"}.
+    step = function(step_id) step_client$new(self, step_id),
 
     #' @description Read an artifact of the end step.
     #' @param name Artifact name.
@@ -144,25 +352,43 @@ run_client <- R6::R6Class("RunClient",
 
     #' @description Print a summary of the run.
     summary = function() {
-      cat(sprintf("Run %s\n    Status:       %s\n    Created at:   %s\n    Finished at:  %s\n    Steps:        %s\n",
-                  self$pathspec, private$info$status, self$created_at, self$finished_at,
-                  paste(self$steps, collapse = ", ")))
+      summary_lines(paste0("Run Summary: ", self$id), list(
+        Successful = self$successful,
+        `Created at` = self$created_at,
+        `Finished at` = self$finished_at,
+        Time = format_elapsed(self$created_at, self$finished_at)))
       invisible(self)
     },
 
     #' @description Print the run.
     #' @param ... Unused.
     print = function(...) {
-      cat("<RunClient ", self$pathspec, ": ", private$info$status, ">\n", sep = "")
+      cat("<RunClient ", self$pathspec, ": ", private$info$status, ", ",
+          length(self$steps), " step(s), created ", self$created_at, ">\n", sep = "")
       invisible(self)
     },
+
+    #' @description Whether the run is in the current namespace.
+    is_in_namespace = function() in_namespace(private$info),
+
+    #' @description Names of the run's steps.
+    get_values = function() self$steps,
 
     #' @description The engine's description of this run (a list).
     get_info = function() private$info
   ),
   active = list(
+    #' @field id The run id.
+    id = function() private$info$run_id,
+    #' @field flow_id The flow name.
+    flow_id = function() private$flow_name,
     #' @field pathspec \code{"Flow/run_id"}.
-    pathspec = function() paste(self$flow_id, self$id, sep = "/"),
+    pathspec = function() paste(private$flow_name, self$id, sep = "/"),
+    #' @field parent The \code{flow_client} of the run's flow.
+    parent = function() {
+      if (is.null(private$flow_obj)) private$flow_obj <- flow_client$new(private$flow_name)
+      private$flow_obj
+    },
     #' @field status \code{"running"}, \code{"completed"} or \code{"failed"}.
     status = function() private$info$status,
     #' @field steps Names of the steps that have tasks.
@@ -175,12 +401,25 @@ run_client <- R6::R6Class("RunClient",
     created_at = function() private$info$created_at,
     #' @field finished_at When the run ended (\code{""} while running).
     finished_at = function() private$info$finished_at,
-    #' @field tags Tags of the run.
-    tags = function() private$info$tags,
+    #' @field tags Tags of the run: its system tags (\code{user:NAME},
+    #'   \code{runtime:dev}, \code{date:YYYY-MM-DD}) and its \code{--tag}s.
+    tags = function() run_tags(private$info),
+    #' @field user_tags The run's own \code{--tag}s.
+    user_tags = function() unlist(private$info$tags),
+    #' @field system_tags The tags Metaflow adds to every run.
+    system_tags = function() run_system_tags(private$info),
     #' @field user Who ran it.
     user = function() private$info$user,
     #' @field origin_run_id The run a resume cloned from (\code{""} otherwise).
     origin_run_id = function() private$info$origin_run_id,
+    #' @field error Why the run failed (\code{NULL} if it did not).
+    error = function() {
+      e <- private$info$error
+      if (is.null(e) || !nzchar(e)) NULL else e
+    },
+    #' @field code The run's code package (\code{NULL} without one): the files
+    #'   sent with \code{--package-suffixes} to run on AWS Batch.
+    code = function() code_package(self$pathspec, private$info$code_package),
     #' @field end_task Task id of the end step (\code{NULL} if it has none).
     end_task = function() {
       for (s in private$info$steps) {
@@ -196,6 +435,8 @@ run_client <- R6::R6Class("RunClient",
     }
   ),
   private = list(
+    flow_name = NULL,
+    flow_obj = NULL,
     info = NULL,
     end_task_client = NULL,
     end_client = function() {
@@ -211,35 +452,65 @@ run_client <- R6::R6Class("RunClient",
   )
 )
 
+# The run's code package as an object that prints its files.
+code_package <- function(pathspec, files) {
+  if (!length(files)) return(NULL)
+  df <- data.frame(path = vapply(files, `[[`, "", "path"),
+                   size = vapply(files, function(f) as.numeric(f$size), 0),
+                   sha = vapply(files, `[[`, "", "sha"), stringsAsFactors = FALSE)
+  structure(list(pathspec = pathspec, files = df), class = "metaflow_code")
+}
+
+#' @export
+print.metaflow_code <- function(x, ...) {
+  cat(sprintf("<code package of %s: %d file(s), %s bytes>\n", x$pathspec, nrow(x$files),
+              format(sum(x$files$size), big.mark = ",")))
+  for (i in seq_len(nrow(x$files))) {
+    cat(sprintf("  %s (%s bytes)\n", x$files$path[i], format(x$files$size[i], big.mark = ",")))
+  }
+  invisible(x)
+}
+
+# ---- step_client -----------------------------------------------------------------
+
 #' Client for one step of a run
 #'
 #' @description An R6 class giving access to the tasks of a step.
 #'
 #' @section Usage:
 #' \preformatted{
-#' s <- step_client$new(run_client, "start")
-#' s <- step_client$new("HelloFlow/15/start")
+#' s <- step_client$new(run, "start")      # run: a run_client
+#' s <- step_client$new("HelloFlow/12/start")
+#' s$id
+#' s$tags
+#' s$finished_at
 #' s$tasks
 #' s$task(s$tasks[1])
+#' s$summary()
 #' }
 #' @export
 step_client <- R6::R6Class("StepClient",
+  inherit = metaflow_object,
   public = list(
-    #' @field id The step name.
-    id = NULL,
     #' @field run The parent \code{run_client}.
     run = NULL,
 
     #' @description Load a step.
-    #' @param run A \code{run_client}, or a pathspec \code{"Flow/run_id/step"}
-    #'   (then \code{step_id} is left out).
-    #' @param step_id Step name.
-    initialize = function(run, step_id = NULL) {
-      if (is.null(step_id)) {
-        check_string(run, "step pathspec")
-        parts <- split_pathspec(run, 3, "step")
+    #' @param ... either a pathspec \code{"Flow/run_id/step"}, or a
+    #'   \code{run_client} and a step name.
+    initialize = function(...) {
+      args <- list(...)
+      if (length(args) == 1) {
+        check_string(args[[1]], "step pathspec")
+        parts <- split_pathspec(args[[1]], 3, "step")
         run <- run_client$new(parts[1], parts[2])
         step_id <- parts[3]
+      } else if (length(args) == 2) {
+        run <- args[[1]]
+        step_id <- args[[2]]
+      } else {
+        stop("step_client$new() takes a pathspec \"Flow/run_id/step\", or a run_client and a step name",
+             call. = FALSE)
       }
       if (!inherits(run, "RunClient")) stop("run must be a run_client", call. = FALSE)
       check_string(step_id, "step_id")
@@ -248,7 +519,7 @@ step_client <- R6::R6Class("StepClient",
         stop("run ", run$pathspec, " has no step '", step_id, "' (steps: ",
              paste(run$steps, collapse = ", "), ")", call. = FALSE)
       }
-      self$id <- step_id
+      private$step_id <- step_id
       self$run <- run
       private$info <- info[[1]]
     },
@@ -257,6 +528,16 @@ step_client <- R6::R6Class("StepClient",
     #' @param task_id Task id.
     task = function(task_id) task_client$new(self, task_id),
 
+    #' @description Print a summary of the step.
+    summary = function() {
+      summary_lines(paste0("Step Summary: ", self$id), list(
+        `# Tasks` = length(self$tasks),
+        `Created at` = self$created_at,
+        `Finished at` = self$finished_at,
+        Time = format_elapsed(self$created_at, self$finished_at)))
+      invisible(self)
+    },
+
     #' @description Print the step.
     #' @param ... Unused.
     print = function(...) {
@@ -264,61 +545,88 @@ step_client <- R6::R6Class("StepClient",
       invisible(self)
     },
 
+    #' @description Ids of the step's tasks.
+    get_values = function() self$tasks,
+
     #' @description The engine's description of the step's tasks (a list).
     get_info = function() private$info
   ),
   active = list(
+    #' @field id The step name.
+    id = function() private$step_id,
     #' @field pathspec \code{"Flow/run_id/step"}.
     pathspec = function() paste(self$run$pathspec, self$id, sep = "/"),
+    #' @field parent The parent \code{run_client}.
+    parent = function() self$run,
+    #' @field tags The run's tags.
+    tags = function() self$run$tags,
     #' @field tasks Ids of the tasks of this step.
     tasks = function() vapply(private$info$tasks, `[[`, "", "task_id"),
     #' @field a_task Id of one task of this step.
     a_task = function() if (length(private$info$tasks)) private$info$tasks[[1]]$task_id else NULL,
+    #' @field created_at When its first task started.
+    created_at = function() {
+      starts <- vapply(private$info$tasks, `[[`, "", "started_at")
+      starts <- starts[nzchar(starts)]
+      if (!length(starts)) "" else min(starts)
+    },
     #' @field finished_at When the last task ended.
     finished_at = function() {
       ends <- vapply(private$info$tasks, `[[`, "", "finished_at")
       if (!length(ends) || any(!nzchar(ends))) "" else max(ends)
     }
   ),
-  private = list(info = NULL)
+  private = list(step_id = NULL, info = NULL)
 )
+
+# ---- task_client ------------------------------------------------------------------
 
 #' Client for one task
 #'
-#' @description An R6 class giving access to a task's artifacts and output.
+#' @description An R6 class giving access to a task's artifacts, output and
+#' error.
 #'
 #' @section Usage:
 #' \preformatted{
-#' t <- task_client$new(step_client, "1")
-#' t <- task_client$new("HelloFlow/15/start/1")
+#' t <- task_client$new(step, "1")         # step: a step_client
+#' t <- task_client$new("HelloFlow/12/start/1")
+#' t$id
 #' t$artifacts
 #' t$artifact("x")
 #' cat(t$stdout)
 #' t$successful
+#' t$exception
+#' t$metadata_dict
+#' t$summary()
 #' }
 #' @export
 task_client <- R6::R6Class("TaskClient",
+  inherit = metaflow_object,
   public = list(
-    #' @field id The task id.
-    id = NULL,
     #' @field step The parent \code{step_client}.
     step = NULL,
 
     #' @description Load a task.
-    #' @param step A \code{step_client}, or a pathspec
-    #'   \code{"Flow/run_id/step/task_id"} (then \code{task_id} is left out).
-    #' @param task_id Task id.
-    initialize = function(step, task_id = NULL) {
-      if (is.null(task_id)) {
-        check_string(step, "task pathspec")
-        parts <- split_pathspec(step, 4, "task")
+    #' @param ... either a pathspec \code{"Flow/run_id/step/task_id"}, or a
+    #'   \code{step_client} and a task id.
+    initialize = function(...) {
+      args <- list(...)
+      if (length(args) == 1) {
+        check_string(args[[1]], "task pathspec")
+        parts <- split_pathspec(args[[1]], 4, "task")
         step <- step_client$new(paste(parts[1:3], collapse = "/"))
         task_id <- parts[4]
+      } else if (length(args) == 2) {
+        step <- args[[1]]
+        task_id <- args[[2]]
+      } else {
+        stop("task_client$new() takes a pathspec \"Flow/run_id/step/task_id\", or a step_client and a task id",
+             call. = FALSE)
       }
       if (!inherits(step, "StepClient")) stop("step must be a step_client", call. = FALSE)
-      if (is.numeric(task_id)) task_id <- as.character(task_id)
+      if (is.numeric(task_id) && length(task_id) == 1) task_id <- format(task_id, scientific = FALSE)
       check_string(task_id, "task_id")
-      self$id <- task_id
+      private$task_id <- task_id
       self$step <- step
       run <- step$run
       private$info <- engine_call("GetTask", list(
@@ -348,19 +656,41 @@ task_client <- R6::R6Class("TaskClient",
       mp_read(path)
     },
 
+    #' @description Print a summary of the task.
+    summary = function() {
+      summary_lines(paste0("Task Summary: ", self$id), list(
+        Successful = self$successful,
+        `Created At` = self$created_at,
+        `Finished At` = self$finished_at,
+        Time = format_elapsed(self$created_at, self$finished_at),
+        Objects = self$artifacts))
+      invisible(self)
+    },
+
     #' @description Print the task.
     #' @param ... Unused.
     print = function(...) {
-      cat("<TaskClient ", self$pathspec, ": ", private$info$status, ">\n", sep = "")
+      cat("<TaskClient ", self$pathspec, ": ", private$info$status,
+          if (private$info$attempt > 0) paste0(" (attempt ", private$info$attempt, ")"),
+          ", ", length(self$artifacts), " artifact(s)>\n", sep = "")
       invisible(self)
     },
+
+    #' @description Names of the task's artifacts.
+    get_values = function() self$artifacts,
 
     #' @description The engine's description of this task (a list).
     get_info = function() private$info
   ),
   active = list(
+    #' @field id The task id.
+    id = function() private$task_id,
     #' @field pathspec \code{"Flow/run_id/step/task_id"}.
     pathspec = function() paste(self$step$pathspec, self$id, sep = "/"),
+    #' @field parent The parent \code{step_client}.
+    parent = function() self$step,
+    #' @field tags The run's tags.
+    tags = function() self$step$run$tags,
     #' @field artifacts Names of the task's artifacts.
     artifacts = function() vapply(private$info$artifacts, `[[`, "", "name"),
     #' @field status \code{"running"}, \code{"completed"} or \code{"failed"}.
@@ -369,10 +699,39 @@ task_client <- R6::R6Class("TaskClient",
     finished = function() private$info$status %in% c("completed", "failed"),
     #' @field successful Whether the task completed successfully.
     successful = function() identical(private$info$status, "completed"),
+    #' @field exception The error that made the task fail, or that the catch
+    #'   decorator caught (a string; \code{NULL} if none).
+    exception = function() {
+      e <- private$info$error
+      if (is.null(e) || !nzchar(e)) NULL else e
+    },
+    #' @field error The same as \code{exception}, with the exit code as
+    #'   attribute \code{exit_code}.
+    error = function() {
+      e <- self$exception
+      if (is.null(e)) NULL else structure(e, exit_code = private$info$exit_code)
+    },
+    #' @field code The run's code package (\code{NULL} without one).
+    code = function() self$step$run$code,
     #' @field index 0-based index in the enclosing foreach (\code{NULL} outside one).
     index = function() if (private$info$foreach_index < 0) NULL else private$info$foreach_index,
     #' @field attempt The attempt number of the latest try (0 first).
     attempt = function() private$info$attempt,
+    #' @field metadata_dict The task's metadata as a named list.
+    metadata_dict = function() {
+      i <- private$info
+      run <- self$step$run
+      list(`attempt` = i$attempt, `pid` = i$pid, `exit_code` = i$exit_code,
+           `started_at` = i$started_at, `finished_at` = i$finished_at,
+           `user` = run$user, `runtime` = self$runtime_name,
+           `origin-run-id` = run$origin_run_id,
+           `ds-type` = if (grepl("^s3@", get_metadata())) "s3" else "local",
+           `ds-root` = sub("^[a-z0-9]+@", "", get_metadata()),
+           `log_location_stdout` = i$stdout_path, `log_location_stderr` = i$stderr_path)
+    },
+    #' @field runtime_name Where the task ran: \code{"dev"} (Metaflow's name for
+    #'   runs started by hand).
+    runtime_name = function() "dev",
     #' @field created_at When the task started.
     created_at = function() private$info$started_at,
     #' @field finished_at When the task ended.
@@ -383,6 +742,7 @@ task_client <- R6::R6Class("TaskClient",
     stderr = function() private$logs()$stderr
   ),
   private = list(
+    task_id = NULL,
     info = NULL,
     logs = function() {
       run <- self$step$run
@@ -394,35 +754,23 @@ task_client <- R6::R6Class("TaskClient",
   )
 )
 
-#' Information about the running task
+#' List the flows
 #'
-#' Inside a step, \code{current("run_id")}, \code{current("step_name")},
-#' \code{current("task_id")}, \code{current("retry_count")},
-#' \code{current("flow_name")}, \code{current("origin_run_id")},
-#' \code{current("username")}, \code{current("pathspec")} and
-#' \code{current("tags")} describe the task. The task runtime provides this
-#' function; outside a running step it is an error.
+#' The names of the flows in the datastore (\code{\link{get_metadata}}) that
+#' have a run in the current namespace (\code{\link{get_namespace}}).
 #'
-#' @param value name of the value.
-#' @return The value (in a task).
+#' @return A character vector of flow names.
 #' @export
-current <- function(value) {
-  stop("current() is only available inside a running step", call. = FALSE)
-}
-
-#' Merge artifacts in a join step
-#'
-#' In a join step, \code{merge_artifacts(self, inputs)} copies to \code{self}
-#' the artifacts of the joined branches that have the same value in all of
-#' them (or exist in only one), and errors on conflicts. The task runtime
-#' provides this function; outside a running step it is an error.
-#'
-#' @param self the join step's \code{self}.
-#' @param inputs the join step's \code{inputs}.
-#' @param ... \code{exclude} or \code{include}: character vectors of artifact
-#'   names to leave out or to merge only.
-#' @return Nothing useful (in a task).
-#' @export
-merge_artifacts <- function(self, inputs, ...) {
-  stop("merge_artifacts() is only available inside a running join step", call. = FALSE)
+list_flows <- function() {
+  root <- datastore_root()
+  ns <- get_namespace()
+  with_engine(function(conn) {
+    flows <- unlist(grpc_unary(conn, "ListFlows", list(datastore_root = root))$flows)
+    if (is.null(ns)) return(as.character(flows))
+    keep <- vapply(flows, function(f) {
+      runs <- grpc_unary(conn, "ListRuns", list(datastore_root = root, flow = f))$runs
+      any(vapply(runs, in_namespace, NA, ns = ns))
+    }, NA)
+    as.character(flows[keep])
+  })
 }

@@ -37,7 +37,7 @@ engine_binary <- function() {
 
 # Starts `metaflow-engine serve` on a unix socket in a private directory.
 # The engine also watches our pid and exits if this R process dies.
-engine_start <- function(timeout = 10) {
+engine_start <- function(timeout = 10, env = datastore_env()) {
   bin <- engine_binary()
   dir <- tempfile("mfengine")
   # A unix socket path must fit in 108 bytes; long TMPDIRs would break it.
@@ -53,6 +53,13 @@ engine_start <- function(timeout = 10) {
   # that exits at once is reported at once rather than after the timeout.
   cmd <- sprintf("echo $$ > %s; exec %s serve --socket %s --parent-pid %d",
                  shQuote(pidfile), shQuote(bin), shQuote(sock), Sys.getpid())
+  # The engine opens the datastore its environment selects (set_metadata(),
+  # --datastore): set it for the child only.
+  old <- Sys.getenv(names(env), unset = NA, names = TRUE)
+  do.call(Sys.setenv, as.list(env))
+  on.exit(for (k in names(old)) {
+    if (is.na(old[[k]])) Sys.unsetenv(k) else do.call(Sys.setenv, stats::setNames(list(old[[k]]), k))
+  }, add = TRUE)
   system2("/bin/sh", c("-c", shQuote(cmd)), stdout = log, stderr = log, wait = FALSE)
   conn <- engine_connection(paste0("unix://", sock))
   deadline <- Sys.time() + timeout
@@ -101,6 +108,11 @@ engine_stop <- function(engine) {
 with_engine <- function(fun) {
   address <- Sys.getenv("METAFLOW_ENGINE_ADDRESS")
   if (nzchar(address)) {
+    if (datastore_choice()$explicit) {
+      stop("set_metadata() and --datastore choose the datastore of the embedded engine; ",
+           "the engine at METAFLOW_ENGINE_ADDRESS uses the one it was started with: ",
+           "call reset_default_metadata() or unset METAFLOW_ENGINE_ADDRESS", call. = FALSE)
+    }
     return(fun(engine_connection(address, Sys.getenv("METAFLOW_ENGINE_TOKEN"))))
   }
   engine <- engine_start()
@@ -114,11 +126,4 @@ with_engine <- function(fun) {
     }
     stop(e)
   })
-}
-
-# Root of the local datastore, shared by run() and the client API.
-datastore_root <- function() {
-  sysroot <- Sys.getenv("METAFLOW_DATASTORE_SYSROOT_LOCAL")
-  if (!nzchar(sysroot)) sysroot <- getwd()
-  normalizePath(file.path(sysroot, ".metaflow"), mustWork = FALSE)
 }

@@ -98,35 +98,56 @@ step <- function(flow, ..., step, r_function = NULL, next_step = NULL,
 #' Create a step decorator
 #'
 #' Decorators change how a step runs, like Metaflow's \code{@retry},
-#' \code{@catch}, \code{@timeout} and \code{@resources}. Pass them to
-#' \code{\link{step}} before the step name. The engine checks the decorator
-#' name and its arguments.
+#' \code{@catch}, \code{@timeout}, \code{@resources}, \code{@environment}
+#' and \code{@batch}. Pass them to \code{\link{step}} before the step name.
+#' The wrappers \code{\link{batch}}, \code{\link{resources}},
+#' \code{\link{retry}}, \code{\link{catch}} and
+#' \code{\link{environment_variables}} build the common ones. The engine
+#' checks the decorator name and its arguments.
 #'
-#' @param name decorator name, e.g. \code{"retry"}.
+#' @param x decorator name, e.g. \code{"retry"}.
 #' @param ... named arguments of the decorator (single strings, numbers or
-#'   logicals; they are sent to the engine as text).
+#'   logicals; they are sent to the engine as text). \code{NULL} arguments
+#'   are left out (the decorator's default applies).
+#' @param .convert_args accepted for compatibility with Metaflow, where it
+#'   controls the translation of values to Python; values need no
+#'   translation here.
 #' @param .list the same arguments as a named list.
-#' @return An object of class \code{metaflow_decorator}.
+#' @return An object of class \code{metaflow_decorator} (and
+#'   \code{decorator}, Metaflow's class name).
 #' @examples
 #' decorator("retry", times = 3)
 #' decorator("catch", var = "compute_failed")
 #' decorator("timeout", .list = list(seconds = 30))
 #' @export
-decorator <- function(name, ..., .list = NULL) {
+decorator <- function(x, ..., .convert_args = TRUE, .list = NULL) {
+  name <- x
   check_string(name, "decorator name")
   args <- c(list(...), as.list(.list))
-  # Metaflow's form: decorator("environment", vars = list(KEY = "value")).
-  # Each variable travels as one argument named after it.
-  if (name == "environment" && is.list(args$vars)) {
-    vars <- as.list(args$vars)
-    if (length(vars) && (is.null(names(vars)) || any(!nzchar(names(vars))))) {
-      stop("decorator 'environment': vars must be a named list, e.g. vars = list(KEY = \"value\")",
-           call. = FALSE)
-    }
-    args <- c(args[names(args) != "vars"], vars)
-  }
   if (length(args) && (is.null(names(args)) || any(!nzchar(names(args))))) {
     stop("decorator '", name, "': all arguments must be named", call. = FALSE)
+  }
+  if (anyDuplicated(names(args))) {
+    stop("decorator '", name, "': argument '", names(args)[anyDuplicated(names(args))],
+         "' is given twice", call. = FALSE)
+  }
+  args <- args[!vapply(args, is.null, NA)]
+  # Metaflow's form: decorator("environment", vars = list(KEY = "value")) or
+  # the Python dict text environment_variables() of Metaflow R produced.
+  # Each variable travels as one argument named after it.
+  if (name == "environment" && !is.null(args$vars)) {
+    vars <- args$vars
+    if (is.character(vars) && length(vars) == 1 && grepl("^\\s*\\{", vars)) {
+      vars <- parse_python_dict(vars)
+    }
+    if (is.list(vars)) {
+      vars <- as.list(vars)
+      if (length(vars) && (is.null(names(vars)) || any(!nzchar(names(vars))))) {
+        stop("decorator 'environment': vars must be a named list, e.g. vars = list(KEY = \"value\")",
+             call. = FALSE)
+      }
+      args <- c(args[names(args) != "vars"], lapply(vars, as.character))
+    }
   }
   for (k in names(args)) {
     v <- args[[k]]
@@ -136,7 +157,123 @@ decorator <- function(name, ..., .list = NULL) {
            "' must be a single string, number or logical", call. = FALSE)
     }
   }
-  structure(list(name = name, args = args), class = "metaflow_decorator")
+  structure(list(name = name, args = args), class = c("metaflow_decorator", "decorator"))
+}
+
+# Metaflow R's environment_variables() wrote its variables as a Python dict
+# literal: "{'KEY': 'value', 'B': 'x'}". Flows may pass that text themselves.
+parse_python_dict <- function(txt) {
+  body <- trimws(txt)
+  if (!grepl("^\\{.*\\}$", body)) {
+    stop("decorator 'environment': vars must be a named list, e.g. vars = list(KEY = \"value\")",
+         call. = FALSE)
+  }
+  body <- trimws(substr(body, 2, nchar(body) - 1))
+  if (!nzchar(body)) return(list())
+  str_re <- "'((?:[^'\\\\]|\\\\.)*)'|\"((?:[^\"\\\\]|\\\\.)*)\""
+  pair_re <- paste0("^\\s*(", str_re, ")\\s*:\\s*(", str_re, ")\\s*(,|$)")
+  out <- list()
+  unq <- function(s) gsub("\\\\(.)", "\\1", substr(s, 2, nchar(s) - 1))
+  while (nzchar(trimws(body))) {
+    m <- regmatches(body, regexec(pair_re, body, perl = TRUE))[[1]]
+    if (!length(m)) {
+      stop("decorator 'environment': cannot read vars '", txt,
+           "': use vars = list(KEY = \"value\")", call. = FALSE)
+    }
+    out[[unq(m[2])]] <- unq(m[5])
+    body <- substring(body, nchar(m[1]) + 1)
+  }
+  out
+}
+
+#' Decorators for resources and AWS Batch
+#'
+#' \code{batch()} runs the step as an AWS Batch job of this size, in this
+#' queue and image; \code{resources()} sizes the step's Batch job when the
+#' flow runs with \code{--with batch} (\code{run(batch = TRUE)}) and is only
+#' recorded for local runs. When a step has both, the larger of each value
+#' is used. Defaults are those of the documentation: 1 CPU, 4000 MB of
+#' memory, no GPU.
+#'
+#' @param cpu number of CPUs.
+#' @param gpu number of GPUs.
+#' @param memory memory in MB.
+#' @param image container image (default: \code{METAFLOW_BATCH_CONTAINER_IMAGE},
+#'   else a Rocker image for this R version, see \code{\link{container_image}}).
+#' @param queue AWS Batch job queue (default:
+#'   \code{METAFLOW_BATCH_JOB_QUEUE}).
+#' @param iam_role IAM role the job runs with, to reach S3 (default:
+#'   \code{METAFLOW_ECS_S3_ACCESS_IAM_ROLE}).
+#' @param execution_role IAM role Batch uses to start the job, for Fargate
+#'   (default: \code{METAFLOW_ECS_FARGATE_EXECUTION_ROLE}).
+#' @param shared_memory size of \code{/dev/shm} in MiB.
+#' @param max_swap swap the job may use, in MiB.
+#' @param swappiness the job's swappiness, 0 to 100.
+#' @return A decorator, as \code{\link{decorator}} returns.
+#' @examples
+#' big <- batch(memory = 60000, cpu = 1)
+#' big
+#' resources(cpu = 2, memory = 8000)
+#' @export
+batch <- function(cpu = 1L, gpu = 0L, memory = 4000L, image = NULL,
+                  queue = mf_config("METAFLOW_BATCH_JOB_QUEUE"),
+                  iam_role = mf_config("METAFLOW_ECS_S3_ACCESS_IAM_ROLE"),
+                  execution_role = mf_config("METAFLOW_ECS_FARGATE_EXECUTION_ROLE"),
+                  shared_memory = NULL, max_swap = NULL, swappiness = NULL) {
+  decorator("batch", cpu = cpu, gpu = gpu, memory = memory, image = image,
+            queue = queue, iam_role = iam_role, execution_role = execution_role,
+            shared_memory = shared_memory, max_swap = max_swap,
+            swappiness = swappiness)
+}
+
+#' @rdname batch
+#' @export
+resources <- function(cpu = 1L, gpu = 0L, memory = 4000L, shared_memory = NULL) {
+  decorator("resources", cpu = cpu, gpu = gpu, memory = memory,
+            shared_memory = shared_memory)
+}
+
+#' Retry a failing step
+#'
+#' @param times how many times to retry (0: never).
+#' @param minutes_between_retries minutes to wait between attempts.
+#' @return A decorator, as \code{\link{decorator}} returns.
+#' @examples
+#' retry(times = 3)
+#' @export
+retry <- function(times = 3L, minutes_between_retries = 2L) {
+  decorator("retry", times = times, minutes_between_retries = minutes_between_retries)
+}
+
+#' Catch a step's error and go on
+#'
+#' When the step fails (after its retries), the flow goes on as if it had
+#' succeeded; the error message is stored in the artifact \code{var}
+#' (\code{exception} when \code{var} is \code{NULL}).
+#'
+#' @param var name of the artifact that holds the error message.
+#' @param print_exception whether the error and its call stack are printed.
+#' @return A decorator, as \code{\link{decorator}} returns.
+#' @examples
+#' catch(var = "start_failed", print_exception = FALSE)
+#' @export
+catch <- function(var = NULL, print_exception = TRUE) {
+  decorator("catch", var = var, print_exception = print_exception)
+}
+
+#' Set environment variables for a step
+#'
+#' @param ... named values, each converted to a string.
+#' @return A decorator, as \code{\link{decorator}} returns.
+#' @examples
+#' environment_variables(CUTEST_ANIMAL = "corgi", RETRIES = 3)
+#' @export
+environment_variables <- function(...) {
+  vars <- list(...)
+  if (length(vars) && (is.null(names(vars)) || any(!nzchar(names(vars))))) {
+    stop("All environment variables must be named", call. = FALSE)
+  }
+  decorator("environment", .list = lapply(vars, as.character))
 }
 
 #' Add a parameter to a flow
@@ -145,68 +282,91 @@ decorator <- function(name, ..., .list = NULL) {
 #' \code{self$name}. Their values come from the default, from arguments of
 #' \code{\link{run}} (\code{run(alpha = 0.1)}) or from the command line
 #' (\code{Rscript flow.R run --alpha 0.1}); command-line values are converted
-#' to the type of the default.
+#' to the parameter's type. A parameter with no value is \code{NULL} in the
+#' steps.
 #'
 #' @param flow a flow created by \code{\link{metaflow}}.
-#' @param name name of the parameter; on the command line \code{_} and
+#' @param parameter name of the parameter; on the command line \code{_} and
 #'   \code{-} are interchangeable.
-#' @param default default value; its type (numeric, integer, logical or
-#'   character) is the type command-line values are converted to.
-#' @param help help text shown by \code{--help}.
 #' @param required \code{TRUE} if a value must be given (by default or at run
-#'   time).
-#' @param ... for compatibility with Metaflow: \code{type} (one of
-#'   \code{"numeric"}, \code{"integer"}, \code{"logical"}, \code{"character"}),
-#'   \code{is_flag} (a logical parameter, default \code{FALSE}, set with a bare
-#'   \code{--name}) and \code{separator} (split a text value into a vector).
+#'   time); a run without one is refused before it starts.
+#' @param help help text shown by \code{--help} and \code{show}.
+#' @param separator split a text value at this string into a vector (each
+#'   element converted to the type).
+#' @param default default value. A function is called (with no arguments,
+#'   or with a list of \code{flow_name}, \code{parameter_name} and
+#'   \code{user_name} if it takes one) once when the run starts.
+#' @param type \code{"int"}, \code{"float"}, \code{"bool"} or \code{"str"}
+#'   (Metaflow's names) or \code{"integer"}, \code{"numeric"},
+#'   \code{"logical"}, \code{"character"}; by default the type of the
+#'   default value, else text.
+#' @param is_flag \code{TRUE} for a logical parameter set by a bare
+#'   \code{--name} (default \code{FALSE}).
 #' @return The flow with the parameter added.
 #' @examples
 #' flow <- metaflow("ParamFlow") %>%
-#'   parameter("alpha", default = 0.01, help = "learning rate") %>%
-#'   parameter("epochs", default = 10L) %>%
+#'   parameter("alpha", help = "learning rate", default = 0.01) %>%
+#'   parameter("epochs", type = "int", default = 10) %>%
+#'   parameter("verbose", is_flag = TRUE) %>%
+#'   parameter("genres", separator = ",", default = "drama,comedy") %>%
 #'   parameter("name", required = TRUE)
 #' @export
-parameter <- function(flow, name, default = NULL, help = NULL, required = FALSE, ...) {
+parameter <- function(flow, parameter, required = FALSE, help = NULL,
+                      separator = NULL, default = NULL, type = NULL,
+                      is_flag = FALSE) {
   check_flow(flow)
+  name <- parameter
   check_string(name, "parameter name")
   if (!is.null(help)) check_string(help, "help")
   if (!is.logical(required) || length(required) != 1 || is.na(required)) {
     stop("parameter '", name, "': required must be TRUE or FALSE", call. = FALSE)
   }
-  if (is.function(default)) {
-    stop("parameter '", name, "': function defaults are not supported", call. = FALSE)
-  }
-  extra <- list(...)
-  unknown <- setdiff(names(extra), c("type", "is_flag", "separator"))
-  if (length(extra) && (is.null(names(extra)) || length(unknown) || any(!nzchar(names(extra))))) {
-    stop("parameter '", name, "': unknown argument(s) ",
-         paste(if (length(unknown)) unknown else "(unnamed)", collapse = ", "),
-         call. = FALSE)
+  if (!is.logical(is_flag) || length(is_flag) != 1 || is.na(is_flag)) {
+    stop("parameter '", name, "': is_flag must be TRUE or FALSE", call. = FALSE)
   }
   if (gsub("-", "_", name) %in% reserved_run_args) {
     stop("parameter '", name, "' clashes with the run option of that name",
          call. = FALSE)
   }
-  is_flag <- isTRUE(extra$is_flag)
-  type <- extra$type
+  if (norm_flag(name) %in% vapply(flow$parameters, function(p) norm_flag(p$name), "")) {
+    stop("parameter '", name, "' is declared twice: give each parameter() a unique name",
+         call. = FALSE)
+  }
+  if (!is.null(type)) type <- param_type_name(type, name)
   if (is_flag) {
+    if (!is.null(type) && type != "logical") {
+      stop("parameter '", name, "': is_flag = TRUE needs type \"bool\"", call. = FALSE)
+    }
     type <- "logical"
     if (is.null(default)) default <- FALSE
   }
   if (is.null(type)) {
-    type <- if (is.null(default)) "character" else param_type_of(default)
+    type <- if (is.null(default) || is.function(default)) "character" else param_type_of(default)
   }
-  if (!is.character(type) || length(type) != 1 ||
-      !type %in% c("numeric", "integer", "logical", "character")) {
-    stop("parameter '", name, "': type must be one of numeric, integer, ",
-         "logical, character", call. = FALSE)
-  }
-  if (!is.null(extra$separator)) check_string(extra$separator, "separator")
+  if (!is.null(separator)) check_string(separator, "separator")
   flow$parameters[[length(flow$parameters) + 1]] <- list(
     name = name, default = default, help = if (is.null(help)) "" else help,
-    required = required, type = type, separator = extra$separator
+    required = required, type = type, separator = separator, is_flag = is_flag
   )
   flow
+}
+
+# Metaflow's type names (and Python's) mapped to R's.
+param_type_name <- function(type, name) {
+  if (is.function(type)) {
+    # type = as.integer, type = as.numeric, ... as R users might write.
+    for (t in c("integer", "numeric", "logical", "character")) {
+      if (identical(type, match.fun(paste0("as.", t)))) return(t)
+    }
+  }
+  map <- c(int = "integer", integer = "integer", float = "numeric", numeric = "numeric",
+           double = "numeric", bool = "logical", logical = "logical", str = "character",
+           character = "character", string = "character")
+  if (is.character(type) && length(type) == 1 && !is.na(type) && type %in% names(map)) {
+    return(unname(map[[type]]))
+  }
+  stop("parameter '", name, "': type must be one of \"int\", \"float\", \"bool\", \"str\" ",
+       "(or integer, numeric, logical, character)", call. = FALSE)
 }
 
 # The conversion type implied by a default value.

@@ -12,6 +12,7 @@ grpc_methods <- list(
   CancelRun = c("CancelRunRequest", "CancelRunResponse"),
   Logs = c("LogsRequest", "LogsResponse"),
   ListRuns = c("ListRunsRequest", "ListRunsResponse"),
+  ListFlows = c("ListFlowsRequest", "ListFlowsResponse"),
   GetRun = c("GetRunRequest", "RunInfo"),
   GetTask = c("GetTaskRequest", "TaskInfo"),
   Shutdown = c("ShutdownRequest", "ShutdownResponse"),

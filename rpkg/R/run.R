@@ -68,8 +68,18 @@
 #' @export
 run <- function(flow = NULL, ...) {
   interactive <- interactive()
+  r_args <- list(...)
   cli_args <- if (interactive) character(0) else commandArgs(trailingOnly = TRUE)
-  run_main(flow, list(...), cli_args, interactive)
+  # Metaflow's escape hatch: more command-line options as text.
+  if (!is.null(r_args$other_args)) {
+    other <- r_args$other_args
+    if (!is.character(other) || anyNA(other)) {
+      stop("other_args must be text, e.g. other_args = \"--tag nightly\"", call. = FALSE)
+    }
+    cli_args <- c(unlist(strsplit(trimws(other), "[[:space:]]+")), cli_args)
+    r_args$other_args <- NULL
+  }
+  run_main(flow, r_args, cli_args, interactive)
 }
 
 run_main <- function(flow, r_args, cli_args, interactive) {
@@ -85,6 +95,24 @@ run_main <- function(flow, r_args, cli_args, interactive) {
   }
   if (is.null(flow)) {
     stop("run() needs a flow: metaflow(\"Name\") %>% step(...) %>% run()", call. = FALSE)
+  }
+  # --datastore / --datastore-root choose the datastore for this command.
+  if (!is.null(opts$datastore) || !is.null(opts$datastore_root)) {
+    old <- mf_state$metadata
+    on.exit(mf_state$metadata <- old, add = TRUE)
+    kind <- if (!is.null(opts$datastore)) opts$datastore else datastore_choice()$kind
+    mf_state$metadata <- if (!is.null(opts$datastore_root)) {
+      parse_metadata(paste0(kind, "@", opts$datastore_root))
+    } else if (kind == "s3") {
+      d <- datastore_choice()
+      if (!nzchar(d$s3_root)) {
+        stop("--datastore=s3 needs METAFLOW_DATASTORE_SYSROOT_S3 (or --datastore-root=s3://bucket/prefix)",
+             call. = FALSE)
+      }
+      list(kind = "s3", s3_root = d$s3_root)
+    } else {
+      list(kind = "local", local_root = default_local_root())
+    }
   }
   switch(opts$command,
     logs = show_logs(flow, opts$logs),
@@ -146,7 +174,7 @@ build_run_request <- function(flow, opts, validate_only = FALSE) {
          decorators = lapply(s$decorators, decorator_message))
   })
   values <- resolve_parameters(flow$parameters, opts$params,
-                               check_required = !validate_only)
+                               check_required = !validate_only, flow_name = flow$name)
   parameters <- lapply(values, function(v) {
     list(name = v$name, value = if (v$has_value) mp_pack(v$value) else raw(0),
          help = v$help, required = v$required, has_value = v$has_value)
@@ -164,9 +192,42 @@ build_run_request <- function(flow, opts, validate_only = FALSE) {
     user = current_user(),
     workdir = getwd()
   )
+  package <- if (!validate_only && needs_code_package(flow, opts)) {
+    collect_code_package(flow_dir(), opts$package_suffixes)
+  }
   list(flow = list(name = flow$name, steps = steps, parameters = parameters,
-                   code = if (validate_only) raw(0) else code_bundle(flow)),
+                   code = if (validate_only) raw(0) else code_bundle(flow),
+                   package = package),
        options = options)
+}
+
+# A run takes its code package (the files of the flow's folder that Batch
+# tasks find in their working directory) when a step runs on AWS Batch, or
+# when --package-suffixes asks for one, as Metaflow packages code for
+# remote runs.
+needs_code_package <- function(flow, opts) {
+  if (!is.null(opts$package_suffixes)) return(TRUE)
+  if (any(vapply(opts$with, function(d) d$name == "batch", NA))) return(TRUE)
+  any(vapply(flow$steps, function(s) any(vapply(s$decorators, function(d) d$name == "batch", NA)), NA))
+}
+
+# The folder of the flow file: the script Rscript runs, the file source()
+# is reading, else the working directory (a notebook's folder).
+flow_dir <- function() {
+  file <- script_path()
+  if (is.null(file)) {
+    for (fr in rev(sys.frames())) {
+      if (exists("ofile", envir = fr, inherits = FALSE) &&
+          exists("srcfile", envir = fr, inherits = FALSE)) {
+        f <- get("ofile", envir = fr, inherits = FALSE)
+        if (is.character(f) && length(f) == 1 && file.exists(f)) {
+          file <- f
+          break
+        }
+      }
+    }
+  }
+  normalizePath(if (is.null(file)) getwd() else dirname(file))
 }
 
 # ---- run / resume ----------------------------------------------------------

@@ -56,6 +56,8 @@ local({
     }
     if (name == "index" && .subset2(x, ".index") >= 0L) return(.subset2(x, ".index"))
     art <- .subset2(x, ".inherited")[[name]]
+    # A parameter given no value (no default, not required) is NULL.
+    if (is.null(art) && name %in% unlist(rt$spec$parameters)) return(NULL)
     if (is.null(art)) {
       stop(sprintf("%s has no artifact '%s' in step %s: assign it in an earlier step (self$%s <- value)",
                    .subset2(x, ".label"), name, rt$spec$step, name), call. = FALSE)
@@ -104,6 +106,9 @@ local({
   # on. Artifacts that differ between inputs must be assigned in the join
   # first, or excluded.
   api$merge_artifacts <- function(self, inputs, exclude = NULL, include = NULL) {
+    # Metaflow R passes exclude = list("a", "b").
+    exclude <- as.character(unlist(exclude))
+    if (!is.null(include)) include <- as.character(unlist(include))
     shas <- list()
     for (i in seq_along(inputs)) {
       inh <- .subset2(inputs[[i]], ".inherited")
@@ -131,6 +136,10 @@ local({
     }
     invisible(self)
   }
+  # gather_inputs(inputs, "x"): the x of every input of a join, in order.
+  api$gather_inputs <- function(inputs, input) {
+    lapply(seq_along(inputs), function(i) inputs[[i]][[input]])
+  }
   attach(api, name = "metaflow:runtime", warn.conflicts = FALSE)
   for (m in c("$", "[[", "$<-", "[[<-", "names", "print")) {
     registerS3method(m, "metaflow_self", get(paste0(m, ".metaflow_self"), envir = api), envir = baseenv())
@@ -141,6 +150,8 @@ local({
   spec <- rt$spec
   fail <- function(msg, calls = NULL) {
     writeLines(msg, file.path(spec$output_dir, "_error.txt"))
+    # catch(print_exception = FALSE): the error is kept, not printed.
+    if (isTRUE(spec$quiet_errors)) quit(save = "no", status = 1L)
     if (!startsWith(msg, "Error")) msg <- paste("Error:", msg)
     cat(msg, "\n", sep = "", file = stderr())
     if (length(calls)) {

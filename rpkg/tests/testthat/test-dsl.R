@@ -74,9 +74,10 @@ test_that("parameter() records the type to convert to", {
   expect_true(f$parameters[[4]]$required)
   expect_error(parameter(f, "x", help = 1), "help must be")
   expect_error(parameter(f, "x", type = "complex"), "type must be one of")
-  expect_error(parameter(f, "x", bogus = 1), "unknown argument")
+  expect_error(parameter(f, "x", bogus = 1), "unused argument")
   expect_error(parameter(f, "max_workers"), "clashes with the run option")
-  expect_error(parameter(f, "x", default = function() 1), "function defaults")
+  expect_equal(parameter(f, "x", default = function() 1)$parameters[[7]]$type, "character")
+  expect_error(parameter(f, "alpha"), "declared twice")
 })
 
 test_that("print methods show the flow", {
@@ -96,6 +97,8 @@ test_that("the msgpack codec from the task runtime is loaded", {
 
 test_that("environment vars = list(...) become one argument per variable", {
   d <- decorator("environment", vars = list(A = "1", B = 2))
-  expect_equal(d$args, list(A = "1", B = 2))
+  expect_equal(d$args, list(A = "1", B = "2"))
+  d <- decorator("environment", vars = "{'A': 'x y', \"B\": 'it\\'s'}")
+  expect_equal(d$args, list(A = "x y", B = "it's"))
   expect_error(decorator("environment", vars = list("x")), "named list")
 })

@@ -1,0 +1,70 @@
+# A flow written for Metaflow's own R package, unchanged: decorator
+# wrappers, parameter() in Metaflow's signature, gather_inputs(), named
+# inputs, merge_artifacts(exclude = list()), current() and a step without
+# r_function.
+library(metaflow)
+
+start <- function(self) {
+  self$shared <- "same everywhere"
+  self$who <- current("username")
+  self$ns <- current("namespace")
+  self$where <- current("pathspec")
+  self$flow_name <- current("flow_name")
+  self$none_param_is_null <- is.null(self$nothing)
+  self$words_seen <- self$words
+}
+
+branch_a <- function(self) {
+  self$x <- 1
+  self$animal <- Sys.getenv("CUTEST_ANIMAL")
+  self$retries <- current("retry_count")
+}
+
+branch_b <- function(self) {
+  self$x <- 2
+  self$animal <- "none"
+}
+
+risky <- function(self) {
+  stop("boom in risky")
+}
+
+join <- function(self, inputs) {
+  self$xs <- unlist(gather_inputs(inputs, "x"))
+  self$a_x <- inputs$branch_a$x
+  self$b_x <- inputs$branch_b$x
+  merge_artifacts(self, inputs, exclude = list("x", "animal", "retries"))
+}
+
+end <- function(self) {
+  cat("seed:", self$seed, "\n")
+  cat("count:", self$count, "class", class(self$count), "\n")
+  cat("ratio:", self$ratio, "class", class(self$ratio), "\n")
+  cat("verbose:", self$verbose, "\n")
+  cat("words:", paste(self$words, collapse = "|"), "\n")
+  cat("xs:", self$xs, "a_x:", self$a_x, "b_x:", self$b_x, "\n")
+  cat("shared:", self$shared, "\n")
+  cat("who:", self$who, "ns:", self$ns, "\n")
+  cat("where:", self$where, "\n")
+  cat("none param is NULL:", self$none_param_is_null, "\n")
+  cat("caught:", self$risky_failed, "\n")
+}
+
+metaflow("CompatFlowR") %>%
+  parameter("count", type = "int", default = 3) %>%
+  parameter("ratio", type = "float", default = 0.5, help = "a ratio") %>%
+  parameter("verbose", is_flag = TRUE) %>%
+  parameter("words", separator = ",", default = "a,b") %>%
+  parameter("seed", default = function() 40L + 2L) %>%
+  parameter("nothing") %>%
+  step(step = "start", r_function = start, next_step = c("branch_a", "branch_b")) %>%
+  step(environment_variables(CUTEST_ANIMAL = "corgi"), retry(times = 1, minutes_between_retries = 0),
+       resources(cpu = 1, memory = 1000),
+       step = "branch_a", r_function = branch_a, next_step = "join") %>%
+  step(step = "branch_b", r_function = branch_b, next_step = "join") %>%
+  step(step = "join", r_function = join, next_step = "middle", join = TRUE) %>%
+  step(step = "middle", next_step = "risky") %>%
+  step(catch(var = "risky_failed", print_exception = FALSE), retry(times = 0),
+       step = "risky", r_function = risky, next_step = "end") %>%
+  step(step = "end", r_function = end) %>%
+  run()
