@@ -10,6 +10,8 @@
 #'
 #' @param name name of the flow, e.g. \code{"HelloFlow"}. Runs and artifacts
 #'   are stored under this name.
+#' @param ... flow-level decorators of Metaflow R (for AWS Step Functions
+#'   schedules): not supported here, an error.
 #' @return An object of class \code{metaflow_flow}.
 #' @examples
 #' start <- function(self) self$x <- 1
@@ -19,8 +21,12 @@
 #'   step(step = "end", r_function = end)
 #' flow
 #' @export
-metaflow <- function(name) {
+metaflow <- function(name, ...) {
   check_string(name, "name")
+  if (length(list(...))) {
+    stop("metaflow(\"", name, "\", ...): flow-level decorators (such as @schedule for ",
+         "AWS Step Functions) are not supported; decorate steps with step(...)", call. = FALSE)
+  }
   structure(
     list(name = name, steps = list(), parameters = list(),
          # Where the flow was defined: its objects are shipped to the tasks.

@@ -168,3 +168,22 @@ test_that("source() and run(...) in an R session take the same options", {
   expect_line(res$stdout, "^CODE: data.csv flow.R session.R $", res)
   expect_line(res$stdout, "^USERTAGS: from-r other $", res)
 })
+
+test_that("test() runs a tiny flow and version_info() names the versions", {
+  dir <- new_workdir("compat-selftest")
+  res <- run_cmd(dir, "Rscript", c("-e", "ok <- metaflow::test(); metaflow::version_info(); cat('OK', ok, '\\n')"))
+  expect_exit(res, 0)
+  expect_line(res$stdout, "Your Metaflow installation looks good!", res)
+  expect_line(res$stdout, "^OK TRUE $", res)
+  expect_line(res$stderr, "^metaflow works: the test flow ran", res)
+  expect_line(res$stderr, "^Metaflow \\(R\\) [0-9.]+$", res)
+  expect_line(res$stderr, "^metaflow-engine [0-9.]+", res)
+  # Nothing is left in the working directory.
+  expect_false(dir.exists(file.path(dir, ".metaflow")))
+  # With no engine it says so, and returns FALSE.
+  res <- run_cmd(dir, "Rscript", c("-e", "cat('OK', metaflow::test(), '\\n')"),
+                 env = c(METAFLOW_ENGINE_BIN = "/nonexistent/metaflow-engine"))
+  expect_exit(res, 0)
+  expect_line(res$stdout, "^OK FALSE $", res)
+  expect_line(res$stderr, "The metaflow test flow failed: METAFLOW_ENGINE_BIN", res)
+})

@@ -139,3 +139,30 @@ test_that("S3 datastore settings are checked before anything is written", {
   expect_false(dir.exists(mf_path(dir, "LinearFlowR")))
   expect_length(s3_keys("metaflow/LinearFlowR/"), 0)
 })
+
+test_that("--datastore=s3 selects S3 and set_metadata('s3@...') reads it from elsewhere", {
+  env <- s3_env()
+  env <- env[names(env) != "METAFLOW_DEFAULT_DATASTORE"]
+  dir <- setup_flow("linearflow.R")
+  res <- run_flow(workdir = dir, args = c("--datastore=s3", "--metadata=local", "run"), env = env)
+  expect_exit(res, 0)
+  # Kept in S3, not in the local datastore.
+  expect_false(dir.exists(mf_path(dir, "LinearFlowR")))
+  expect_true(any(grepl("^metaflow/LinearFlowR/[0-9]+/_run.json$", s3_keys("metaflow/LinearFlowR/"))))
+  other <- new_workdir("s3-metadata")
+  writeLines(c(
+    'suppressPackageStartupMessages(library(metaflow))',
+    'cat("LOCAL", "LinearFlowR" %in% list_flows(), "\\n")',
+    'cat("SET", set_metadata("s3@s3://mf-s3-e2e/metaflow"), "\\n")',
+    'cat("FLOWS", "LinearFlowR" %in% list_flows(), "\\n")',
+    'f <- flow_client$new("LinearFlowR")',
+    'r <- f$run(f$latest_run)',
+    'cat("RUN", r$successful, r$step("end")$task(r$end_task)$metadata_dict[["ds-type"]], "\\n")'
+  ), file.path(other, "client.R"))
+  cl <- run_cmd(other, "Rscript", "client.R", env = env)
+  expect_exit(cl, 0)
+  expect_line(cl$stdout, "^LOCAL FALSE $", cl)
+  expect_line(cl$stdout, "^SET s3@s3://mf-s3-e2e/metaflow $", cl)
+  expect_line(cl$stdout, "^FLOWS TRUE $", cl)
+  expect_line(cl$stdout, "^RUN TRUE s3 $", cl)
+})
