@@ -201,6 +201,9 @@ parse_cli <- function(args, params = list(), default_command = "run") {
       seen[flag] <- opt
     } else if (startsWith(a, "-") && nchar(a) > 1 && !grepl("^-[0-9.]", a)) {
       stop("unknown option '", a, "' for '", cmd_label(), "'; see --help", call. = FALSE)
+    } else if (is.null(out$command) && !length(positional) && a %in% c("step-functions", "argo-workflows", "kubernetes")) {
+      stop("'", a, "' is not supported: flows run locally or on AWS Batch (--with batch)",
+           call. = FALSE)
     } else if (is.null(out$command) && !length(positional) && a %in% run_commands) {
       out$command <- a
       if (a == "help") return(out)
@@ -313,6 +316,8 @@ parse_r_args <- function(args, params = list()) {
       },
       metadata = check_metadata_kind(v, "metadata"),
       other_args = NULL,
+      step_functions = stop("run(step_functions = ...) is not supported: flows run locally ",
+                            "or on AWS Batch (run(batch = TRUE))", call. = FALSE),
       help = if (is_true(v)) commands <- c(commands, "help"),
       # run(batch = TRUE) is --with batch.
       batch = if (isTRUE(v)) {

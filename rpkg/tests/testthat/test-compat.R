@@ -186,3 +186,8 @@ test_that("helpers answer", {
   expect_error(remove_metaflow_env(), "nothing to remove")
   expect_equal(gather_inputs(list(a = list(x = 1), b = list(x = 2)), "x"), list(1, 2))
 })
+
+test_that("orchestrators Metaflow R offered are refused clearly", {
+  expect_error(parse_cli(c("step-functions", "create")), "'step-functions' is not supported")
+  expect_error(parse_r_args(list(step_functions = "create")), "not supported")
+})
