@@ -114,11 +114,23 @@ parse_metadata <- function(ms) {
          call. = FALSE))
 }
 
-# The local root (.metaflow folder; with S3, where the engine caches files).
+# The local root (.metaflow folder; with S3, where the engine caches files):
+# under METAFLOW_DATASTORE_SYSROOT_LOCAL if set, else, as Metaflow looks for
+# it, the nearest .metaflow folder in the working directory or one of its
+# parents (so a ~/.metaflow serves every project below it), else a new one
+# in the working directory.
 default_local_root <- function() {
-  sysroot <- Sys.getenv("METAFLOW_DATASTORE_SYSROOT_LOCAL")
-  if (!nzchar(sysroot)) sysroot <- getwd()
-  normalizePath(file.path(sysroot, ".metaflow"), mustWork = FALSE)
+  sysroot <- mf_config("METAFLOW_DATASTORE_SYSROOT_LOCAL")
+  if (!is.null(sysroot)) return(normalizePath(file.path(sysroot, ".metaflow"), mustWork = FALSE))
+  dir <- normalizePath(getwd(), mustWork = FALSE)
+  repeat {
+    cand <- file.path(dir, ".metaflow")
+    if (dir.exists(cand)) return(cand)
+    parent <- dirname(dir)
+    if (parent == dir) break
+    dir <- parent
+  }
+  normalizePath(file.path(getwd(), ".metaflow"), mustWork = FALSE)
 }
 
 #' The datastore in effect: set_metadata() or the settings

@@ -141,6 +141,26 @@ local({
     lapply(seq_along(inputs), function(i) inputs[[i]][[input]])
   }
   attach(api, name = "metaflow:runtime", warn.conflicts = FALSE)
+  # The client API (flow_client, run_client, get_metadata(), ...) inside a
+  # step, as Metaflow R offers it there: taken from the metaflow package on
+  # first use, so tasks that do not use it never load it (a container image
+  # has base R only; there, using it says so).
+  client_api <- c("flow_client", "run_client", "step_client", "task_client", "mf_client",
+                  "new_flow", "new_run", "new_step", "new_task", "list_flows",
+                  "get_metadata", "set_metadata", "reset_default_metadata",
+                  "get_namespace", "set_namespace", "set_default_namespace",
+                  "container_image", "r_version", "metaflow_location", "version_info")
+  rt_env <- as.environment("metaflow:runtime")
+  for (nm in client_api) local({
+    name <- nm
+    makeActiveBinding(name, function() {
+      if (!requireNamespace("metaflow", quietly = TRUE)) {
+        stop(sprintf("%s needs the metaflow R package, which is not installed for %s",
+                     name, file.path(R.home("bin"), "Rscript")), call. = FALSE)
+      }
+      getExportedValue("metaflow", name)
+    }, rt_env)
+  })
   for (m in c("$", "[[", "$<-", "[[<-", "names", "print")) {
     registerS3method(m, "metaflow_self", get(paste0(m, ".metaflow_self"), envir = api), envir = baseenv())
   }

@@ -191,3 +191,20 @@ test_that("orchestrators Metaflow R offered are refused clearly", {
   expect_error(parse_cli(c("step-functions", "create")), "'step-functions' is not supported")
   expect_error(parse_r_args(list(step_functions = "create")), "not supported")
 })
+
+test_that("the local datastore is the nearest .metaflow folder up from here, as in Metaflow", {
+  old_env <- Sys.getenv("METAFLOW_DATASTORE_SYSROOT_LOCAL", unset = NA)
+  Sys.unsetenv("METAFLOW_DATASTORE_SYSROOT_LOCAL")
+  top <- normalizePath(tempfile("mfwalk"), mustWork = FALSE)
+  dir.create(file.path(top, "a", "b", "c"), recursive = TRUE)
+  old <- setwd(file.path(top, "a", "b", "c"))
+  on.exit({
+    setwd(old)
+    if (!is.na(old_env)) Sys.setenv(METAFLOW_DATASTORE_SYSROOT_LOCAL = old_env)
+  })
+  expect_equal(datastore_root(), file.path(normalizePath(getwd()), ".metaflow"))
+  dir.create(file.path(top, "a", ".metaflow"))
+  expect_equal(datastore_root(), file.path(normalizePath(top), "a", ".metaflow"))
+  Sys.setenv(METAFLOW_DATASTORE_SYSROOT_LOCAL = top)
+  expect_equal(datastore_root(), file.path(normalizePath(top), ".metaflow"))
+})

@@ -187,3 +187,40 @@ test_that("test() runs a tiny flow and version_info() names the versions", {
   expect_line(res$stdout, "^OK FALSE $", res)
   expect_line(res$stderr, "The metaflow test flow failed: METAFLOW_ENGINE_BIN", res)
 })
+
+test_that("a step reads another flow's run with the client, from a shared ~/.metaflow", {
+  top <- new_workdir("compat-shared")
+  dir.create(file.path(top, ".metaflow"))
+  dir.create(file.path(top, "producer"))
+  dir.create(file.path(top, "consumer"))
+  writeLines(c(
+    'library(metaflow)',
+    'start <- function(self) self$stats <- data.frame(genre = c("a", "b"), median = c(2, 5))',
+    'metaflow("ProducerFlowR") %>%',
+    '  step(step = "start", r_function = start, next_step = "end") %>%',
+    '  step(step = "end") %>% run()'
+  ), file.path(top, "producer", "flow.R"))
+  writeLines(c(
+    'library(metaflow)',
+    'start <- function(self) {',
+    '  message("Using metadata provider: ", get_metadata())',
+    '  flow <- flow_client$new("ProducerFlowR")',
+    '  run <- run_client$new(flow, flow$latest_successful_run)',
+    '  self$stats <- run$artifact("stats")',
+    '  self$from <- run$pathspec',
+    '}',
+    'end <- function(self) cat("best:", self$stats$genre[which.max(self$stats$median)], "from", self$from, "\\n")',
+    'metaflow("ConsumerFlowR") %>%',
+    '  step(step = "start", r_function = start, next_step = "end") %>%',
+    '  step(step = "end", r_function = end) %>% run()'
+  ), file.path(top, "consumer", "flow.R"))
+  p <- run_flow(args = "run", workdir = file.path(top, "producer"))
+  expect_exit(p, 0)
+  c <- run_flow(args = "run", workdir = file.path(top, "consumer"))
+  expect_exit(c, 0)
+  expect_line(c$stdout, task_line_re(1, "end", "best: b from ProducerFlowR/1 ?"), c)
+  expect_line(c$stderr, paste0("Using metadata provider: local@", normalizePath(top), "/.metaflow"), c)
+  # Both runs went to the shared folder.
+  expect_true(file.exists(file.path(top, ".metaflow", "ConsumerFlowR", "1", "_run.json")))
+  expect_false(dir.exists(file.path(top, "consumer", ".metaflow")))
+})
