@@ -19,7 +19,7 @@ build:
 	CGO_ENABLED=0 go build -o bin/metaflow-engine ./cmd/metaflow-engine
 
 # Installs the engine onto PATH and the R package into R's library.
-install: install-engine install-rpkg
+install: deps install-engine install-rpkg
 
 install-engine: build
 	install -m 0755 bin/metaflow-engine $(PREFIX)/bin/metaflow-engine
