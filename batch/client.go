@@ -97,6 +97,9 @@ type Options struct {
 	// JobRoleARN is the IAM role jobs run as (METAFLOW_ECS_S3_ACCESS_IAM_ROLE);
 	// it is how a job reaches S3 without the submitter's credentials.
 	JobRoleARN string
+	// ExecutionRoleARN is the IAM role ECS uses to start jobs' containers
+	// (METAFLOW_ECS_FARGATE_EXECUTION_ROLE); optional on EC2.
+	ExecutionRoleARN string
 	// LogGroup is the CloudWatch Logs group of job logs; default /aws/batch/job.
 	LogGroup string
 }
@@ -177,13 +180,18 @@ type JobSpec struct {
 	Queue string
 	// JobDefinition, if set, is used as is (name, name:revision or ARN) and
 	// Resources become container overrides. Otherwise Image is required and
-	// a job definition for Image+Resources is registered once and reused.
+	// a job definition for Image+Resources+Container is registered once and
+	// reused.
 	JobDefinition string
 	Image         string
 	Command       []string
 	Env           map[string]string
 	Resources     Resources
-	Labels        Labels
+	// Container holds the job's IAM roles and Linux parameters; its empty
+	// roles get Options' defaults. Only with an Image: a given
+	// JobDefinition fixes them.
+	Container Container
+	Labels    Labels
 	// Tags are extra tags; the metaflow.* tags from Labels are always set.
 	Tags map[string]string
 	// TimeoutSeconds, if positive, makes Batch kill the attempt after it.
@@ -245,6 +253,12 @@ func (c *Client) Submit(ctx context.Context, spec JobSpec) (string, error) {
 	if err := res.validate(); err != nil {
 		return "", fmt.Errorf("submit: %w", err)
 	}
+	if err := spec.Container.validate(); err != nil {
+		return "", fmt.Errorf("submit: %w", err)
+	}
+	if spec.JobDefinition != "" && spec.Container != (Container{}) {
+		return "", fmt.Errorf("submit: job definition %s fixes the job's IAM roles and Linux parameters: give an image instead to set them", spec.JobDefinition)
+	}
 	key := jobKey(spec.Labels)
 	if len(key) > maxKeyLen {
 		return "", fmt.Errorf("submit: task identity %q is longer than %d characters", key, maxKeyLen)
@@ -280,7 +294,14 @@ func (c *Client) Submit(ctx context.Context, spec JobSpec) (string, error) {
 		if spec.Image == "" {
 			return "", errors.New("submit: neither a job definition nor an image")
 		}
-		arn, err := c.jobDefinition(ctx, spec.Image, res)
+		ctr := spec.Container
+		if ctr.JobRole == "" {
+			ctr.JobRole = c.opts.JobRoleARN
+		}
+		if ctr.ExecutionRole == "" {
+			ctr.ExecutionRole = c.opts.ExecutionRoleARN
+		}
+		arn, err := c.jobDefinition(ctx, spec.Image, res, ctr)
 		if err != nil {
 			return "", fmt.Errorf("submit %s: %w", *in.JobName, err)
 		}

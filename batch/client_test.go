@@ -119,23 +119,23 @@ func TestChunks(t *testing.T) {
 
 func TestJobDefName(t *testing.T) {
 	r := Resources{VCPUs: 1, MemoryMB: 4000}
-	a := jobDefName("rocker/r-ver:4.4.1", r, "")
+	a := jobDefName("rocker/r-ver:4.4.1", r, Container{})
 	if !batchName.MatchString(a) || !strings.HasPrefix(a, "metaflow-r-rocker_r-ver_4_4_1-1c-4000m-0g-") {
 		t.Errorf("jobDefName = %q", a)
 	}
 	// Anything that changes the definition changes the name.
 	for _, b := range []string{
-		jobDefName("rocker/r-ver:4.4.2", r, ""),
-		jobDefName("rocker/r-ver:4.4.1", Resources{VCPUs: 2, MemoryMB: 4000}, ""),
-		jobDefName("rocker/r-ver:4.4.1", Resources{VCPUs: 1, MemoryMB: 4000, GPUs: 1}, ""),
-		jobDefName("rocker/r-ver:4.4.1", r, "arn:aws:iam::1:role/x"),
-		jobDefName("rocker_r-ver:4.4.1", r, ""), // same slug, other image
+		jobDefName("rocker/r-ver:4.4.2", r, Container{}),
+		jobDefName("rocker/r-ver:4.4.1", Resources{VCPUs: 2, MemoryMB: 4000}, Container{}),
+		jobDefName("rocker/r-ver:4.4.1", Resources{VCPUs: 1, MemoryMB: 4000, GPUs: 1}, Container{}),
+		jobDefName("rocker/r-ver:4.4.1", r, Container{JobRole: "arn:aws:iam::1:role/x"}),
+		jobDefName("rocker_r-ver:4.4.1", r, Container{}), // same slug, other image
 	} {
 		if b == a {
 			t.Errorf("%q shared by two definitions", a)
 		}
 	}
-	long := jobDefName(strings.Repeat("x", 300)+".dkr.ecr.us-east-1.amazonaws.com/r:1", Resources{VCPUs: 96, MemoryMB: 786432, GPUs: 8}, "")
+	long := jobDefName(strings.Repeat("x", 300)+".dkr.ecr.us-east-1.amazonaws.com/r:1", Resources{VCPUs: 96, MemoryMB: 786432, GPUs: 8}, Container{})
 	if !batchName.MatchString(long) {
 		t.Errorf("jobDefName for a long image = %q (%d chars)", long, len(long))
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path"
@@ -41,8 +42,13 @@ type Config struct {
 	// S3Root is s3://bucket/prefix (METAFLOW_DATASTORE_SYSROOT_S3): code,
 	// inputs, outputs and logs of jobs travel through it.
 	S3Root string
-	// JobRole is the IAM role of the jobs (METAFLOW_ECS_S3_ACCESS_IAM_ROLE).
+	// JobRole is the IAM role of the jobs (METAFLOW_ECS_S3_ACCESS_IAM_ROLE);
+	// a step's batch(iam_role=) overrides it.
 	JobRole string
+	// ExecutionRole is the IAM role ECS starts the jobs' containers with
+	// (METAFLOW_ECS_FARGATE_EXECUTION_ROLE); a step's
+	// batch(execution_role=) overrides it.
+	ExecutionRole string
 	// JobEnv is extra environment for every job (METAFLOW_BATCH_JOB_ENV, a
 	// JSON object).
 	JobEnv map[string]string
@@ -67,12 +73,13 @@ func ConfigFromEnv() (Config, error) {
 		return Config{}, err
 	}
 	c := Config{
-		Queue:        get("METAFLOW_BATCH_JOB_QUEUE"),
-		Image:        get("METAFLOW_BATCH_CONTAINER_IMAGE"),
-		Registry:     get("METAFLOW_BATCH_CONTAINER_REGISTRY"),
-		S3Root:       get("METAFLOW_DATASTORE_SYSROOT_S3"),
-		JobRole:      get("METAFLOW_ECS_S3_ACCESS_IAM_ROLE"),
-		EngineBinary: get("METAFLOW_BATCH_ENGINE_BINARY"),
+		Queue:         get("METAFLOW_BATCH_JOB_QUEUE"),
+		Image:         get("METAFLOW_BATCH_CONTAINER_IMAGE"),
+		Registry:      get("METAFLOW_BATCH_CONTAINER_REGISTRY"),
+		S3Root:        get("METAFLOW_DATASTORE_SYSROOT_S3"),
+		JobRole:       get("METAFLOW_ECS_S3_ACCESS_IAM_ROLE"),
+		ExecutionRole: get("METAFLOW_ECS_FARGATE_EXECUTION_ROLE"),
+		EngineBinary:  get("METAFLOW_BATCH_ENGINE_BINARY"),
 	}
 	if c.LogInterval, err = parseLogInterval(get(logIntervalEnv)); err != nil {
 		return c, err
@@ -154,7 +161,7 @@ func NewExecutor(ctx context.Context, cfg Config) (*Executor, error) {
 	if cfg.LogInterval <= 0 {
 		cfg.LogInterval = DefaultLogInterval
 	}
-	c := NewFromConfig(awsCfg, Options{JobRoleARN: cfg.JobRole})
+	c := NewFromConfig(awsCfg, Options{JobRoleARN: cfg.JobRole, ExecutionRoleARN: cfg.ExecutionRole})
 	return &Executor{
 		cfg: cfg, c: c, s3: s3io.New(awsCfg), bucket: bucket, prefix: prefix,
 		poll:    &poller{c: c, interval: cfg.PollInterval, watch: map[string]*watcher{}},
@@ -184,6 +191,9 @@ type remoteSpec struct {
 	Bucket     string             `msgpack:"bucket"`
 	FlowPrefix string             `msgpack:"flow_prefix"`
 	TaskPrefix string             `msgpack:"task_prefix"`
+	// Package is the run's code package: relative path (in the task's
+	// working folder) -> S3 key of the file's blob.
+	Package map[string]string `msgpack:"package,omitempty"`
 }
 
 // exitRecord is the task runner's last upload: the task's exit code.
@@ -240,6 +250,46 @@ func (e *Executor) shape(l *scheduler.Launch) (Resources, string, string, error)
 		}
 	}
 	return res, queue, image, nil
+}
+
+// container is a step's IAM roles and Linux parameters:
+// batch(iam_role=, execution_role=, shared_memory=, max_swap=, swappiness=),
+// shared_memory being the larger of the resources and batch decorators'
+// (as Metaflow does; a fractional resources(shared_memory=) is rounded up).
+// Roles left empty get the configured defaults when the job is submitted.
+func (e *Executor) container(l *scheduler.Launch) (Container, error) {
+	b := l.Decorators["batch"]
+	c := Container{JobRole: b.Args["iam_role"], ExecutionRole: b.Args["execution_role"]}
+	for _, name := range []string{"resources", "batch"} {
+		v, ok := l.Decorators[name].Args["shared_memory"]
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f > 0) || f > math.MaxInt32 {
+			return c, fmt.Errorf("%s(shared_memory = %q): must be a positive number of MiB up to %d", name, v, math.MaxInt32)
+		}
+		c.SharedMemoryMiB = max(c.SharedMemoryMiB, int(math.Ceil(f)))
+	}
+	whole := func(k string) (*int, error) {
+		v, ok := b.Args[k]
+		if !ok {
+			return nil, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("batch(%s = %q): must be a whole number", k, v)
+		}
+		return &n, nil
+	}
+	var err error
+	if c.MaxSwapMiB, err = whole("max_swap"); err != nil {
+		return c, err
+	}
+	if c.Swappiness, err = whole("swappiness"); err != nil {
+		return c, err
+	}
+	return c, c.validate()
 }
 
 func (e *Executor) rVersion(rscript string) (string, error) {
@@ -413,6 +463,9 @@ func (e *Executor) Preflight(ctx context.Context, step string, decos map[string]
 	if err := res.validate(); err != nil {
 		return scheduler.CannotRun(err)
 	}
+	if _, err := e.container(&scheduler.Launch{Decorators: decos}); err != nil {
+		return scheduler.CannotRun(err)
+	}
 	err = e.checkQueue(ctx, queue, res)
 	if errors.Is(err, ErrUnsatisfiable) || errors.Is(err, ErrQueueNotFound) {
 		return scheduler.CannotRun(err)
@@ -429,6 +482,10 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		return -1, fmt.Errorf("the S3 datastore is %s but this engine sends Batch jobs through %s: restart the engine after changing METAFLOW_DATASTORE_SYSROOT_S3", l.StoreURL, e.cfg.S3Root)
 	}
 	res, queue, image, err := e.shape(l)
+	if err != nil {
+		return -1, err
+	}
+	ctr, err := e.container(l)
 	if err != nil {
 		return -1, err
 	}
@@ -475,6 +532,9 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		}
 		rs.Task.Input = &scheduler.SpecSplit{Path: k, Index: spec.Input.Index}
 	}
+	if err := e.uploadPackage(ctx, &rs, l.Package); err != nil {
+		return -1, err
+	}
 	rs.TaskPrefix = path.Join(flowPrefix, spec.RunID, spec.Step, spec.TaskID, fmt.Sprintf("%d-%s", spec.Attempt, nonce()))
 	b, err := msgpack.Marshal(&rs)
 	if err != nil {
@@ -500,7 +560,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		user = "unknown"
 	}
 	id, err := e.c.Submit(ctx, JobSpec{
-		Queue: queue, Image: image, Command: jobCommand, Env: env, Resources: res,
+		Queue: queue, Image: image, Command: jobCommand, Env: env, Resources: res, Container: ctr,
 		Labels:         Labels{Flow: spec.Flow, User: user, Run: spec.RunID, Step: spec.Step, Task: spec.TaskID, Attempt: spec.Attempt},
 		TimeoutSeconds: batchTimeout(l.Timeout),
 	})
@@ -536,6 +596,38 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		return -1, err
 	}
 	return e.collect(ctx, l, logs, flowPrefix, rs.TaskPrefix, st)
+}
+
+// uploadPackage puts the code package's blobs under the flow's data keys
+// (once per executor; skipped when S3 has them, as when the datastore is
+// in S3) and names them in the spec, by path.
+func (e *Executor) uploadPackage(ctx context.Context, rs *remoteSpec, files []scheduler.CodeFile) error {
+	if len(files) == 0 {
+		return nil
+	}
+	rs.Package = make(map[string]string, len(files))
+	errs := make([]error, len(files))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, f := range files {
+		k := dataKey(rs.FlowPrefix, f.SHA)
+		rs.Package[f.Path] = k
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := e.upload(ctx, k, f.Local); err != nil {
+				errs[i] = fmt.Errorf("code package file %s: %w", f.Path, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // defaultJobTimeout is a job's lifetime without a timeout decorator, as in

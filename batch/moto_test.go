@@ -502,7 +502,7 @@ func TestEmuListFiltersAndKill(t *testing.T) {
 		j.id = f.submit(JobSpec{Labels: j.l})
 	}
 	// Not ours although it looks close: must be ignored, not misparsed.
-	if _, err := f.raw.SubmitJob(f.ctx, &batch.SubmitJobInput{JobName: aws.String("mf-Flow-savin-15-garbage"), JobQueue: aws.String(f.queue), JobDefinition: aws.String(jobDefName(noImage, Resources{}.WithDefaults(), ""))}); err != nil {
+	if _, err := f.raw.SubmitJob(f.ctx, &batch.SubmitJobInput{JobName: aws.String("mf-Flow-savin-15-garbage"), JobQueue: aws.String(f.queue), JobDefinition: aws.String(jobDefName(noImage, Resources{}.WithDefaults(), Container{}))}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -679,7 +679,7 @@ func TestEmuRscriptJob(t *testing.T) {
 	if code := f.summaryExitCode(l, id); code != 0 {
 		t.Errorf("ListJobs exit code %d, want 0", code)
 	}
-	if want := jobDefName(testImage, Resources{VCPUs: 1, MemoryMB: 512}, "") + "/default/" + id; s.LogStream != want {
+	if want := jobDefName(testImage, Resources{VCPUs: 1, MemoryMB: 512}, Container{}) + "/default/" + id; s.LogStream != want {
 		t.Errorf("log stream %q, want %q", s.LogStream, want)
 	}
 	lines, err := f.c.LogTail(f.ctx, s.LogStream, 10)

@@ -26,6 +26,43 @@ const sigtermUploadTime = 20 * time.Second
 // liveUploadTimeout bounds one upload of a running task's log.
 const liveUploadTimeout = 2 * time.Minute
 
+// placePackage downloads each file of a code package (relative path -> S3
+// key) to its path under dir, creating folders. The paths are checked again
+// here: none may leave dir.
+func placePackage(pkg map[string]string, dir string, get func(key, dst string) error) error {
+	if len(pkg) == 0 {
+		return nil
+	}
+	files := make([]scheduler.PackageFile, 0, len(pkg))
+	for p := range pkg {
+		files = append(files, scheduler.PackageFile{Path: p})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	if err := scheduler.ValidatePackage(files); err != nil {
+		return err
+	}
+	errs := make([]error, len(files))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := get(pkg[f.Path], filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
+				errs[i] = fmt.Errorf("download code package file %s: %w", f.Path, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RunTask is `metaflow-engine task-runner --spec s3://...`, run inside a
 // Batch job: it downloads the code bundle and inputs the spec names, runs
 // the base-R task runtime (embedded in this binary) on them with Rscript
@@ -110,6 +147,12 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return 1, err
 		}
+	}
+	// The code package, at the paths the flow's folder has them, so that
+	// read.csv("./movies.csv") in a step works here as it does locally.
+	err = placePackage(rs.Package, cwd, func(key, dst string) error { return s3.GetFile(ctx, rs.Bucket, key, dst) })
+	if err != nil {
+		return 1, err
 	}
 	if err := shim.WriteRuntime(rt); err != nil {
 		return 1, err

@@ -121,7 +121,14 @@ func (s *Server) buildRun(req *pb.RunRequest) (*scheduler.Run, error) {
 	if err := scheduler.ValidateOptions(&opts); err != nil {
 		return nil, invalid(err)
 	}
-	return &scheduler.Run{Graph: g, Store: store, Exec: s.Exec, Params: params, Code: f.Code, Opts: opts}, nil
+	pkg := make([]scheduler.PackageFile, len(f.Package))
+	for i, pf := range f.Package {
+		pkg[i] = scheduler.PackageFile{Path: pf.Path, Content: pf.Content}
+	}
+	if err := scheduler.ValidatePackage(pkg); err != nil {
+		return nil, invalid(err)
+	}
+	return &scheduler.Run{Graph: g, Store: store, Exec: s.Exec, Params: params, Code: f.Code, Package: pkg, Opts: opts}, nil
 }
 
 func decorators(ds []*pb.Decorator) []graph.Decorator {
@@ -153,6 +160,7 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 	if err != nil {
 		return err
 	}
+	req.Flow.Package = nil // the run holds the contents until they are stored
 	if scheduler.UsesBatch(r.Graph, r.Opts.With) {
 		// Refused before anything is written or submitted.
 		if r.Batch, err = s.batch(); err != nil {
@@ -329,7 +337,24 @@ func runInfo(r *datastore.Run) *pb.RunInfo {
 	return &pb.RunInfo{
 		Flow: r.Flow, RunId: r.RunID, Status: r.Status, User: r.User, Tags: r.Tags,
 		CreatedAt: fmtTime(r.CreatedAt), FinishedAt: fmtTime(r.FinishedAt), OriginRunId: r.OriginRunID,
+		Error: strings.ToValidUTF8(r.Error, "\uFFFD"),
 	}
+}
+
+// ListFlows implements the ListFlows RPC.
+func (s *Server) ListFlows(ctx context.Context, req *pb.ListFlowsRequest) (*pb.ListFlowsResponse, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	flows, err := store.ListFlows()
+	if errors.Is(err, s3io.ErrNoBucket) {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if err != nil {
+		return nil, notFoundOr(err)
+	}
+	return &pb.ListFlowsResponse{Flows: flows}, nil
 }
 
 // ListRuns implements the ListRuns RPC.
@@ -377,6 +402,13 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 		return nil, notFoundOr(err)
 	}
 	info := runInfo(r)
+	pkg, err := store.GetPackage(req.Flow, req.RunId)
+	if err != nil {
+		return nil, notFoundOr(err)
+	}
+	for _, p := range sortedNames(pkg) {
+		info.CodePackage = append(info.CodePackage, &pb.CodeFile{Path: p, Sha: pkg[p].SHA, Size: pkg[p].Size})
+	}
 	for _, step := range r.Steps {
 		ids, err := store.ListTasks(req.Flow, req.RunId, step)
 		if err != nil {
@@ -447,6 +479,7 @@ func taskInfo(store datastore.Store, t *datastore.Task) *pb.TaskInfo {
 	if n := len(t.Attempts); n > 0 {
 		last := t.Attempts[n-1]
 		ti.Attempt, ti.Pid = int32(last.Attempt), int32(last.PID)
+		ti.Error, ti.ExitCode = strings.ToValidUTF8(last.Error, "\uFFFD"), int32(last.ExitCode)
 		ti.StdoutPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stdout")
 		ti.StderrPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stderr")
 	}

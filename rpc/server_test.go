@@ -30,6 +30,9 @@ func (okExec) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		<-ctx.Done()
 		return -1, nil
 	}
+	if l.Spec.Step == "boom" { // fails as an R error does
+		return 3, os.WriteFile(filepath.Join(l.Spec.OutputDir, "_error.txt"), []byte("Error in boom: kaboom\n"), 0o644)
+	}
 	res, _ := msgpack.Marshal(map[string]any{"artifacts": []string{}, "foreach_count": -1})
 	return 0, os.WriteFile(filepath.Join(l.Spec.OutputDir, "_result.mpk"), res, 0o644)
 }

@@ -3,7 +3,7 @@
 # task runtime), the R package's imports, testthat, protoc (proto tests) and a
 # C compiler (Go's race detector in the tests).
 set -euo pipefail
-pkgs=(r-base-core r-cran-curl r-cran-r6 r-cran-magrittr r-cran-testthat r-cran-jsonlite protobuf-compiler gcc libc6-dev)
+pkgs=(r-base-core r-cran-curl r-cran-r6 r-cran-magrittr r-cran-testthat r-cran-jsonlite r-cran-knitr protobuf-compiler gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

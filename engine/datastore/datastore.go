@@ -105,9 +105,19 @@ type Store interface {
 	GetRun(flow, runID string) (*Run, error)
 	// ListRuns returns the flow's run ids, newest first.
 	ListRuns(flow string) ([]string, error)
+	// ListFlows returns the names of the flows that have at least one run
+	// (a numeric folder with its _run.json), sorted; folders that are no
+	// valid flow name (_s3cache, _engine, ...) are ignored.
+	ListFlows() ([]string, error)
 
 	PutCode(flow, runID string, code []byte) error
 	CodePath(flow, runID string) string
+
+	// PutPackage records a run's code package (_package.json): relative
+	// path -> blob (content-addressed, committed before). GetPackage reads
+	// it; a run without a package has none (nil, no error).
+	PutPackage(flow, runID string, files map[string]Artifact) error
+	GetPackage(flow, runID string) (map[string]Artifact, error)
 
 	PutTask(t *Task) error
 	GetTask(flow, runID, step, taskID string) (*Task, error)

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
 // Local is a datastore in a folder (by default .metaflow in the working dir).
@@ -101,6 +103,37 @@ func (l *Local) ListRuns(flow string) ([]string, error) {
 	return out, nil
 }
 
+// ListFlows returns the flows of the folder that have a run (a numeric
+// folder with a _run.json), sorted. Other folders (_s3cache, and any name
+// a flow cannot have) are ignored.
+func (l *Local) ListFlows() ([]string, error) {
+	ents, err := os.ReadDir(l.Root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list flows in %s: %w", l.Root, err)
+	}
+	out := []string{}
+	for _, e := range ents {
+		if !e.IsDir() || !graph.ValidName(e.Name()) {
+			continue
+		}
+		ids, err := l.ListRuns(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if _, err := os.Stat(filepath.Join(l.runDir(e.Name(), id), "_run.json")); err == nil {
+				out = append(out, e.Name())
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 func (l *Local) PutCode(flow, runID string, code []byte) error {
 	return writeAtomic(l.CodePath(flow, runID), func(w io.Writer) error {
 		_, err := w.Write(code)
@@ -111,6 +144,27 @@ func (l *Local) PutCode(flow, runID string, code []byte) error {
 func (l *Local) CodePath(flow, runID string) string {
 	return filepath.Join(l.runDir(flow, runID), "_code.rds")
 }
+
+// PutPackage writes the run's _package.json atomically.
+func (l *Local) PutPackage(flow, runID string, files map[string]Artifact) error {
+	return writeJSON(filepath.Join(l.runDir(flow, runID), packageFile), files)
+}
+
+// GetPackage reads the run's _package.json (nil if the run has none).
+func (l *Local) GetPackage(flow, runID string) (map[string]Artifact, error) {
+	files := map[string]Artifact{}
+	err := readJSON(filepath.Join(l.runDir(flow, runID), packageFile), &files)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("code package of run %s/%s: %w", flow, runID, err)
+	}
+	return files, nil
+}
+
+// packageFile is a run's code package manifest: {"path": {"sha":..., "size":...}}.
+const packageFile = "_package.json"
 
 func (l *Local) PutTask(t *Task) error {
 	return writeJSON(filepath.Join(l.taskDir(t.Flow, t.RunID, t.Step, t.TaskID), "_task.json"), t)

@@ -11,8 +11,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
 
@@ -173,6 +175,69 @@ func (s *S3) ListRuns(flow string) ([]string, error) {
 	return out, nil
 }
 
+// listFlowsParallel bounds the flows ListFlows checks at once.
+const listFlowsParallel = 8
+
+// ListFlows returns the flows under the root that have a run, sorted: one
+// LIST of the root, then per flow one LIST of its runs and a HEAD of
+// _run.json, newest run first until one has it (numeric folders without
+// one are Batch's transport folders of runs kept in a local datastore).
+func (s *S3) ListFlows() ([]string, error) {
+	ctx, cancel := s.op()
+	names, err := s.c.ListDirs(ctx, s.bucket, s.prefix)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("list flows in %s: %w", s.Location(), err)
+	}
+	var cands []string
+	for _, n := range names {
+		if graph.ValidName(n) {
+			cands = append(cands, n)
+		}
+	}
+	has := make([]bool, len(cands))
+	errs := make([]error, len(cands))
+	sem := make(chan struct{}, listFlowsParallel)
+	var wg sync.WaitGroup
+	for i, flow := range cands {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			has[i], errs[i] = s.hasRun(flow)
+		}()
+	}
+	wg.Wait()
+	out := []string{}
+	for i, flow := range cands {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("list flows in %s: %w", s.Location(), errs[i])
+		}
+		if has[i] {
+			out = append(out, flow)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// hasRun reports whether some run folder of flow has its _run.json.
+func (s *S3) hasRun(flow string) (bool, error) {
+	ids, err := s.ListRuns(flow)
+	if err != nil {
+		return false, err
+	}
+	for _, id := range ids {
+		ctx, cancel := s.op()
+		ok, err := s.c.Exists(ctx, s.bucket, s.key(flow, id, "_run.json"))
+		cancel()
+		if err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
 // PutCode keeps the code bundle in the cache (tasks read it by path) and in S3.
 func (s *S3) PutCode(flow, runID string, code []byte) error {
 	if err := s.cache.PutCode(flow, runID, code); err != nil {
@@ -184,6 +249,27 @@ func (s *S3) PutCode(flow, runID string, code []byte) error {
 }
 
 func (s *S3) CodePath(flow, runID string) string { return s.cache.CodePath(flow, runID) }
+
+// PutPackage writes the run's _package.json (one PUT: atomic).
+func (s *S3) PutPackage(flow, runID string, files map[string]Artifact) error {
+	if err := s.putJSON(s.key(flow, runID, packageFile), files); err != nil {
+		return fmt.Errorf("code package of run %s/%s: %w", flow, runID, err)
+	}
+	return nil
+}
+
+// GetPackage reads the run's _package.json (nil if the run has none).
+func (s *S3) GetPackage(flow, runID string) (map[string]Artifact, error) {
+	files := map[string]Artifact{}
+	err := s.getJSON(s.key(flow, runID, packageFile), &files)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("code package of run %s/%s: %w", flow, runID, err)
+	}
+	return files, nil
+}
 
 func (s *S3) PutTask(t *Task) error {
 	return s.putJSON(s.taskKey(t.Flow, t.RunID, t.Step, t.TaskID, "_task.json"), t)

@@ -227,8 +227,12 @@ var knownDecorators = map[string]map[string]string{
 	"environment": {}, // arguments are variable names (R flattens vars = list(...))
 	// AWS Batch: the step runs as a Batch job of this size, in this queue
 	// and image (defaults from METAFLOW_BATCH_JOB_QUEUE and
-	// METAFLOW_BATCH_CONTAINER_IMAGE).
-	"batch": {"cpu": "posint", "memory": "posint", "gpu": "nonnegint", "queue": "text", "image": "text"},
+	// METAFLOW_BATCH_CONTAINER_IMAGE), as these IAM roles (defaults from
+	// METAFLOW_ECS_S3_ACCESS_IAM_ROLE and METAFLOW_ECS_FARGATE_EXECUTION_ROLE),
+	// with these Linux parameters (MiB; swappiness 0-100).
+	"batch": {"cpu": "posint", "memory": "posint", "gpu": "nonnegint", "queue": "text", "image": "text",
+		"iam_role": "text", "execution_role": "text",
+		"shared_memory": "posint", "max_swap": "nonnegint", "swappiness": "percent"},
 }
 
 // ValidateDecorator checks one decorator (used for --with too).
@@ -307,6 +311,11 @@ func checkKind(kind, v string) error {
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 1 {
 			return fmt.Errorf("must be a whole number >= 1")
+		}
+	case "percent":
+		i, err := strconv.Atoi(v)
+		if err != nil || i < 0 || i > 100 {
+			return fmt.Errorf("must be a whole number from 0 to 100")
 		}
 	case "text":
 		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t\n\r") {

@@ -58,13 +58,17 @@ type Run struct {
 	Batch  Executor
 	Params []Param
 	Code   []byte
-	Opts   Options
+	// Package is the code package (--package-suffixes), stored before any
+	// task starts; remote executors place it in their tasks' working folder.
+	Package []PackageFile
+	Opts    Options
 	// Emit receives console lines; it must not block for long.
 	Emit func(Event)
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 
 	meta    *datastore.Run
+	pkg     []CodeFile                 // the stored code package, by path
 	origin  map[string]*datastore.Task // "step|stack" -> completed origin task
 	rerun   map[string]bool
 	nextID  int
@@ -166,6 +170,9 @@ func (r *Run) Prepare() error {
 		r.Now = time.Now
 	}
 	if err := ValidateOptions(&r.Opts); err != nil {
+		return err
+	}
+	if err := ValidatePackage(r.Package); err != nil {
 		return err
 	}
 	var names []string
@@ -336,6 +343,9 @@ func (r *Run) Killed() int {
 func (r *Run) execute(ctx context.Context) error {
 	store, flow, runID := r.Store, r.Graph.Flow, r.meta.RunID
 	if err := store.PutCode(flow, runID, r.Code); err != nil {
+		return err
+	}
+	if err := r.storePackage(); err != nil {
 		return err
 	}
 	params, err := r.commitParams()

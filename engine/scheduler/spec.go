@@ -88,6 +88,10 @@ type Launch struct {
 	Submitted func(jobID, logsURL string)
 	// Line is called for every line the task prints.
 	Line func(stderr bool, text string)
+	// Package is the run's code package, sorted by path: a remote executor
+	// puts each file at its path in the task's working folder (local tasks
+	// run in Workdir, where the files are already).
+	Package []CodeFile
 }
 
 // Preflighter is an executor that can refuse a step before the run starts

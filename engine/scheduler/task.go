@@ -205,6 +205,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		Line: func(stderr bool, text string) {
 			r.emit(stderr, r.stamp()+" "+r.prefix(task)+" "+text)
 		},
+		Package: r.pkg,
 	}
 	stopSaving := func() {}
 	if !pol.batch { // a Batch job's logs are read from its own uploads

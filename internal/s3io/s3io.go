@@ -196,18 +196,23 @@ func httpStatus(err error) int {
 }
 
 // ListDirs returns the names one level below prefix ("a/b" lists a/b/x/...
-// as "x"): S3's common prefixes with delimiter "/", every page.
+// as "x"; "" lists the bucket's top level): S3's common prefixes with
+// delimiter "/", every page.
 func (c *Client) ListDirs(ctx context.Context, bucket, prefix string) ([]string, error) {
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix + "/"), Delimiter: aws.String("/")}
+	dir := prefix + "/"
+	if prefix == "" {
+		dir = ""
+	}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(dir), Delimiter: aws.String("/")}
 	var out []string
 	p := s3.NewListObjectsV2Paginator(c.client, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, s3Err("LIST", bucket, prefix+"/", err)
+			return nil, s3Err("LIST", bucket, dir, err)
 		}
 		for _, cp := range page.CommonPrefixes {
-			out = append(out, strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), prefix+"/"), "/"))
+			out = append(out, strings.TrimSuffix(strings.TrimPrefix(aws.ToString(cp.Prefix), dir), "/"))
 		}
 	}
 	return out, nil

@@ -72,7 +72,7 @@ func (x RunEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RunEvent_Kind.Descriptor instead.
 func (RunEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{8, 0}
+	return file_engine_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type Arg struct {
@@ -342,7 +342,11 @@ type Flow struct {
 	// list(functions = <named list of step functions>, globals = <named list>,
 	//
 	//	packages = <character>).
-	Code          []byte `protobuf:"bytes,4,opt,name=code,proto3" json:"code,omitempty"`
+	Code []byte `protobuf:"bytes,4,opt,name=code,proto3" json:"code,omitempty"`
+	// The code package (--package-suffixes): files under the flow file's
+	// folder that remote tasks find at the same relative paths in their
+	// working directory. At most 100 MB in total.
+	Package       []*PackageFile `protobuf:"bytes,5,rep,name=package,proto3" json:"package,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,6 +409,67 @@ func (x *Flow) GetCode() []byte {
 	return nil
 }
 
+func (x *Flow) GetPackage() []*PackageFile {
+	if x != nil {
+		return x.Package
+	}
+	return nil
+}
+
+// One file of a run's code package.
+type PackageFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Relative, clean, "/"-separated path (no "..", not absolute).
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Content       []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackageFile) Reset() {
+	*x = PackageFile{}
+	mi := &file_engine_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackageFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackageFile) ProtoMessage() {}
+
+func (x *PackageFile) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackageFile.ProtoReflect.Descriptor instead.
+func (*PackageFile) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PackageFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PackageFile) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
 type RunOptions struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	MaxWorkers   int32                  `protobuf:"varint,1,opt,name=max_workers,json=maxWorkers,proto3" json:"max_workers,omitempty"`
@@ -428,7 +493,7 @@ type RunOptions struct {
 
 func (x *RunOptions) Reset() {
 	*x = RunOptions{}
-	mi := &file_engine_proto_msgTypes[5]
+	mi := &file_engine_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +505,7 @@ func (x *RunOptions) String() string {
 func (*RunOptions) ProtoMessage() {}
 
 func (x *RunOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[5]
+	mi := &file_engine_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +518,7 @@ func (x *RunOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunOptions.ProtoReflect.Descriptor instead.
 func (*RunOptions) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{5}
+	return file_engine_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RunOptions) GetMaxWorkers() int32 {
@@ -543,7 +608,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_engine_proto_msgTypes[6]
+	mi := &file_engine_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +620,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[6]
+	mi := &file_engine_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +633,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{6}
+	return file_engine_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunRequest) GetFlow() *Flow {
@@ -595,7 +660,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_engine_proto_msgTypes[7]
+	mi := &file_engine_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +672,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[7]
+	mi := &file_engine_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +685,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{7}
+	return file_engine_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ValidateResponse) GetOrder() []string {
@@ -646,7 +711,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_engine_proto_msgTypes[8]
+	mi := &file_engine_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +723,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[8]
+	mi := &file_engine_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +736,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{8}
+	return file_engine_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunEvent) GetKind() RunEvent_Kind {
@@ -727,7 +792,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_engine_proto_msgTypes[9]
+	mi := &file_engine_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +804,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[9]
+	mi := &file_engine_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +817,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{9}
+	return file_engine_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -785,7 +850,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_engine_proto_msgTypes[10]
+	mi := &file_engine_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +862,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[10]
+	mi := &file_engine_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +875,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{10}
+	return file_engine_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelRunResponse) GetKilledTasks() int32 {
@@ -832,7 +897,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_engine_proto_msgTypes[11]
+	mi := &file_engine_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -844,7 +909,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[11]
+	mi := &file_engine_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -857,7 +922,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{11}
+	return file_engine_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogsRequest) GetDatastoreRoot() string {
@@ -894,7 +959,7 @@ type TaskLog struct {
 
 func (x *TaskLog) Reset() {
 	*x = TaskLog{}
-	mi := &file_engine_proto_msgTypes[12]
+	mi := &file_engine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +971,7 @@ func (x *TaskLog) String() string {
 func (*TaskLog) ProtoMessage() {}
 
 func (x *TaskLog) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[12]
+	mi := &file_engine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +984,7 @@ func (x *TaskLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLog.ProtoReflect.Descriptor instead.
 func (*TaskLog) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{12}
+	return file_engine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskLog) GetStep() string {
@@ -966,7 +1031,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_engine_proto_msgTypes[13]
+	mi := &file_engine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1043,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[13]
+	mi := &file_engine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1056,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{13}
+	return file_engine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LogsResponse) GetTasks() []*TaskLog {
@@ -1011,7 +1076,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_engine_proto_msgTypes[14]
+	mi := &file_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1088,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[14]
+	mi := &file_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1101,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{14}
+	return file_engine_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRunsRequest) GetDatastoreRoot() string {
@@ -1067,7 +1132,7 @@ type ArtifactInfo struct {
 
 func (x *ArtifactInfo) Reset() {
 	*x = ArtifactInfo{}
-	mi := &file_engine_proto_msgTypes[15]
+	mi := &file_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1144,7 @@ func (x *ArtifactInfo) String() string {
 func (*ArtifactInfo) ProtoMessage() {}
 
 func (x *ArtifactInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[15]
+	mi := &file_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1157,7 @@ func (x *ArtifactInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactInfo.ProtoReflect.Descriptor instead.
 func (*ArtifactInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{15}
+	return file_engine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ArtifactInfo) GetName() string {
@@ -1124,25 +1189,29 @@ func (x *ArtifactInfo) GetPath() string {
 }
 
 type TaskInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Step          string                 `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	Attempt       int32                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Pid           int32                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
-	StartedAt     string                 `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    string                 `protobuf:"bytes,7,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	Artifacts     []*ArtifactInfo        `protobuf:"bytes,8,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
-	StdoutPath    string                 `protobuf:"bytes,9,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
-	StderrPath    string                 `protobuf:"bytes,10,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
-	ForeachIndex  int32                  `protobuf:"varint,11,opt,name=foreach_index,json=foreachIndex,proto3" json:"foreach_index,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Step         string                 `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
+	TaskId       string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status       string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	Attempt      int32                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Pid          int32                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	StartedAt    string                 `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt   string                 `protobuf:"bytes,7,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Artifacts    []*ArtifactInfo        `protobuf:"bytes,8,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
+	StdoutPath   string                 `protobuf:"bytes,9,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
+	StderrPath   string                 `protobuf:"bytes,10,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
+	ForeachIndex int32                  `protobuf:"varint,11,opt,name=foreach_index,json=foreachIndex,proto3" json:"foreach_index,omitempty"`
+	// The latest attempt's error message (e.g. the R error); empty if none.
+	Error string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// The latest attempt's exit code.
+	ExitCode      int32 `protobuf:"varint,13,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_engine_proto_msgTypes[16]
+	mi := &file_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1223,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[16]
+	mi := &file_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1236,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{16}
+	return file_engine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskInfo) GetStep() string {
@@ -1247,6 +1316,20 @@ func (x *TaskInfo) GetForeachIndex() int32 {
 	return 0
 }
 
+func (x *TaskInfo) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TaskInfo) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
 type StepInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1257,7 +1340,7 @@ type StepInfo struct {
 
 func (x *StepInfo) Reset() {
 	*x = StepInfo{}
-	mi := &file_engine_proto_msgTypes[17]
+	mi := &file_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1352,7 @@ func (x *StepInfo) String() string {
 func (*StepInfo) ProtoMessage() {}
 
 func (x *StepInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[17]
+	mi := &file_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1365,7 @@ func (x *StepInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepInfo.ProtoReflect.Descriptor instead.
 func (*StepInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{17}
+	return file_engine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StepInfo) GetName() string {
@@ -1300,23 +1383,27 @@ func (x *StepInfo) GetTasks() []*TaskInfo {
 }
 
 type RunInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Flow          string                 `protobuf:"bytes,1,opt,name=flow,proto3" json:"flow,omitempty"`
-	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Status        string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
-	Tags          []string               `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
-	CreatedAt     string                 `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	FinishedAt    string                 `protobuf:"bytes,7,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	Steps         []*StepInfo            `protobuf:"bytes,8,rep,name=steps,proto3" json:"steps,omitempty"`
-	OriginRunId   string                 `protobuf:"bytes,9,opt,name=origin_run_id,json=originRunId,proto3" json:"origin_run_id,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Flow        string                 `protobuf:"bytes,1,opt,name=flow,proto3" json:"flow,omitempty"`
+	RunId       string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Status      string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	User        string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Tags        []string               `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	CreatedAt   string                 `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	FinishedAt  string                 `protobuf:"bytes,7,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Steps       []*StepInfo            `protobuf:"bytes,8,rep,name=steps,proto3" json:"steps,omitempty"`
+	OriginRunId string                 `protobuf:"bytes,9,opt,name=origin_run_id,json=originRunId,proto3" json:"origin_run_id,omitempty"`
+	// Why the run failed; empty if it did not.
+	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	// The run's code package (GetRun only), sorted by path.
+	CodePackage   []*CodeFile `protobuf:"bytes,11,rep,name=code_package,json=codePackage,proto3" json:"code_package,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunInfo) Reset() {
 	*x = RunInfo{}
-	mi := &file_engine_proto_msgTypes[18]
+	mi := &file_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1415,7 @@ func (x *RunInfo) String() string {
 func (*RunInfo) ProtoMessage() {}
 
 func (x *RunInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[18]
+	mi := &file_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1428,7 @@ func (x *RunInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunInfo.ProtoReflect.Descriptor instead.
 func (*RunInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RunInfo) GetFlow() string {
@@ -1407,6 +1494,82 @@ func (x *RunInfo) GetOriginRunId() string {
 	return ""
 }
 
+func (x *RunInfo) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RunInfo) GetCodePackage() []*CodeFile {
+	if x != nil {
+		return x.CodePackage
+	}
+	return nil
+}
+
+// One file of a run's code package as stored: a content-addressed blob of
+// the flow.
+type CodeFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Sha           string                 `protobuf:"bytes,2,opt,name=sha,proto3" json:"sha,omitempty"`
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CodeFile) Reset() {
+	*x = CodeFile{}
+	mi := &file_engine_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CodeFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CodeFile) ProtoMessage() {}
+
+func (x *CodeFile) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CodeFile.ProtoReflect.Descriptor instead.
+func (*CodeFile) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CodeFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CodeFile) GetSha() string {
+	if x != nil {
+		return x.Sha
+	}
+	return ""
+}
+
+func (x *CodeFile) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 type ListRunsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Runs          []*RunInfo             `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
@@ -1416,7 +1579,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_engine_proto_msgTypes[19]
+	mi := &file_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1591,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[19]
+	mi := &file_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1604,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRunsResponse) GetRuns() []*RunInfo {
@@ -1462,7 +1625,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_engine_proto_msgTypes[20]
+	mi := &file_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1637,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[20]
+	mi := &file_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1650,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunRequest) GetDatastoreRoot() string {
@@ -1527,7 +1690,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_engine_proto_msgTypes[21]
+	mi := &file_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1702,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[21]
+	mi := &file_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1715,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetTaskRequest) GetDatastoreRoot() string {
@@ -1597,6 +1760,95 @@ func (x *GetTaskRequest) GetArtifact() string {
 	return ""
 }
 
+type ListFlowsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DatastoreRoot string                 `protobuf:"bytes,1,opt,name=datastore_root,json=datastoreRoot,proto3" json:"datastore_root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFlowsRequest) Reset() {
+	*x = ListFlowsRequest{}
+	mi := &file_engine_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFlowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFlowsRequest) ProtoMessage() {}
+
+func (x *ListFlowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFlowsRequest.ProtoReflect.Descriptor instead.
+func (*ListFlowsRequest) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListFlowsRequest) GetDatastoreRoot() string {
+	if x != nil {
+		return x.DatastoreRoot
+	}
+	return ""
+}
+
+type ListFlowsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted.
+	Flows         []string `protobuf:"bytes,1,rep,name=flows,proto3" json:"flows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFlowsResponse) Reset() {
+	*x = ListFlowsResponse{}
+	mi := &file_engine_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFlowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFlowsResponse) ProtoMessage() {}
+
+func (x *ListFlowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFlowsResponse.ProtoReflect.Descriptor instead.
+func (*ListFlowsResponse) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListFlowsResponse) GetFlows() []string {
+	if x != nil {
+		return x.Flows
+	}
+	return nil
+}
+
 type ShutdownRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1605,7 +1857,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_engine_proto_msgTypes[22]
+	mi := &file_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1869,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[22]
+	mi := &file_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1882,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_proto_rawDescGZIP(), []int{26}
 }
 
 type ShutdownResponse struct {
@@ -1641,7 +1893,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_engine_proto_msgTypes[23]
+	mi := &file_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1905,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[23]
+	mi := &file_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1918,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_proto_rawDescGZIP(), []int{27}
 }
 
 // Selects the jobs of one flow: those of run_id (empty: the latest run in
@@ -1689,7 +1941,7 @@ type BatchJobsRequest struct {
 
 func (x *BatchJobsRequest) Reset() {
 	*x = BatchJobsRequest{}
-	mi := &file_engine_proto_msgTypes[24]
+	mi := &file_engine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1953,7 @@ func (x *BatchJobsRequest) String() string {
 func (*BatchJobsRequest) ProtoMessage() {}
 
 func (x *BatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[24]
+	mi := &file_engine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1966,7 @@ func (x *BatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*BatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BatchJobsRequest) GetFlow() string {
@@ -1778,7 +2030,7 @@ type BatchJob struct {
 
 func (x *BatchJob) Reset() {
 	*x = BatchJob{}
-	mi := &file_engine_proto_msgTypes[25]
+	mi := &file_engine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +2042,7 @@ func (x *BatchJob) String() string {
 func (*BatchJob) ProtoMessage() {}
 
 func (x *BatchJob) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[25]
+	mi := &file_engine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +2055,7 @@ func (x *BatchJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJob.ProtoReflect.Descriptor instead.
 func (*BatchJob) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchJob) GetJobId() string {
@@ -1885,7 +2137,7 @@ type BatchJobsResponse struct {
 
 func (x *BatchJobsResponse) Reset() {
 	*x = BatchJobsResponse{}
-	mi := &file_engine_proto_msgTypes[26]
+	mi := &file_engine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2149,7 @@ func (x *BatchJobsResponse) String() string {
 func (*BatchJobsResponse) ProtoMessage() {}
 
 func (x *BatchJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[26]
+	mi := &file_engine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2162,7 @@ func (x *BatchJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJobsResponse.ProtoReflect.Descriptor instead.
 func (*BatchJobsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BatchJobsResponse) GetJobs() []*BatchJob {
@@ -1965,14 +2217,18 @@ const file_engine_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x12\n" +
 	"\x04help\x18\x03 \x01(\tR\x04help\x12\x1a\n" +
 	"\brequired\x18\x04 \x01(\bR\brequired\x12\x1b\n" +
-	"\thas_value\x18\x05 \x01(\bR\bhasValue\"\x8f\x01\n" +
+	"\thas_value\x18\x05 \x01(\bR\bhasValue\"\xc3\x01\n" +
 	"\x04Flow\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x05steps\x18\x02 \x03(\v2\x11.metaflow.v1.StepR\x05steps\x126\n" +
 	"\n" +
 	"parameters\x18\x03 \x03(\v2\x16.metaflow.v1.ParameterR\n" +
 	"parameters\x12\x12\n" +
-	"\x04code\x18\x04 \x01(\fR\x04code\"\xdf\x02\n" +
+	"\x04code\x18\x04 \x01(\fR\x04code\x122\n" +
+	"\apackage\x18\x05 \x03(\v2\x18.metaflow.v1.PackageFileR\apackage\";\n" +
+	"\vPackageFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\"\xdf\x02\n" +
 	"\n" +
 	"RunOptions\x12\x1f\n" +
 	"\vmax_workers\x18\x01 \x01(\x05R\n" +
@@ -2031,7 +2287,7 @@ const file_engine_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sha\x18\x02 \x01(\tR\x03sha\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x12\n" +
-	"\x04path\x18\x04 \x01(\tR\x04path\"\xdb\x02\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\"\x8e\x03\n" +
 	"\bTaskInfo\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x16\n" +
@@ -2048,10 +2304,12 @@ const file_engine_proto_rawDesc = "" +
 	"\vstderr_path\x18\n" +
 	" \x01(\tR\n" +
 	"stderrPath\x12#\n" +
-	"\rforeach_index\x18\v \x01(\x05R\fforeachIndex\"K\n" +
+	"\rforeach_index\x18\v \x01(\x05R\fforeachIndex\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x1b\n" +
+	"\texit_code\x18\r \x01(\x05R\bexitCode\"K\n" +
 	"\bStepInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x15.metaflow.v1.TaskInfoR\x05tasks\"\x85\x02\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x15.metaflow.v1.TaskInfoR\x05tasks\"\xd5\x02\n" +
 	"\aRunInfo\x12\x12\n" +
 	"\x04flow\x18\x01 \x01(\tR\x04flow\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
@@ -2063,7 +2321,14 @@ const file_engine_proto_rawDesc = "" +
 	"\vfinished_at\x18\a \x01(\tR\n" +
 	"finishedAt\x12+\n" +
 	"\x05steps\x18\b \x03(\v2\x15.metaflow.v1.StepInfoR\x05steps\x12\"\n" +
-	"\rorigin_run_id\x18\t \x01(\tR\voriginRunId\"<\n" +
+	"\rorigin_run_id\x18\t \x01(\tR\voriginRunId\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x128\n" +
+	"\fcode_package\x18\v \x03(\v2\x15.metaflow.v1.CodeFileR\vcodePackage\"D\n" +
+	"\bCodeFile\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
+	"\x03sha\x18\x02 \x01(\tR\x03sha\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"<\n" +
 	"\x10ListRunsResponse\x12(\n" +
 	"\x04runs\x18\x01 \x03(\v2\x14.metaflow.v1.RunInfoR\x04runs\"a\n" +
 	"\rGetRunRequest\x12%\n" +
@@ -2076,7 +2341,11 @@ const file_engine_proto_rawDesc = "" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\tR\x04step\x12\x17\n" +
 	"\atask_id\x18\x05 \x01(\tR\x06taskId\x12\x1a\n" +
-	"\bartifact\x18\x06 \x01(\tR\bartifact\"\x11\n" +
+	"\bartifact\x18\x06 \x01(\tR\bartifact\"9\n" +
+	"\x10ListFlowsRequest\x12%\n" +
+	"\x0edatastore_root\x18\x01 \x01(\tR\rdatastoreRoot\")\n" +
+	"\x11ListFlowsResponse\x12\x14\n" +
+	"\x05flows\x18\x01 \x03(\tR\x05flows\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
 	"\x10ShutdownResponse\"\xa7\x01\n" +
 	"\x10BatchJobsRequest\x12\x12\n" +
@@ -2100,7 +2369,7 @@ const file_engine_proto_rawDesc = "" +
 	"\x04jobs\x18\x01 \x03(\v2\x15.metaflow.v1.BatchJobR\x04jobs\x12\x16\n" +
 	"\x06killed\x18\x02 \x01(\x05R\x06killed\x12\x15\n" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x14\n" +
-	"\x05queue\x18\x04 \x01(\tR\x05queue2\xec\x04\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue2\xb8\x05\n" +
 	"\x06Engine\x12B\n" +
 	"\bValidate\x12\x17.metaflow.v1.RunRequest\x1a\x1d.metaflow.v1.ValidateResponse\x12<\n" +
 	"\bStartRun\x12\x17.metaflow.v1.RunRequest\x1a\x15.metaflow.v1.RunEvent0\x01\x12J\n" +
@@ -2110,7 +2379,8 @@ const file_engine_proto_rawDesc = "" +
 	"\x06GetRun\x12\x1a.metaflow.v1.GetRunRequest\x1a\x14.metaflow.v1.RunInfo\x12=\n" +
 	"\aGetTask\x12\x1b.metaflow.v1.GetTaskRequest\x1a\x15.metaflow.v1.TaskInfo\x12G\n" +
 	"\bShutdown\x12\x1c.metaflow.v1.ShutdownRequest\x1a\x1d.metaflow.v1.ShutdownResponse\x12J\n" +
-	"\tBatchJobs\x12\x1d.metaflow.v1.BatchJobsRequest\x1a\x1e.metaflow.v1.BatchJobsResponseB/Z-github.com/metaflow-r/metaflow/proto/enginepbb\x06proto3"
+	"\tBatchJobs\x12\x1d.metaflow.v1.BatchJobsRequest\x1a\x1e.metaflow.v1.BatchJobsResponse\x12J\n" +
+	"\tListFlows\x12\x1d.metaflow.v1.ListFlowsRequest\x1a\x1e.metaflow.v1.ListFlowsResponseB/Z-github.com/metaflow-r/metaflow/proto/enginepbb\x06proto3"
 
 var (
 	file_engine_proto_rawDescOnce sync.Once
@@ -2125,7 +2395,7 @@ func file_engine_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_engine_proto_goTypes = []any{
 	(RunEvent_Kind)(0),        // 0: metaflow.v1.RunEvent.Kind
 	(*Arg)(nil),               // 1: metaflow.v1.Arg
@@ -2133,67 +2403,75 @@ var file_engine_proto_goTypes = []any{
 	(*Step)(nil),              // 3: metaflow.v1.Step
 	(*Parameter)(nil),         // 4: metaflow.v1.Parameter
 	(*Flow)(nil),              // 5: metaflow.v1.Flow
-	(*RunOptions)(nil),        // 6: metaflow.v1.RunOptions
-	(*RunRequest)(nil),        // 7: metaflow.v1.RunRequest
-	(*ValidateResponse)(nil),  // 8: metaflow.v1.ValidateResponse
-	(*RunEvent)(nil),          // 9: metaflow.v1.RunEvent
-	(*CancelRunRequest)(nil),  // 10: metaflow.v1.CancelRunRequest
-	(*CancelRunResponse)(nil), // 11: metaflow.v1.CancelRunResponse
-	(*LogsRequest)(nil),       // 12: metaflow.v1.LogsRequest
-	(*TaskLog)(nil),           // 13: metaflow.v1.TaskLog
-	(*LogsResponse)(nil),      // 14: metaflow.v1.LogsResponse
-	(*ListRunsRequest)(nil),   // 15: metaflow.v1.ListRunsRequest
-	(*ArtifactInfo)(nil),      // 16: metaflow.v1.ArtifactInfo
-	(*TaskInfo)(nil),          // 17: metaflow.v1.TaskInfo
-	(*StepInfo)(nil),          // 18: metaflow.v1.StepInfo
-	(*RunInfo)(nil),           // 19: metaflow.v1.RunInfo
-	(*ListRunsResponse)(nil),  // 20: metaflow.v1.ListRunsResponse
-	(*GetRunRequest)(nil),     // 21: metaflow.v1.GetRunRequest
-	(*GetTaskRequest)(nil),    // 22: metaflow.v1.GetTaskRequest
-	(*ShutdownRequest)(nil),   // 23: metaflow.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),  // 24: metaflow.v1.ShutdownResponse
-	(*BatchJobsRequest)(nil),  // 25: metaflow.v1.BatchJobsRequest
-	(*BatchJob)(nil),          // 26: metaflow.v1.BatchJob
-	(*BatchJobsResponse)(nil), // 27: metaflow.v1.BatchJobsResponse
+	(*PackageFile)(nil),       // 6: metaflow.v1.PackageFile
+	(*RunOptions)(nil),        // 7: metaflow.v1.RunOptions
+	(*RunRequest)(nil),        // 8: metaflow.v1.RunRequest
+	(*ValidateResponse)(nil),  // 9: metaflow.v1.ValidateResponse
+	(*RunEvent)(nil),          // 10: metaflow.v1.RunEvent
+	(*CancelRunRequest)(nil),  // 11: metaflow.v1.CancelRunRequest
+	(*CancelRunResponse)(nil), // 12: metaflow.v1.CancelRunResponse
+	(*LogsRequest)(nil),       // 13: metaflow.v1.LogsRequest
+	(*TaskLog)(nil),           // 14: metaflow.v1.TaskLog
+	(*LogsResponse)(nil),      // 15: metaflow.v1.LogsResponse
+	(*ListRunsRequest)(nil),   // 16: metaflow.v1.ListRunsRequest
+	(*ArtifactInfo)(nil),      // 17: metaflow.v1.ArtifactInfo
+	(*TaskInfo)(nil),          // 18: metaflow.v1.TaskInfo
+	(*StepInfo)(nil),          // 19: metaflow.v1.StepInfo
+	(*RunInfo)(nil),           // 20: metaflow.v1.RunInfo
+	(*CodeFile)(nil),          // 21: metaflow.v1.CodeFile
+	(*ListRunsResponse)(nil),  // 22: metaflow.v1.ListRunsResponse
+	(*GetRunRequest)(nil),     // 23: metaflow.v1.GetRunRequest
+	(*GetTaskRequest)(nil),    // 24: metaflow.v1.GetTaskRequest
+	(*ListFlowsRequest)(nil),  // 25: metaflow.v1.ListFlowsRequest
+	(*ListFlowsResponse)(nil), // 26: metaflow.v1.ListFlowsResponse
+	(*ShutdownRequest)(nil),   // 27: metaflow.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),  // 28: metaflow.v1.ShutdownResponse
+	(*BatchJobsRequest)(nil),  // 29: metaflow.v1.BatchJobsRequest
+	(*BatchJob)(nil),          // 30: metaflow.v1.BatchJob
+	(*BatchJobsResponse)(nil), // 31: metaflow.v1.BatchJobsResponse
 }
 var file_engine_proto_depIdxs = []int32{
 	1,  // 0: metaflow.v1.Decorator.args:type_name -> metaflow.v1.Arg
 	2,  // 1: metaflow.v1.Step.decorators:type_name -> metaflow.v1.Decorator
 	3,  // 2: metaflow.v1.Flow.steps:type_name -> metaflow.v1.Step
 	4,  // 3: metaflow.v1.Flow.parameters:type_name -> metaflow.v1.Parameter
-	2,  // 4: metaflow.v1.RunOptions.with:type_name -> metaflow.v1.Decorator
-	5,  // 5: metaflow.v1.RunRequest.flow:type_name -> metaflow.v1.Flow
-	6,  // 6: metaflow.v1.RunRequest.options:type_name -> metaflow.v1.RunOptions
-	0,  // 7: metaflow.v1.RunEvent.kind:type_name -> metaflow.v1.RunEvent.Kind
-	13, // 8: metaflow.v1.LogsResponse.tasks:type_name -> metaflow.v1.TaskLog
-	16, // 9: metaflow.v1.TaskInfo.artifacts:type_name -> metaflow.v1.ArtifactInfo
-	17, // 10: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
-	18, // 11: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
-	19, // 12: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
-	26, // 13: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
-	7,  // 14: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
-	7,  // 15: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
-	10, // 16: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
-	12, // 17: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
-	15, // 18: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
-	21, // 19: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
-	22, // 20: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
-	23, // 21: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
-	25, // 22: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
-	8,  // 23: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
-	9,  // 24: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
-	11, // 25: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
-	14, // 26: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
-	20, // 27: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
-	19, // 28: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
-	17, // 29: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
-	24, // 30: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
-	27, // 31: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	6,  // 4: metaflow.v1.Flow.package:type_name -> metaflow.v1.PackageFile
+	2,  // 5: metaflow.v1.RunOptions.with:type_name -> metaflow.v1.Decorator
+	5,  // 6: metaflow.v1.RunRequest.flow:type_name -> metaflow.v1.Flow
+	7,  // 7: metaflow.v1.RunRequest.options:type_name -> metaflow.v1.RunOptions
+	0,  // 8: metaflow.v1.RunEvent.kind:type_name -> metaflow.v1.RunEvent.Kind
+	14, // 9: metaflow.v1.LogsResponse.tasks:type_name -> metaflow.v1.TaskLog
+	17, // 10: metaflow.v1.TaskInfo.artifacts:type_name -> metaflow.v1.ArtifactInfo
+	18, // 11: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
+	19, // 12: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
+	21, // 13: metaflow.v1.RunInfo.code_package:type_name -> metaflow.v1.CodeFile
+	20, // 14: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
+	30, // 15: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
+	8,  // 16: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
+	8,  // 17: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
+	11, // 18: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
+	13, // 19: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
+	16, // 20: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
+	23, // 21: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
+	24, // 22: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
+	27, // 23: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
+	29, // 24: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
+	25, // 25: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
+	9,  // 26: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
+	10, // 27: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
+	12, // 28: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
+	15, // 29: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
+	22, // 30: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
+	20, // 31: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
+	18, // 32: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
+	28, // 33: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
+	31, // 34: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
+	26, // 35: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_engine_proto_init() }
@@ -2207,7 +2485,7 @@ func file_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_proto_rawDesc), len(file_engine_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,7 @@ const (
 	Engine_GetTask_FullMethodName   = "/metaflow.v1.Engine/GetTask"
 	Engine_Shutdown_FullMethodName  = "/metaflow.v1.Engine/Shutdown"
 	Engine_BatchJobs_FullMethodName = "/metaflow.v1.Engine/BatchJobs"
+	Engine_ListFlows_FullMethodName = "/metaflow.v1.Engine/ListFlows"
 )
 
 // EngineClient is the client API for Engine service.
@@ -59,6 +60,8 @@ type EngineClient interface {
 	// BatchJobs lists (and with kill, terminates) the unfinished AWS Batch
 	// jobs of one flow in the configured job queue (batch list|kill).
 	BatchJobs(ctx context.Context, in *BatchJobsRequest, opts ...grpc.CallOption) (*BatchJobsResponse, error)
+	// ListFlows lists the flows of a datastore that have at least one run.
+	ListFlows(ctx context.Context, in *ListFlowsRequest, opts ...grpc.CallOption) (*ListFlowsResponse, error)
 }
 
 type engineClient struct {
@@ -168,6 +171,16 @@ func (c *engineClient) BatchJobs(ctx context.Context, in *BatchJobsRequest, opts
 	return out, nil
 }
 
+func (c *engineClient) ListFlows(ctx context.Context, in *ListFlowsRequest, opts ...grpc.CallOption) (*ListFlowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFlowsResponse)
+	err := c.cc.Invoke(ctx, Engine_ListFlows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EngineServer is the server API for Engine service.
 // All implementations must embed UnimplementedEngineServer
 // for forward compatibility.
@@ -192,6 +205,8 @@ type EngineServer interface {
 	// BatchJobs lists (and with kill, terminates) the unfinished AWS Batch
 	// jobs of one flow in the configured job queue (batch list|kill).
 	BatchJobs(context.Context, *BatchJobsRequest) (*BatchJobsResponse, error)
+	// ListFlows lists the flows of a datastore that have at least one run.
+	ListFlows(context.Context, *ListFlowsRequest) (*ListFlowsResponse, error)
 	mustEmbedUnimplementedEngineServer()
 }
 
@@ -228,6 +243,9 @@ func (UnimplementedEngineServer) Shutdown(context.Context, *ShutdownRequest) (*S
 }
 func (UnimplementedEngineServer) BatchJobs(context.Context, *BatchJobsRequest) (*BatchJobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BatchJobs not implemented")
+}
+func (UnimplementedEngineServer) ListFlows(context.Context, *ListFlowsRequest) (*ListFlowsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFlows not implemented")
 }
 func (UnimplementedEngineServer) mustEmbedUnimplementedEngineServer() {}
 func (UnimplementedEngineServer) testEmbeddedByValue()                {}
@@ -405,6 +423,24 @@ func _Engine_BatchJobs_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_ListFlows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFlowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EngineServer).ListFlows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Engine_ListFlows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EngineServer).ListFlows(ctx, req.(*ListFlowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Engine_ServiceDesc is the grpc.ServiceDesc for Engine service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -443,6 +479,10 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BatchJobs",
 			Handler:    _Engine_BatchJobs_Handler,
+		},
+		{
+			MethodName: "ListFlows",
+			Handler:    _Engine_ListFlows_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

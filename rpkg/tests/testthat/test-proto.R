@@ -224,3 +224,37 @@ test_that("BatchJobsRequest encodes like protoc and BatchJobsResponse decodes pr
   expect_length(empty$jobs, 0)
   expect_identical(empty$killed, 0L)
 })
+
+test_that("the code package, ListFlows and run/task errors encode and decode like protoc", {
+  req <- list(flow = list(name = "F", code = as.raw(1:3),
+                          package = list(list(path = "flow.R", content = charToRaw("x <- 1\n")),
+                                         list(path = "data/m.csv", content = as.raw(c(0, 255))),
+                                         list(path = "empty.R", content = raw(0)))),
+              options = list(max_workers = 1L))
+  expect_identical(proto_encode(req, "RunRequest"), protoc("encode", "RunRequest", c(
+    'flow { name: "F" code: "\\001\\002\\003"',
+    '  package { path: "flow.R" content: "x <- 1\\n" }',
+    '  package { path: "data/m.csv" content: "\\000\\377" }',
+    '  package { path: "empty.R" } }',
+    'options { max_workers: 1 }')))
+  expect_identical(proto_encode(list(datastore_root = "/d/.metaflow"), "ListFlowsRequest"),
+                   protoc("encode", "ListFlowsRequest", 'datastore_root: "/d/.metaflow"'))
+  flows <- proto_decode(protoc("encode", "ListFlowsResponse", 'flows: "AFlow" flows: "ZFlow"'),
+                        "ListFlowsResponse")
+  expect_identical(flows$flows, c("AFlow", "ZFlow"))
+  expect_identical(proto_decode(raw(0), "ListFlowsResponse")$flows, character(0))
+  info <- proto_decode(protoc("encode", "RunInfo", c(
+    'flow: "F" run_id: "2" status: "failed" error: "step a failed: Error in f(): boom"',
+    'steps { name: "a" tasks { task_id: "1" status: "failed" error: "Error in f(): boom" exit_code: 1 } }',
+    'code_package { path: "data/m.csv" sha: "ab" size: 5000000000 }',
+    'code_package { path: "flow.R" sha: "cd" size: 7 }')), "RunInfo")
+  expect_equal(info$error, "step a failed: Error in f(): boom")
+  expect_equal(info$steps[[1]]$tasks[[1]]$error, "Error in f(): boom")
+  expect_identical(info$steps[[1]]$tasks[[1]]$exit_code, 1L)
+  expect_equal(vapply(info$code_package, `[[`, "", "path"), c("data/m.csv", "flow.R"))
+  expect_identical(info$code_package[[1]]$size, 5e9)
+  ti <- proto_decode(protoc("encode", "TaskInfo", 'task_id: "1" exit_code: -1'), "TaskInfo")
+  expect_identical(ti$exit_code, -1L)
+  expect_equal(ti$error, "")
+  expect_length(proto_decode(raw(0), "RunInfo")$code_package, 0)
+})

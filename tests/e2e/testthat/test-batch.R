@@ -38,7 +38,7 @@ batch_state <- local({
       # moto removes a job's container after marking it done; wait for that
       # so stopping moto leaves no container behind.
       wait_until(function() {
-        left <- unlist(lapply(c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR", "BatchLiveLogFlowR"), function(f) {
+        left <- unlist(lapply(c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR", "BatchLiveLogFlowR", "BatchRoleFlowR"), function(f) {
           suppressWarnings(system2("docker", c("ps", "-aq", "--filter", paste0("name=^mf-", f, "-")),
                                    stdout = TRUE))
         }))
@@ -117,6 +117,49 @@ test_that("decorator(\"batch\") runs start as a Batch job and end locally", {
   expect_equal(got$stdout, "800020000", info = describe_result(got))
 })
 
+# The container properties of a job's definition in moto, through boto3:
+# moto's DescribeJobs leaves jobRoleArn, executionRoleArn and linuxParameters
+# out of the job's container block (AWS copies them there from the
+# definition), so they are read from the definition the job names.
+moto_job_container <- function(endpoint, job) {
+  py <- paste(
+    "import boto3, json, sys",
+    "c = boto3.client('batch', endpoint_url=sys.argv[1], region_name='us-east-1',",
+    "                 aws_access_key_id='testing', aws_secret_access_key='testing')",
+    "j = c.describe_jobs(jobs=[sys.argv[2]])['jobs'][0]",
+    "d = c.describe_job_definitions(jobDefinitions=[j['jobDefinition']])['jobDefinitions'][0]",
+    "print(json.dumps(d['containerProperties']))", sep = "\n")
+  out <- suppressWarnings(py_system2("python3", c("-c", shQuote(py), endpoint, job),
+                                     stdout = TRUE, stderr = FALSE))
+  jsonlite::fromJSON(paste(out, collapse = "\n"), simplifyVector = FALSE)
+}
+
+test_that("batch(iam_role=, execution_role=, shared_memory=, max_swap=, swappiness=) reach the job", {
+  env <- skip_without_batch()
+  res <- run_flow("batchroleflow.R", "run", env = env, timeout = 240)
+  expect_exit(res, 0)
+  expect_line(res$stderr, task_line_re(1, "end", "start's job was a Batch job", task_id = 2), res)
+  line <- grep("Batch job .* submitted to queue", res$stdout, value = TRUE)
+  expect_length(line, 1)
+  job <- regmatches(line[1], regexpr(JOB_RE, line[1]))
+  p <- moto_job_container(env[["AWS_ENDPOINT_URL"]], job)
+  expect_equal(p$jobRoleArn, "arn:aws:iam::123456789012:role/step-role")
+  expect_equal(p$executionRoleArn, "arn:aws:iam::123456789012:role/step-exec")
+  expect_equal(p$linuxParameters[c("sharedMemorySize", "maxSwap", "swappiness")],
+               list(sharedMemorySize = 256L, maxSwap = 512L, swappiness = 10L))
+  mem <- Filter(function(r) identical(r$type, "MEMORY"), p$resourceRequirements)
+  expect_equal(vapply(mem, function(r) r$value, ""), "1000")
+
+  # A value Batch would refuse fails the run before anything is written.
+  dir <- setup_flow("batchroleflow.R")
+  flow <- readLines(file.path(dir, "flow.R"))
+  writeLines(sub("swappiness = 10", "swappiness = 101", flow, fixed = TRUE), file.path(dir, "flow.R"))
+  bad <- run_flow(NULL, "run", env = env, workdir = dir, timeout = 60)
+  expect_one_line_error(bad, paste0('step "start": decorator "batch" argument swappiness = "101": ',
+                                    "must be a whole number from 0 to 100"), fixed = TRUE)
+  expect_no_datastore(bad)
+})
+
 test_that("with the S3 datastore a Batch run is read from another directory", {
   env <- skip_without_batch()
   env["METAFLOW_DATASTORE_SYSROOT_S3"] <- "s3://metaflow-e2e/s3store"
@@ -126,9 +169,15 @@ test_that("with the S3 datastore a Batch run is read from another directory", {
   expect_line(res$stderr, batch_line_re(1, "end", "sum is: 800020000", task_id = 2), res)
   expect_false(dir.exists(mf_path(res$dir, "BigSumFlowR")))
   # Blobs stay in S3: jobs read and write them there, and the engine only
-  # names them. The one blob here is the parameter, stored by the engine.
+  # names them. The blobs here are the ones the engine stores: the parameter
+  # and the code package's one file (flow.R).
   cached <- list.files(mf_path(res$dir, "_s3cache"), recursive = TRUE)
-  expect_length(grep("/data/", cached, value = TRUE), 1)
+  blobs <- grep("/data/", cached, value = TRUE)
+  expect_length(blobs, 2)
+  flow_r <- readBin(file.path(res$dir, "flow.R"), "raw", 1e6)
+  expect_true(any(vapply(blobs, function(b) {
+    identical(readBin(file.path(mf_path(res$dir, "_s3cache"), b), "raw", 1e6), flow_r)
+  }, NA)), info = paste(blobs, collapse = ", "))
   # Another machine: an empty directory, nothing cached.
   other <- new_workdir("s3reader")
   got <- run_cmd(other, "Rscript", c("-e", paste(

@@ -1,0 +1,196 @@
+//go:build linux
+
+package batch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/graph"
+	"github.com/metaflow-r/metaflow/engine/scheduler"
+)
+
+func TestPlacePackage(t *testing.T) {
+	t.Run("files land at their paths", func(t *testing.T) {
+		dir := t.TempDir()
+		pkg := map[string]string{
+			"flow.R":          "m/F/data/aa/1",
+			"movies.csv":      "m/F/data/bb/2",
+			"data/x.csv":      "m/F/data/cc/3",
+			"data/deep/y.csv": "m/F/data/cc/3", // same blob at two paths
+		}
+		var mu sync.Mutex
+		var keys []string
+		err := placePackage(pkg, dir, func(key, dst string) error {
+			mu.Lock()
+			keys = append(keys, key)
+			mu.Unlock()
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(dst, []byte("from "+key), 0o644)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, k := range pkg {
+			b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+			if err != nil || string(b) != "from "+k {
+				t.Errorf("%s: %q, %v; want the blob %s", p, b, err, k)
+			}
+		}
+		if len(keys) != len(pkg) {
+			t.Errorf("downloads %v; want one per path", keys)
+		}
+	})
+	for _, bad := range []map[string]string{
+		{"ok.R": "k1", "../escape.R": "k2"},
+		{"/etc/cron.d/x": "k1"},
+		{"a/./b.R": "k1"},
+		{"data": "k1", "data/x.csv": "k2"},
+	} {
+		t.Run("refused", func(t *testing.T) {
+			dir := t.TempDir()
+			called := false
+			err := placePackage(bad, dir, func(key, dst string) error { called = true; return nil })
+			if err == nil || !strings.HasPrefix(err.Error(), "code package: ") {
+				t.Fatalf("placePackage(%v) = %v; want a refusal", bad, err)
+			}
+			if called {
+				t.Fatal("a file was downloaded although the package was refused")
+			}
+		})
+	}
+	t.Run("a failed download fails", func(t *testing.T) {
+		err := placePackage(map[string]string{"a.R": "k1", "b.csv": "k2"}, t.TempDir(), func(key, dst string) error {
+			if key == "k2" {
+				return errors.New("no such S3 object")
+			}
+			return nil
+		})
+		if err == nil || !strings.Contains(err.Error(), "download code package file b.csv: no such S3 object") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+// TestEmuExecutorCodePackage runs a Batch step that reads files of the
+// code package by relative path (./movies.csv, ./data/x.csv) in the
+// container: twice with a local datastore (the second run uploads no new
+// object), then with the S3 datastore from an empty cache.
+func TestEmuExecutorCodePackage(t *testing.T) {
+	f, exe, local := testExecutor(t)
+	g, err := graph.New("PackageFlowR", []graph.Step{
+		{Name: "start", Next: []string{"end"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
+		{Name: "end"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := codeBundle(t, `
+		start = function(self) {
+			m <- read.csv("./movies.csv")
+			self$titles <- paste(m$title, collapse = "|")
+			self$x <- sum(read.csv("./data/x.csv")$x)
+		},
+		end = function(self) cat("titles:", self$titles, "x:", self$x, "\n")`)
+	pkg := []scheduler.PackageFile{
+		{Path: "flow.R", Content: []byte("# the flow\n")},
+		{Path: "movies.csv", Content: []byte("title,year\nHeat,1995\nAlien,1979\n")},
+		{Path: "data/x.csv", Content: []byte("x\n1\n2\n39\n")},
+	}
+	root := t.TempDir()
+	store := datastore.NewLocal(filepath.Join(root, ".metaflow"))
+	raw := s3.NewFromConfig(f.cfg, func(o *s3.Options) { o.UsePathStyle = true; o.BaseEndpoint = aws.String(emu.live) })
+	objects := func() []string {
+		var keys []string
+		p := s3.NewListObjectsV2Paginator(raw, &s3.ListObjectsV2Input{Bucket: aws.String(exe.bucket), Prefix: aws.String("metaflow/PackageFlowR/data/")})
+		for p.HasMorePages() {
+			page, err := p.NextPage(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range page.Contents {
+				keys = append(keys, aws.ToString(o.Key))
+			}
+		}
+		sort.Strings(keys)
+		return keys
+	}
+	run := func(store datastore.Store) string {
+		var mu sync.Mutex
+		var lines []string
+		r := &scheduler.Run{
+			Graph: g, Store: store, Exec: local, Batch: exe, Code: code, Package: append([]scheduler.PackageFile(nil), pkg...),
+			Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester", Workdir: root, Rscript: "Rscript"},
+			Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
+		}
+		if err := r.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		err := r.Execute(f.ctx)
+		all := strings.Join(lines, "\n")
+		if err != nil {
+			t.Fatalf("run %s failed: %v\n%s", r.RunID(), err, all)
+		}
+		if !strings.Contains(all, "titles: Heat|Alien x: 42") || !strings.Contains(all, "/start/1 (pid 0)] Batch job ") {
+			t.Fatalf("run %s: console lacks the step's reading of the package on Batch:\n%s", r.RunID(), all)
+		}
+		return r.RunID()
+	}
+	var after [3][]string
+	for i := range 2 {
+		run(store)
+		after[i] = objects()
+	}
+	// The S3 datastore on another machine (an empty cache) finds every blob
+	// in S3 already (the runs above sent them there): none is uploaded, and
+	// the jobs get the package from S3 although this machine has no copy.
+	s3store, err := datastore.NewS3(exe.s3, exe.cfg.S3Root, filepath.Join(t.TempDir(), "cache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := run(s3store)
+	after[2] = objects()
+	if man, err := s3store.GetPackage("PackageFlowR", id); err != nil || len(man) != len(pkg) {
+		t.Errorf("S3 manifest of run %s = %v, %v", id, man, err)
+	}
+	// The package's blobs are in S3 under the flow's data keys; the S3
+	// datastore's machine did not stage them again.
+	for _, pf := range pkg {
+		sum := sha256.Sum256(pf.Content)
+		sha := hex.EncodeToString(sum[:])
+		if k := dataKey("metaflow/PackageFlowR", sha); !containsString(after[0], k) {
+			t.Errorf("%s's blob %s is not in S3: %v", pf.Path, k, after[0])
+		}
+		if _, err := os.Stat(s3store.BlobPath("PackageFlowR", sha)); err == nil {
+			t.Errorf("%s's blob was written again by the S3 datastore's run", pf.Path)
+		}
+	}
+	for i := 1; i < len(after); i++ {
+		if strings.Join(after[i], ",") != strings.Join(after[0], ",") {
+			t.Errorf("run %d added objects:\nbefore %v\nafter  %v", i+1, after[0], after[i])
+		}
+	}
+}
+
+func containsString(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,199 @@
+package scheduler
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+)
+
+// MaxPackageBytes bounds a run's code package (the sum of its files).
+const MaxPackageBytes = 100 << 20
+
+// PackageFile is one file of a run's code package as the client sends it
+// (--package-suffixes): a path relative to the flow's folder, "/"-separated.
+type PackageFile struct {
+	Path    string
+	Content []byte
+}
+
+// CodeFile is one stored file of a run's code package, as executors get it:
+// a remote task finds it at Path (relative to its working directory).
+type CodeFile struct {
+	Path string
+	SHA  string
+	Size int64
+	// Local is the blob's file on this machine, or where it would be (an
+	// S3 datastore that already held the blob need not have a copy).
+	Local string
+}
+
+// ValidatePackagePath checks one code package path: relative, clean,
+// "/"-separated, inside the folder (no ".."), no NUL.
+func ValidatePackagePath(p string) error {
+	bad := func(why string) error { return fmt.Errorf("code package: invalid path %q: %s", p, why) }
+	switch {
+	case p == "":
+		return bad("it is empty")
+	case strings.ContainsRune(p, 0):
+		return bad("it contains a NUL byte")
+	case strings.Contains(p, `\`):
+		return bad(`it contains "\" (paths are "/"-separated)`)
+	case strings.HasPrefix(p, "/"):
+		return bad("it is absolute (paths are relative to the flow's folder)")
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return bad(`it has a ".." element (paths stay inside the flow's folder)`)
+		}
+	}
+	if path.Clean(p) != p || p == "." {
+		return bad(fmt.Sprintf("it is not clean (as %q)", path.Clean(p)))
+	}
+	return nil
+}
+
+// ValidatePackage checks a code package before anything is written: every
+// path valid, no path twice, no path that is also another's folder, and at
+// most MaxPackageBytes in total.
+func ValidatePackage(files []PackageFile) error {
+	seen := make(map[string]bool, len(files))
+	var total int64
+	for _, f := range files {
+		if err := ValidatePackagePath(f.Path); err != nil {
+			return err
+		}
+		if seen[f.Path] {
+			return fmt.Errorf("code package: path %q is given twice", f.Path)
+		}
+		seen[f.Path] = true
+		total += int64(len(f.Content))
+	}
+	for _, f := range files {
+		for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
+			if seen[dir] {
+				return fmt.Errorf("code package: %q is a file and also the folder of %q", dir, f.Path)
+			}
+		}
+	}
+	if total > MaxPackageBytes {
+		return errors.New(packageTooLarge(files, total))
+	}
+	return nil
+}
+
+// packageTooLarge is the one-line refusal of a package over the limit,
+// naming its largest files (as the R client's check does).
+func packageTooLarge(files []PackageFile, total int64) string {
+	idx := make([]int, len(files))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return len(files[idx[a]].Content) > len(files[idx[b]].Content) })
+	var big []string
+	for _, i := range idx[:min(3, len(idx))] {
+		big = append(big, fmt.Sprintf("%s (%s)", files[i].Path, megabytes(int64(len(files[i].Content)))))
+	}
+	// The total is rounded up, so that it never reads as the limit itself.
+	return fmt.Sprintf("the code package is %.1f MB, over the limit of %s: largest files %s; choose the files with --package-suffixes (run(package_suffixes = ...))",
+		math.Ceil(float64(total)/(1<<20)*10)/10, megabytes(MaxPackageBytes), strings.Join(big, ", "))
+}
+
+func megabytes(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MB", n>>20)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+}
+
+// packageParallel bounds the blobs stored at once (S3 round trips).
+const packageParallel = 8
+
+// storePackage stores the code package's files as content-addressed blobs
+// of the flow (each distinct content once; one the store holds already is
+// not written again) and then the run's manifest, before any task starts.
+// The contents are released afterwards.
+func (r *Run) storePackage() error {
+	if len(r.Package) == 0 {
+		return nil
+	}
+	flow, runID := r.Graph.Flow, r.meta.RunID
+	byPath := map[string]datastore.Artifact{}
+	contents := map[string][]byte{} // sha -> content, each distinct content once
+	named := map[string]string{}    // sha -> a path with that content (for errors)
+	for _, f := range r.Package {
+		sum := sha256.Sum256(f.Content)
+		sha := hex.EncodeToString(sum[:])
+		byPath[f.Path] = datastore.Artifact{SHA: sha, Size: int64(len(f.Content))}
+		if _, ok := contents[sha]; !ok {
+			contents[sha], named[sha] = f.Content, f.Path
+		}
+	}
+	shas := make([]string, 0, len(contents))
+	for sha := range contents {
+		shas = append(shas, sha)
+	}
+	sort.Strings(shas)
+	dir, err := r.stagingDir("package")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	errs := make([]error, len(shas))
+	sem := make(chan struct{}, packageParallel)
+	var wg sync.WaitGroup
+	for i, sha := range shas {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := r.storePackageBlob(flow, dir, sha, contents[sha]); err != nil {
+				errs[i] = fmt.Errorf("store %s of the code package: %w", named[sha], err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	if err := r.Store.PutPackage(flow, runID, byPath); err != nil {
+		return fmt.Errorf("store the code package: %w", err)
+	}
+	r.pkg = make([]CodeFile, 0, len(byPath))
+	for p, a := range byPath {
+		r.pkg = append(r.pkg, CodeFile{Path: p, SHA: a.SHA, Size: a.Size, Local: r.Store.BlobPath(flow, a.SHA)})
+	}
+	sort.Slice(r.pkg, func(i, j int) bool { return r.pkg[i].Path < r.pkg[j].Path })
+	r.Package = nil
+	return nil
+}
+
+// storePackageBlob stores one content unless the store holds it already.
+func (r *Run) storePackageBlob(flow, dir, sha string, content []byte) error {
+	if a, err := r.Store.AdoptBlob(flow, sha); err == nil && a.Size == int64(len(content)) {
+		return nil
+	}
+	staged := filepath.Join(dir, sha)
+	if err := os.WriteFile(staged, content, 0o644); err != nil {
+		return fmt.Errorf("stage %s: %w", sha, err)
+	}
+	a, err := r.Store.CommitBlob(flow, staged)
+	if err != nil {
+		return err
+	}
+	if a.SHA != sha {
+		return fmt.Errorf("blob %s was stored as %s", sha, a.SHA)
+	}
+	return nil
+}
