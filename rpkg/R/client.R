@@ -326,6 +326,10 @@ run_client <- R6::R6Class("RunClient",
         stop("run_client$new() takes a pathspec \"Flow/run_id\", or a flow and a run id",
              call. = FALSE)
       }
+      if (is.null(run_id)) {
+        stop("run_id is NULL: the flow has no such run (flow$latest_successful_run is NULL ",
+             "until a run of the flow completes)", call. = FALSE)
+      }
       if (is.numeric(run_id) && length(run_id) == 1) run_id <- format(run_id, scientific = FALSE)
       check_string(run_id, "run_id")
       if (run_id %in% c("latest_run", "latest_successful_run")) {

@@ -240,6 +240,10 @@ local({
     }),
     error = function(e) {
       cl <- conditionCall(e)
+      # "Error in fn(self)" names the runtime's variable: say the step's name.
+      if (identical(cl, quote(fn(self))) || identical(cl, quote(fn(self, ins)))) {
+        cl[[1L]] <- as.name(spec$step)
+      }
       msg <- conditionMessage(e)
       if (!is.null(cl)) msg <- paste0("Error in ", paste(deparse(cl)[1L]), " : ", msg)
       fail(msg, calls)

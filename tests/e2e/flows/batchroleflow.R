@@ -14,9 +14,9 @@ end <- function(self) {
 
 metaflow("BatchRoleFlowR") %>%
   step(
-    decorator("batch", iam_role = "arn:aws:iam::123456789012:role/step-role",
-              execution_role = "arn:aws:iam::123456789012:role/step-exec",
-              shared_memory = 256, max_swap = 512, swappiness = 10, memory = 1000),
+    batch(iam_role = "arn:aws:iam::123456789012:role/step-role",
+          execution_role = "arn:aws:iam::123456789012:role/step-exec",
+          shared_memory = 256, max_swap = 512, swappiness = 10, memory = 1000),
     step = "start",
     r_function = start,
     next_step = "end"
