@@ -224,3 +224,22 @@ test_that("a step reads another flow's run with the client, from a shared ~/.met
   expect_true(file.exists(file.path(top, ".metaflow", "ConsumerFlowR", "1", "_run.json")))
   expect_false(dir.exists(file.path(top, "consumer", ".metaflow")))
 })
+
+test_that("a code package over 100 MB fails before anything runs, naming its largest files", {
+  dir <- setup_flow("linearflow.R")
+  con <- file(file.path(dir, "big.csv"), "wb")
+  writeBin(raw(60 * 2^20), con)
+  close(con)
+  con <- file(file.path(dir, "bigger.csv"), "wb")
+  writeBin(raw(45 * 2^20), con)
+  close(con)
+  res <- run_flow(NULL, c("--package-suffixes=.csv", "run"), workdir = dir)
+  expect_failure_exit(res)
+  expect_one_line_error(res, paste0("code package .* over the limit of 100 MB.*big\\.csv \\(60 MB\\).*",
+                                    "bigger\\.csv \\(45 MB\\).*--package-suffixes"))
+  expect_false(dir.exists(mf_path(dir, "LinearFlowR")))
+  # Without the option a local run takes no package and runs.
+  ok <- run_flow(NULL, "run", workdir = dir)
+  expect_exit(ok, 0)
+  unlink(file.path(dir, c("big.csv", "bigger.csv")))
+})
