@@ -6,66 +6,16 @@
 # message, when docker or moto_server is missing.
 
 REPO_ROOT <- normalizePath(file.path(E2E_DIR, "..", ".."))
-BATCH_IMAGE <- "metaflow-r-test:bookworm"
 
-batch_skip_reason <- function() {
-  if (!nzchar(Sys.which("docker"))) return("docker is not installed")
-  if (!nzchar(Sys.which("moto_server"))) return("moto_server is not installed (pip install 'moto[server]')")
-  if (system2("docker", "info", stdout = FALSE, stderr = FALSE) != 0) return("docker is not running")
-  NULL
-}
-
-# Starts moto, builds the image if needed and creates queue and bucket once
-# for this file; moto is stopped when the file's tests are done.
+# moto for this file's tests, started on first use (helper-moto.R).
 batch_state <- local({
   state <- NULL
   function() {
-    if (!is.null(state)) return(state)
-    why <- batch_skip_reason()
-    if (!is.null(why)) {
-      state <<- list(skip = paste("AWS Batch tests skipped:", why))
-      return(state)
+    if (is.null(state)) {
+      state <<- moto_batch("metaflow-queue", "metaflow-e2e", label = "AWS Batch tests",
+                           flows = c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR",
+                                     "BatchLiveLogFlowR", "BatchRoleFlowR"))
     }
-    if (system2("docker", c("image", "inspect", BATCH_IMAGE), stdout = FALSE, stderr = FALSE) != 0) {
-      message("test-batch: building ", BATCH_IMAGE, " (about 70 s, once)")
-      st <- system2("bash", file.path(REPO_ROOT, "tests/batch/build-image.sh"))
-      if (st != 0) stop("tests/batch/build-image.sh failed (exit status ", st, ")")
-    }
-    port <- free_port()
-    moto <- file.path(REPO_ROOT, "tests/batch/moto.sh")
-    if (py_system2("bash", c(moto, "start", port)) != 0) stop("could not start moto_server")
-    withr::defer({
-      # moto removes a job's container after marking it done; wait for that
-      # so stopping moto leaves no container behind.
-      wait_until(function() {
-        left <- unlist(lapply(c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR", "BatchLiveLogFlowR", "BatchRoleFlowR"), function(f) {
-          suppressWarnings(system2("docker", c("ps", "-aq", "--filter", paste0("name=^mf-", f, "-")),
-                                   stdout = TRUE))
-        }))
-        !length(left)
-      }, timeout = 30)
-      py_system2("bash", c(moto, "stop", port), stdout = FALSE)
-    }, testthat::teardown_env())
-    endpoint <- sprintf("http://127.0.0.1:%d", port)
-    st <- py_system2("python3", c(file.path(REPO_ROOT, "tests/batch/moto-setup.py"), endpoint,
-                               "metaflow-queue", "metaflow-e2e"))
-    if (st == 3) {
-      state <<- list(skip = "AWS Batch tests skipped: python3 has no boto3 (it comes with moto)")
-      return(state)
-    }
-    if (st != 0) stop("tests/batch/moto-setup.py failed (exit status ", st, ")")
-    job_env <- jsonlite::toJSON(list(
-      AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "job", AWS_SECRET_ACCESS_KEY = "job-secret",
-      AWS_REGION = "us-east-1"), auto_unbox = TRUE)
-    state <<- list(skip = NULL, env = c(
-      METAFLOW_BATCH_JOB_QUEUE = "metaflow-queue",
-      METAFLOW_DATASTORE_SYSROOT_S3 = "s3://metaflow-e2e/metaflow",
-      METAFLOW_BATCH_CONTAINER_IMAGE = BATCH_IMAGE,
-      METAFLOW_BATCH_JOB_ENV = as.character(job_env),
-      # The submitter (the engine) reaches moto the same way, with other keys.
-      AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
-      AWS_REGION = "us-east-1", AWS_CONFIG_FILE = "/dev/null", AWS_SHARED_CREDENTIALS_FILE = "/dev/null",
-      AWS_EC2_METADATA_DISABLED = "true"))
     state
   }
 })
@@ -78,12 +28,8 @@ skip_without_batch <- function() {
 
 JOB_RE <- "[0-9a-f-]{36}"
 
-# Python tools run without R's LD_LIBRARY_PATH: with it, a Python built with
-# a shared libpython (pyenv) loads the system's libpython and misses its
-# own site-packages (moto).
-py_system2 <- function(cmd, args, ...) {
-  system2("env", c("-u", "LD_LIBRARY_PATH", cmd, args), ...)
-}
+# Python tools run without R's LD_LIBRARY_PATH (helper-moto.R).
+py_system2 <- moto_py
 
 # A console line of a task that ran as a Batch job (no local pid).
 batch_line_re <- function(run_id, step, text, task_id = "[0-9]+") {

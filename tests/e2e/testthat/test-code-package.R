@@ -5,50 +5,16 @@
 # same files stores no new blob. Skipped, with a message, without docker or
 # moto_server.
 
-REPO_ROOT <- normalizePath(file.path(E2E_DIR, "..", ".."))
-BATCH_IMAGE <- "metaflow-r-test:bookworm"
 FLOW <- "CodePackageFlowR"
 BUCKET <- "metaflow-pkg"
 
+# moto for this file's tests, started on first use (helper-moto.R).
 pkg_state <- local({
   state <- NULL
   function() {
-    if (!is.null(state)) return(state)
-    why <- if (!nzchar(Sys.which("docker"))) "docker is not installed"
-      else if (!nzchar(Sys.which("moto_server"))) "moto_server is not installed (pip install 'moto[server]')"
-      else if (system2("docker", "info", stdout = FALSE, stderr = FALSE) != 0) "docker is not running"
-    if (!is.null(why)) return(state <<- list(skip = paste("code package tests skipped:", why)))
-    if (system2("docker", c("image", "inspect", BATCH_IMAGE), stdout = FALSE, stderr = FALSE) != 0) {
-      message("test-code-package: building ", BATCH_IMAGE, " (about 70 s, once)")
-      if (system2("bash", file.path(REPO_ROOT, "tests/batch/build-image.sh")) != 0) {
-        stop("tests/batch/build-image.sh failed")
-      }
+    if (is.null(state)) {
+      state <<- moto_batch("metaflow-queue", BUCKET, flows = FLOW, label = "code package tests")
     }
-    port <- free_port()
-    moto <- file.path(REPO_ROOT, "tests/batch/moto.sh")
-    if (moto_py("bash", c(moto, "start", port)) != 0) stop("could not start moto_server")
-    withr::defer({
-      wait_until(function() {
-        !length(suppressWarnings(system2("docker", c("ps", "-aq", "--filter", paste0("name=^mf-", FLOW, "-")),
-                                         stdout = TRUE)))
-      }, timeout = 30)
-      moto_py("bash", c(moto, "stop", port), stdout = FALSE)
-    }, testthat::teardown_env())
-    endpoint <- sprintf("http://127.0.0.1:%d", port)
-    st <- moto_py("python3", c(file.path(REPO_ROOT, "tests/batch/moto-setup.py"), endpoint, "metaflow-queue", BUCKET))
-    if (st == 3) return(state <<- list(skip = "code package tests skipped: python3 has no boto3"))
-    if (st != 0) stop("tests/batch/moto-setup.py failed (exit status ", st, ")")
-    job_env <- jsonlite::toJSON(list(
-      AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "job", AWS_SECRET_ACCESS_KEY = "job-secret",
-      AWS_REGION = "us-east-1"), auto_unbox = TRUE)
-    state <<- list(skip = NULL, endpoint = endpoint, env = c(
-      METAFLOW_BATCH_JOB_QUEUE = "metaflow-queue",
-      METAFLOW_DATASTORE_SYSROOT_S3 = paste0("s3://", BUCKET, "/metaflow"),
-      METAFLOW_BATCH_CONTAINER_IMAGE = BATCH_IMAGE,
-      METAFLOW_BATCH_JOB_ENV = as.character(job_env),
-      AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
-      AWS_REGION = "us-east-1", AWS_CONFIG_FILE = "/dev/null", AWS_SHARED_CREDENTIALS_FILE = "/dev/null",
-      AWS_EC2_METADATA_DISABLED = "true"))
     state
   }
 })

@@ -188,60 +188,18 @@ test_that("03-client-notebook knits with knitr after 02 ran: summary, stats tabl
 
 # ---- 04 on AWS Batch (moto, the local R image), like test-batch.R -------------
 
-BATCH_IMAGE <- "metaflow-r-test:bookworm"
-
-py_system2 <- function(cmd, args, ...) system2("env", c("-u", "LD_LIBRARY_PATH", cmd, args), ...)
+py_system2 <- moto_py
 
 tutorial_batch_env <- local({
   state <- NULL
   function() {
     if (is.null(state)) {
-      why <- if (!nzchar(Sys.which("docker"))) "docker is not installed"
-        else if (!nzchar(Sys.which("moto_server"))) "moto_server is not installed (pip install 'moto[server]')"
-        else if (system2("docker", "info", stdout = FALSE, stderr = FALSE) != 0) "docker is not running"
-      if (!is.null(why)) {
-        state <<- list(skip = why)
-      } else {
-        if (system2("docker", c("image", "inspect", BATCH_IMAGE), stdout = FALSE, stderr = FALSE) != 0) {
-          st <- system2("bash", file.path(REPO_ROOT, "tests/batch/build-image.sh"))
-          if (st != 0) stop("tests/batch/build-image.sh failed (exit status ", st, ")")
-        }
-        port <- free_port()
-        moto <- file.path(REPO_ROOT, "tests/batch/moto.sh")
-        if (py_system2("bash", c(moto, "start", port)) != 0) stop("could not start moto_server")
-        withr::defer({
-          # moto removes a job's container once the job is done; wait for
-          # that so stopping moto leaves none behind.
-          wait_until(function() {
-            !length(suppressWarnings(system2("docker", c("ps", "-aq", "--filter", "name=^mf-MovieStatsFlow-"),
-                                             stdout = TRUE)))
-          }, timeout = 30)
-          py_system2("bash", c(moto, "stop", port), stdout = FALSE)
-        }, testthat::teardown_env())
-        endpoint <- sprintf("http://127.0.0.1:%d", port)
-        st <- py_system2("python3", c(file.path(REPO_ROOT, "tests/batch/moto-setup.py"), endpoint,
-                                      "tutorial-queue", "tutorial-bucket"))
-        if (st == 3) {
-          state <<- list(skip = "python3 has no boto3 (it comes with moto)")
-        } else {
-          if (st != 0) stop("tests/batch/moto-setup.py failed (exit status ", st, ")")
-          job_env <- jsonlite::toJSON(list(
-            AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "job", AWS_SECRET_ACCESS_KEY = "job-secret",
-            AWS_REGION = "us-east-1"), auto_unbox = TRUE)
-          # What 04's README asks to configure, plus what moto needs.
-          state <<- list(skip = NULL, env = c(
-            METAFLOW_BATCH_JOB_QUEUE = "tutorial-queue",
-            METAFLOW_DATASTORE_SYSROOT_S3 = "s3://tutorial-bucket/metaflow",
-            METAFLOW_DEFAULT_DATASTORE = "s3",
-            METAFLOW_BATCH_CONTAINER_IMAGE = BATCH_IMAGE,
-            METAFLOW_BATCH_JOB_ENV = as.character(job_env),
-            AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
-            AWS_REGION = "us-east-1", AWS_CONFIG_FILE = "/dev/null", AWS_SHARED_CREDENTIALS_FILE = "/dev/null",
-            AWS_EC2_METADATA_DISABLED = "true"))
-        }
-      }
+      state <<- moto_batch("tutorial-queue", "tutorial-bucket", flows = "MovieStatsFlow",
+                           label = "AWS Batch tutorial")
+      # What 04's README asks to configure, plus what moto needs.
+      if (is.null(state$skip)) state$env <<- c(state$env, METAFLOW_DEFAULT_DATASTORE = "s3")
     }
-    if (!is.null(state$skip)) testthat::skip(paste("AWS Batch tutorial skipped:", state$skip))
+    if (!is.null(state$skip)) testthat::skip(state$skip)
     state$env
   }
 })
