@@ -169,6 +169,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		"retry_count": strconv.Itoa(attempt), "origin_run_id": r.meta.OriginRunID,
 		"username": r.meta.User, "pathspec": flow + "/" + runID + "/" + task.Step + "/" + task.TaskID,
 		"tags": strings.Join(r.meta.Tags, ","), "namespace": "user:" + r.meta.User,
+		"metadata": metadataString(r.Store.Location()),
 	}
 	at := datastore.Attempt{Attempt: attempt, Status: datastore.StatusRunning, StartedAt: r.Now()}
 	task.Attempts = append(task.Attempts, at)
@@ -485,4 +486,13 @@ func (r *Run) prefix(t *datastore.Task) string {
 
 func (r *Run) taskSay(t *datastore.Task, format string, args ...any) {
 	r.emit(false, r.stamp()+" "+r.prefix(t)+" "+fmt.Sprintf(format, args...))
+}
+
+// metadataString is Metaflow's description of where a run's metadata is
+// (get_metadata() in a step): local@<folder> or s3@s3://bucket/prefix.
+func metadataString(location string) string {
+	if strings.HasPrefix(location, "s3://") {
+		return "s3@" + location
+	}
+	return "local@" + location
 }

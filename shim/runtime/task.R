@@ -136,6 +136,18 @@ local({
     }
     invisible(self)
   }
+  # get_metadata() and get_namespace() answer without the metaflow package
+  # (a Batch container has base R only): the run's datastore and namespace,
+  # unless the step changed them with the package's set_metadata() or
+  # set_namespace().
+  api$get_metadata <- function() {
+    if (isNamespaceLoaded("metaflow")) return(getExportedValue("metaflow", "get_metadata")())
+    rt$spec$current$metadata
+  }
+  api$get_namespace <- function() {
+    if (isNamespaceLoaded("metaflow")) return(getExportedValue("metaflow", "get_namespace")())
+    rt$spec$current$namespace
+  }
   # gather_inputs(inputs, "x"): the x of every input of a join, in order.
   api$gather_inputs <- function(inputs, input) {
     lapply(seq_along(inputs), function(i) inputs[[i]][[input]])
@@ -147,8 +159,8 @@ local({
   # has base R only; there, using it says so).
   client_api <- c("flow_client", "run_client", "step_client", "task_client", "mf_client",
                   "new_flow", "new_run", "new_step", "new_task", "list_flows",
-                  "get_metadata", "set_metadata", "reset_default_metadata",
-                  "get_namespace", "set_namespace", "set_default_namespace",
+                  "set_metadata", "reset_default_metadata",
+                  "set_namespace", "set_default_namespace",
                   "container_image", "r_version", "metaflow_location", "version_info")
   rt_env <- as.environment("metaflow:runtime")
   for (nm in client_api) local({

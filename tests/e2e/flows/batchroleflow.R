@@ -5,11 +5,16 @@ library(metaflow)
 
 start <- function(self) {
   self$job <- Sys.getenv("AWS_BATCH_JOB_ID")
+  # As Metaflow R flows do in Batch steps (the image has base R only).
+  self$md <- get_metadata()
+  self$ns <- get_namespace()
+  self$has_pkg <- requireNamespace("metaflow", quietly = TRUE)
   cat("start ran in job", self$job, "\n")
 }
 
 end <- function(self) {
   message("start's job was ", if (nzchar(self$job)) "a Batch job" else "local")
+  message("start saw metadata ", self$md, " namespace ", self$ns, " package ", self$has_pkg)
 }
 
 metaflow("BatchRoleFlowR") %>%

@@ -85,6 +85,14 @@ test_that("batch(iam_role=, execution_role=, shared_memory=, max_swap=, swappine
   res <- run_flow("batchroleflow.R", "run", env = env, timeout = 240)
   expect_exit(res, 0)
   expect_line(res$stderr, task_line_re(1, "end", "start's job was a Batch job", task_id = 2), res)
+  # get_metadata() and get_namespace() work in a Batch step without the package.
+  expect_line(res$stderr, task_line_re(1, "end", paste0(
+    "start saw metadata local@", normalizePath(res$dir), "/.metaflow namespace user:[^ ]+ package FALSE"),
+    task_id = 2), res)
+  # get_metadata() and get_namespace() work in a Batch step without the package.
+  expect_line(res$stderr, task_line_re(1, "end", paste0(
+    "start saw metadata local@", normalizePath(res$dir), "/.metaflow namespace user:[^ ]+ package FALSE"),
+    task_id = 2), res)
   line <- grep("Batch job .* submitted to queue", res$stdout, value = TRUE)
   expect_length(line, 1)
   job <- regmatches(line[1], regexpr(JOB_RE, line[1]))
