@@ -1,5 +1,6 @@
 # Connecting to the Go engine: either one named by METAFLOW_ENGINE_ADDRESS
-# or an embedded engine started for the duration of one call.
+# or the session's embedded engine, started on first use and kept until R
+# exits or the package is unloaded (the engine also exits if R dies).
 
 # A connection is what grpc_*() needs to make a call: the base URL, the unix
 # socket (or NULL for TCP), the bearer token and a label for error messages.
@@ -77,7 +78,8 @@ engine_start <- function(timeout = 10, env = datastore_env()) {
     if (Sys.time() > deadline) failed(sprintf("did not start within %d s", timeout))
     Sys.sleep(0.01)
   }
-  list(conn = conn, dir = dir, log = log)
+  pid <- suppressWarnings(as.integer(readLines(pidfile, warn = FALSE)[1]))
+  list(conn = conn, dir = dir, log = log, pid = pid)
 }
 
 engine_answers <- function(conn) {
@@ -89,10 +91,63 @@ engine_answers <- function(conn) {
   ok
 }
 
-engine_stop <- function(engine) {
+engine_stop <- function(engine, wait = 5) {
   tryCatch(grpc_unary(engine$conn, "Shutdown", list(), timeout = 5),
            error = function(e) NULL)
+  # The engine stops its runs and exits; wait for it (then insist), so that
+  # a restart never leaves two engines behind.
+  deadline <- Sys.time() + wait
+  while (engine_alive(engine) && Sys.time() < deadline) Sys.sleep(0.01)
+  if (engine_alive(engine)) tools::pskill(engine$pid, tools::SIGTERM)
   unlink(engine$dir, recursive = TRUE)
+  invisible(NULL)
+}
+
+# The session's embedded engine (NULL until first use).
+engine_session <- new.env(parent = emptyenv())
+
+# What the embedded engine was started with: it reads Metaflow's and AWS's
+# settings from its environment (and the config file) when it starts, so a
+# change of any of them, or of set_metadata(), means a new engine.
+engine_fingerprint <- function() {
+  env <- Sys.getenv()
+  keep <- grepl("^(METAFLOW_|AWS_)", names(env))
+  cfg <- mf_config_file()
+  list(env = env[keep], datastore = datastore_env(), path = Sys.getenv("PATH"),
+       config = if (file.exists(cfg)) c(cfg, as.character(file.mtime(cfg))) else cfg)
+}
+
+engine_alive <- function(engine) {
+  pid <- engine$pid
+  !is.null(pid) && !is.na(pid) && isTRUE(tools::pskill(pid, 0L))
+}
+
+# The session's engine, started (or restarted, when its settings changed or
+# it died) as needed.
+session_engine <- function() {
+  fp <- engine_fingerprint()
+  e <- engine_session$engine
+  if (!is.null(e)) {
+    if (identical(e$fingerprint, fp) && engine_alive(e)) return(e)
+    engine_session$engine <- NULL
+    engine_stop(e)
+  }
+  e <- engine_start(env = fp$datastore)
+  e$fingerprint <- fp
+  engine_session$engine <- e
+  e
+}
+
+#' Stop the session's embedded engine
+#'
+#' It is started again on the next call that needs it. R stops it when it
+#' exits, and so does unloading the package.
+#' @return NULL, invisibly.
+#' @noRd
+stop_session_engine <- function() {
+  e <- engine_session$engine
+  engine_session$engine <- NULL
+  if (!is.null(e)) engine_stop(e)
   invisible(NULL)
 }
 
@@ -100,7 +155,7 @@ engine_stop <- function(engine) {
 #'
 #' With METAFLOW_ENGINE_ADDRESS set (unix:///path or host:port) the engine
 #' there is used, with METAFLOW_ENGINE_TOKEN as bearer token over TCP.
-#' Otherwise an embedded engine is started and shut down when fun returns.
+#' Otherwise the session's embedded engine, started on first use.
 #'
 #' @param fun function(conn) making gRPC calls with conn.
 #' @return what fun returns.
@@ -115,11 +170,14 @@ with_engine <- function(fun) {
     }
     return(fun(engine_connection(address, Sys.getenv("METAFLOW_ENGINE_TOKEN"))))
   }
-  engine <- engine_start()
-  on.exit(engine_stop(engine), add = TRUE)
+  engine <- session_engine()
   tryCatch(fun(engine$conn), metaflow_transport_error = function(e) {
-    # The embedded engine died: its log (removed on exit) says why.
+    # The embedded engine died: its log says why; the next call starts another.
     log <- if (file.exists(engine$log)) readLines(engine$log, warn = FALSE) else character(0)
+    if (!engine_alive(engine)) {
+      engine_session$engine <- NULL
+      unlink(engine$dir, recursive = TRUE)
+    }
     if (length(log)) {
       e$message <- paste0(conditionMessage(e), "\nlast lines of the engine's log:\n",
                           paste(utils::tail(log, 20), collapse = "\n"))
