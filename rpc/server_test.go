@@ -39,6 +39,12 @@ func (okExec) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 
 func serve(t *testing.T, token string) pb.EngineClient {
 	t.Helper()
+	return serveExec(t, token, okExec{})
+}
+
+// serveExec serves an engine whose tasks run with exec.
+func serveExec(t *testing.T, token string, exec scheduler.Executor) pb.EngineClient {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "rpc")
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +59,7 @@ func serve(t *testing.T, token string) pb.EngineClient {
 	if st, _ := os.Stat(sock); st.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode %v, want 0600", st.Mode().Perm())
 	}
-	gs := NewGRPCServer(NewServer(okExec{}), token)
+	gs := NewGRPCServer(NewServer(exec), token)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))

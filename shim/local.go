@@ -81,7 +81,9 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 		return -1, fmt.Errorf("write task spec: %w", err)
 	}
 	rscript := ln.Rscript
-	if rscript == "" {
+	if _, err := os.Stat(rscript); rscript == "" || err != nil {
+		// The client's Rscript is not on this machine (an engine serving
+		// clients of other machines): the one on PATH runs the task.
 		rscript = "Rscript"
 	}
 	cmd := exec.Command(rscript, filepath.Join(l.RuntimeDir, "task.R"), specPath)

@@ -134,3 +134,20 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 		t.Fatalf("child %d survived the cancel", child)
 	}
 }
+
+// A client on another machine names its own Rscript; where it is not, the
+// Rscript on PATH runs the task.
+func TestMissingRscriptFallsBackToPath(t *testing.T) {
+	ex := &Local{RuntimeDir: t.TempDir(), KillGrace: time.Second}
+	onPath := fakeRscript(t, "echo from-path")
+	t.Setenv("PATH", filepath.Dir(onPath)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	for _, rscript := range []string{"/nonexistent/client/bin/Rscript", ""} {
+		var cap captured
+		l := launch(t, rscript, &cap)
+		code, err := ex.Run(context.Background(), l)
+		out, _ := os.ReadFile(l.StdoutPath)
+		if err != nil || code != 0 || string(out) != "from-path\n" {
+			t.Fatalf("Rscript %q: code=%d err=%v stdout %q", rscript, code, err, out)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path"
@@ -196,4 +197,61 @@ func (r *Run) storePackageBlob(flow, dir, sha string, content []byte) error {
 		return fmt.Errorf("blob %s was stored as %s", sha, a.SHA)
 	}
 	return nil
+}
+
+// runWorkdir makes sure the run's tasks have a working directory. A client
+// on another machine (serve --listen) names a folder this machine does not
+// have: the run then works in a private folder holding its code package, as
+// a Batch task does, removed when the run ends.
+func (r *Run) runWorkdir() (func(), error) {
+	if !r.foreignWorkdir {
+		return func() {}, nil
+	}
+	flow := r.Graph.Flow
+	dir, err := os.MkdirTemp("", "metaflow-work-"+flow+"-"+r.meta.RunID+"-")
+	if err != nil {
+		return nil, fmt.Errorf("make the run's working directory: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	for _, f := range r.pkg {
+		src, err := r.Store.FetchBlob(flow, f.SHA)
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("code package file %s: %w", f.Path, err)
+		}
+		if err := copyFile(src, filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
+			cleanup()
+			return nil, fmt.Errorf("code package file %s: %w", f.Path, err)
+		}
+	}
+	r.say("The working directory %q is not on the engine's machine: tasks run in %s with the code package's %d file(s).",
+		r.Opts.Workdir, dir, len(r.pkg))
+	r.Opts.Workdir = dir
+	return cleanup, nil
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return path != "" && err == nil && st.IsDir()
+}
+
+// copyFile copies src to dst, making dst's folder.
+func copyFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -229,3 +229,67 @@ func TestRunWithoutPackageHasNone(t *testing.T) {
 		t.Fatalf("start got package %v", got)
 	}
 }
+
+// workdirExec reads, in each task's working directory, the package's files.
+type workdirExec struct {
+	fakeExec
+	mu   sync.Mutex
+	dirs map[string]string            // step -> working directory
+	read map[string]map[string]string // step -> path -> content
+}
+
+func (e *workdirExec) Run(ctx context.Context, l *Launch) (int, error) {
+	got := map[string]string{}
+	for _, p := range []string{"flow.R", "data/x.csv"} {
+		b, _ := os.ReadFile(filepath.Join(l.Workdir, filepath.FromSlash(p)))
+		got[p] = string(b)
+	}
+	e.mu.Lock()
+	e.dirs[l.Spec.Step], e.read[l.Spec.Step] = l.Workdir, got
+	e.mu.Unlock()
+	return e.fakeExec.Run(ctx, l)
+}
+
+func TestMissingWorkdirRunsInAPrivateFolderWithThePackage(t *testing.T) {
+	g, err := graph.New("F", []graph.Step{{Name: "start", Next: []string{"end"}}, {Name: "end"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := []PackageFile{{Path: "flow.R", Content: []byte("f\n")}, {Path: "data/x.csv", Content: []byte("x\n1\n")}}
+	cases := []struct {
+		name, workdir string
+		private       bool
+	}{
+		{"another machine's folder", "/nonexistent/client/project", true},
+		{"no folder given", "", true},
+		{"a folder of this machine", t.TempDir(), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := &workdirExec{dirs: map[string]string{}, read: map[string]map[string]string{}}
+			r := &Run{Graph: g, Store: datastore.NewLocal(filepath.Join(t.TempDir(), ".metaflow")), Exec: ex, Code: []byte("code"),
+				Opts: Options{MaxWorkers: 2, MaxNumSplits: 10, Workdir: tc.workdir}, Package: append([]PackageFile(nil), files...)}
+			if err := execute(t, r); err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range []string{"start", "end"} {
+				dir := ex.dirs[step]
+				if !tc.private {
+					if dir != tc.workdir {
+						t.Fatalf("%s ran in %q, want %q", step, dir, tc.workdir)
+					}
+					continue
+				}
+				if dir == tc.workdir || !strings.Contains(filepath.Base(dir), "metaflow-work-F-") {
+					t.Fatalf("%s ran in %q, want a private folder", step, dir)
+				}
+				if ex.read[step]["flow.R"] != "f\n" || ex.read[step]["data/x.csv"] != "x\n1\n" {
+					t.Fatalf("%s read %v in its working directory", step, ex.read[step])
+				}
+				if _, err := os.Stat(dir); !os.IsNotExist(err) {
+					t.Fatalf("the private folder %s outlived the run", dir)
+				}
+			}
+		})
+	}
+}

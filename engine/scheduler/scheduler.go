@@ -67,15 +67,17 @@ type Run struct {
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 
-	meta    *datastore.Run
-	pkg     []CodeFile                 // the stored code package, by path
-	origin  map[string]*datastore.Task // "step|stack" -> completed origin task
-	rerun   map[string]bool
-	nextID  int
-	killed  int
-	mu      sync.Mutex
-	emitMu  sync.Mutex
-	started chan struct{}
+	meta *datastore.Run
+	pkg  []CodeFile // the stored code package, by path
+	// foreignWorkdir: Opts.Workdir is not a folder of this machine.
+	foreignWorkdir bool
+	origin         map[string]*datastore.Task // "step|stack" -> completed origin task
+	rerun          map[string]bool
+	nextID         int
+	killed         int
+	mu             sync.Mutex
+	emitMu         sync.Mutex
+	started        chan struct{}
 }
 
 // taskRef is a finished task as later tasks see it.
@@ -175,6 +177,8 @@ func (r *Run) Prepare() error {
 	if err := ValidatePackage(r.Package); err != nil {
 		return err
 	}
+	// Decided before the datastore (often inside the workdir) is written.
+	r.foreignWorkdir = !isDir(r.Opts.Workdir)
 	var names []string
 	for _, p := range r.Params {
 		if !graph.ValidName(p.Name) || reservedName(p.Name) {
@@ -348,6 +352,11 @@ func (r *Run) execute(ctx context.Context) error {
 	if err := r.storePackage(); err != nil {
 		return err
 	}
+	cleanup, err := r.runWorkdir()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	params, err := r.commitParams()
 	if err != nil {
 		return err

@@ -2193,6 +2193,143 @@ func (x *BatchJobsResponse) GetQueue() string {
 	return ""
 }
 
+type ReadArtifactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DatastoreRoot string                 `protobuf:"bytes,1,opt,name=datastore_root,json=datastoreRoot,proto3" json:"datastore_root,omitempty"`
+	Flow          string                 `protobuf:"bytes,2,opt,name=flow,proto3" json:"flow,omitempty"`
+	RunId         string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Step          string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`
+	TaskId        string                 `protobuf:"bytes,5,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Name          string                 `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadArtifactRequest) Reset() {
+	*x = ReadArtifactRequest{}
+	mi := &file_engine_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadArtifactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadArtifactRequest) ProtoMessage() {}
+
+func (x *ReadArtifactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadArtifactRequest.ProtoReflect.Descriptor instead.
+func (*ReadArtifactRequest) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ReadArtifactRequest) GetDatastoreRoot() string {
+	if x != nil {
+		return x.DatastoreRoot
+	}
+	return ""
+}
+
+func (x *ReadArtifactRequest) GetFlow() string {
+	if x != nil {
+		return x.Flow
+	}
+	return ""
+}
+
+func (x *ReadArtifactRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ReadArtifactRequest) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *ReadArtifactRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ReadArtifactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ArtifactChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// The blob's size in bytes (first chunk only).
+	Size          int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactChunk) Reset() {
+	*x = ArtifactChunk{}
+	mi := &file_engine_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactChunk) ProtoMessage() {}
+
+func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
+func (*ArtifactChunk) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ArtifactChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ArtifactChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_engine_proto protoreflect.FileDescriptor
 
 const file_engine_proto_rawDesc = "" +
@@ -2369,7 +2506,17 @@ const file_engine_proto_rawDesc = "" +
 	"\x04jobs\x18\x01 \x03(\v2\x15.metaflow.v1.BatchJobR\x04jobs\x12\x16\n" +
 	"\x06killed\x18\x02 \x01(\x05R\x06killed\x12\x15\n" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x14\n" +
-	"\x05queue\x18\x04 \x01(\tR\x05queue2\xb8\x05\n" +
+	"\x05queue\x18\x04 \x01(\tR\x05queue\"\xa8\x01\n" +
+	"\x13ReadArtifactRequest\x12%\n" +
+	"\x0edatastore_root\x18\x01 \x01(\tR\rdatastoreRoot\x12\x12\n" +
+	"\x04flow\x18\x02 \x01(\tR\x04flow\x12\x15\n" +
+	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x12\n" +
+	"\x04step\x18\x04 \x01(\tR\x04step\x12\x17\n" +
+	"\atask_id\x18\x05 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\"7\n" +
+	"\rArtifactChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size2\x88\x06\n" +
 	"\x06Engine\x12B\n" +
 	"\bValidate\x12\x17.metaflow.v1.RunRequest\x1a\x1d.metaflow.v1.ValidateResponse\x12<\n" +
 	"\bStartRun\x12\x17.metaflow.v1.RunRequest\x1a\x15.metaflow.v1.RunEvent0\x01\x12J\n" +
@@ -2377,7 +2524,8 @@ const file_engine_proto_rawDesc = "" +
 	"\x04Logs\x12\x18.metaflow.v1.LogsRequest\x1a\x19.metaflow.v1.LogsResponse\x12G\n" +
 	"\bListRuns\x12\x1c.metaflow.v1.ListRunsRequest\x1a\x1d.metaflow.v1.ListRunsResponse\x12:\n" +
 	"\x06GetRun\x12\x1a.metaflow.v1.GetRunRequest\x1a\x14.metaflow.v1.RunInfo\x12=\n" +
-	"\aGetTask\x12\x1b.metaflow.v1.GetTaskRequest\x1a\x15.metaflow.v1.TaskInfo\x12G\n" +
+	"\aGetTask\x12\x1b.metaflow.v1.GetTaskRequest\x1a\x15.metaflow.v1.TaskInfo\x12N\n" +
+	"\fReadArtifact\x12 .metaflow.v1.ReadArtifactRequest\x1a\x1a.metaflow.v1.ArtifactChunk0\x01\x12G\n" +
 	"\bShutdown\x12\x1c.metaflow.v1.ShutdownRequest\x1a\x1d.metaflow.v1.ShutdownResponse\x12J\n" +
 	"\tBatchJobs\x12\x1d.metaflow.v1.BatchJobsRequest\x1a\x1e.metaflow.v1.BatchJobsResponse\x12J\n" +
 	"\tListFlows\x12\x1d.metaflow.v1.ListFlowsRequest\x1a\x1e.metaflow.v1.ListFlowsResponseB/Z-github.com/metaflow-r/metaflow/proto/enginepbb\x06proto3"
@@ -2395,40 +2543,42 @@ func file_engine_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_engine_proto_goTypes = []any{
-	(RunEvent_Kind)(0),        // 0: metaflow.v1.RunEvent.Kind
-	(*Arg)(nil),               // 1: metaflow.v1.Arg
-	(*Decorator)(nil),         // 2: metaflow.v1.Decorator
-	(*Step)(nil),              // 3: metaflow.v1.Step
-	(*Parameter)(nil),         // 4: metaflow.v1.Parameter
-	(*Flow)(nil),              // 5: metaflow.v1.Flow
-	(*PackageFile)(nil),       // 6: metaflow.v1.PackageFile
-	(*RunOptions)(nil),        // 7: metaflow.v1.RunOptions
-	(*RunRequest)(nil),        // 8: metaflow.v1.RunRequest
-	(*ValidateResponse)(nil),  // 9: metaflow.v1.ValidateResponse
-	(*RunEvent)(nil),          // 10: metaflow.v1.RunEvent
-	(*CancelRunRequest)(nil),  // 11: metaflow.v1.CancelRunRequest
-	(*CancelRunResponse)(nil), // 12: metaflow.v1.CancelRunResponse
-	(*LogsRequest)(nil),       // 13: metaflow.v1.LogsRequest
-	(*TaskLog)(nil),           // 14: metaflow.v1.TaskLog
-	(*LogsResponse)(nil),      // 15: metaflow.v1.LogsResponse
-	(*ListRunsRequest)(nil),   // 16: metaflow.v1.ListRunsRequest
-	(*ArtifactInfo)(nil),      // 17: metaflow.v1.ArtifactInfo
-	(*TaskInfo)(nil),          // 18: metaflow.v1.TaskInfo
-	(*StepInfo)(nil),          // 19: metaflow.v1.StepInfo
-	(*RunInfo)(nil),           // 20: metaflow.v1.RunInfo
-	(*CodeFile)(nil),          // 21: metaflow.v1.CodeFile
-	(*ListRunsResponse)(nil),  // 22: metaflow.v1.ListRunsResponse
-	(*GetRunRequest)(nil),     // 23: metaflow.v1.GetRunRequest
-	(*GetTaskRequest)(nil),    // 24: metaflow.v1.GetTaskRequest
-	(*ListFlowsRequest)(nil),  // 25: metaflow.v1.ListFlowsRequest
-	(*ListFlowsResponse)(nil), // 26: metaflow.v1.ListFlowsResponse
-	(*ShutdownRequest)(nil),   // 27: metaflow.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),  // 28: metaflow.v1.ShutdownResponse
-	(*BatchJobsRequest)(nil),  // 29: metaflow.v1.BatchJobsRequest
-	(*BatchJob)(nil),          // 30: metaflow.v1.BatchJob
-	(*BatchJobsResponse)(nil), // 31: metaflow.v1.BatchJobsResponse
+	(RunEvent_Kind)(0),          // 0: metaflow.v1.RunEvent.Kind
+	(*Arg)(nil),                 // 1: metaflow.v1.Arg
+	(*Decorator)(nil),           // 2: metaflow.v1.Decorator
+	(*Step)(nil),                // 3: metaflow.v1.Step
+	(*Parameter)(nil),           // 4: metaflow.v1.Parameter
+	(*Flow)(nil),                // 5: metaflow.v1.Flow
+	(*PackageFile)(nil),         // 6: metaflow.v1.PackageFile
+	(*RunOptions)(nil),          // 7: metaflow.v1.RunOptions
+	(*RunRequest)(nil),          // 8: metaflow.v1.RunRequest
+	(*ValidateResponse)(nil),    // 9: metaflow.v1.ValidateResponse
+	(*RunEvent)(nil),            // 10: metaflow.v1.RunEvent
+	(*CancelRunRequest)(nil),    // 11: metaflow.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),   // 12: metaflow.v1.CancelRunResponse
+	(*LogsRequest)(nil),         // 13: metaflow.v1.LogsRequest
+	(*TaskLog)(nil),             // 14: metaflow.v1.TaskLog
+	(*LogsResponse)(nil),        // 15: metaflow.v1.LogsResponse
+	(*ListRunsRequest)(nil),     // 16: metaflow.v1.ListRunsRequest
+	(*ArtifactInfo)(nil),        // 17: metaflow.v1.ArtifactInfo
+	(*TaskInfo)(nil),            // 18: metaflow.v1.TaskInfo
+	(*StepInfo)(nil),            // 19: metaflow.v1.StepInfo
+	(*RunInfo)(nil),             // 20: metaflow.v1.RunInfo
+	(*CodeFile)(nil),            // 21: metaflow.v1.CodeFile
+	(*ListRunsResponse)(nil),    // 22: metaflow.v1.ListRunsResponse
+	(*GetRunRequest)(nil),       // 23: metaflow.v1.GetRunRequest
+	(*GetTaskRequest)(nil),      // 24: metaflow.v1.GetTaskRequest
+	(*ListFlowsRequest)(nil),    // 25: metaflow.v1.ListFlowsRequest
+	(*ListFlowsResponse)(nil),   // 26: metaflow.v1.ListFlowsResponse
+	(*ShutdownRequest)(nil),     // 27: metaflow.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),    // 28: metaflow.v1.ShutdownResponse
+	(*BatchJobsRequest)(nil),    // 29: metaflow.v1.BatchJobsRequest
+	(*BatchJob)(nil),            // 30: metaflow.v1.BatchJob
+	(*BatchJobsResponse)(nil),   // 31: metaflow.v1.BatchJobsResponse
+	(*ReadArtifactRequest)(nil), // 32: metaflow.v1.ReadArtifactRequest
+	(*ArtifactChunk)(nil),       // 33: metaflow.v1.ArtifactChunk
 }
 var file_engine_proto_depIdxs = []int32{
 	1,  // 0: metaflow.v1.Decorator.args:type_name -> metaflow.v1.Arg
@@ -2454,21 +2604,23 @@ var file_engine_proto_depIdxs = []int32{
 	16, // 20: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
 	23, // 21: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
 	24, // 22: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
-	27, // 23: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
-	29, // 24: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
-	25, // 25: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
-	9,  // 26: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
-	10, // 27: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
-	12, // 28: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
-	15, // 29: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
-	22, // 30: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
-	20, // 31: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
-	18, // 32: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
-	28, // 33: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
-	31, // 34: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
-	26, // 35: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
+	32, // 23: metaflow.v1.Engine.ReadArtifact:input_type -> metaflow.v1.ReadArtifactRequest
+	27, // 24: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
+	29, // 25: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
+	25, // 26: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
+	9,  // 27: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
+	10, // 28: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
+	12, // 29: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
+	15, // 30: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
+	22, // 31: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
+	20, // 32: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
+	18, // 33: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
+	33, // 34: metaflow.v1.Engine.ReadArtifact:output_type -> metaflow.v1.ArtifactChunk
+	28, // 35: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
+	31, // 36: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
+	26, // 37: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -2485,7 +2637,7 @@ func file_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_proto_rawDesc), len(file_engine_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,16 +24,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Engine_Validate_FullMethodName  = "/metaflow.v1.Engine/Validate"
-	Engine_StartRun_FullMethodName  = "/metaflow.v1.Engine/StartRun"
-	Engine_CancelRun_FullMethodName = "/metaflow.v1.Engine/CancelRun"
-	Engine_Logs_FullMethodName      = "/metaflow.v1.Engine/Logs"
-	Engine_ListRuns_FullMethodName  = "/metaflow.v1.Engine/ListRuns"
-	Engine_GetRun_FullMethodName    = "/metaflow.v1.Engine/GetRun"
-	Engine_GetTask_FullMethodName   = "/metaflow.v1.Engine/GetTask"
-	Engine_Shutdown_FullMethodName  = "/metaflow.v1.Engine/Shutdown"
-	Engine_BatchJobs_FullMethodName = "/metaflow.v1.Engine/BatchJobs"
-	Engine_ListFlows_FullMethodName = "/metaflow.v1.Engine/ListFlows"
+	Engine_Validate_FullMethodName     = "/metaflow.v1.Engine/Validate"
+	Engine_StartRun_FullMethodName     = "/metaflow.v1.Engine/StartRun"
+	Engine_CancelRun_FullMethodName    = "/metaflow.v1.Engine/CancelRun"
+	Engine_Logs_FullMethodName         = "/metaflow.v1.Engine/Logs"
+	Engine_ListRuns_FullMethodName     = "/metaflow.v1.Engine/ListRuns"
+	Engine_GetRun_FullMethodName       = "/metaflow.v1.Engine/GetRun"
+	Engine_GetTask_FullMethodName      = "/metaflow.v1.Engine/GetTask"
+	Engine_ReadArtifact_FullMethodName = "/metaflow.v1.Engine/ReadArtifact"
+	Engine_Shutdown_FullMethodName     = "/metaflow.v1.Engine/Shutdown"
+	Engine_BatchJobs_FullMethodName    = "/metaflow.v1.Engine/BatchJobs"
+	Engine_ListFlows_FullMethodName    = "/metaflow.v1.Engine/ListFlows"
 )
 
 // EngineClient is the client API for Engine service.
@@ -55,6 +56,10 @@ type EngineClient interface {
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*RunInfo, error)
 	// GetTask returns one task with its artifacts (with local blob paths).
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*TaskInfo, error)
+	// ReadArtifact streams one artifact's blob (R-value msgpack) in chunks,
+	// verified against its content address, for clients that do not share the
+	// engine's filesystem (GetTask's paths are a fast path on one machine).
+	ReadArtifact(ctx context.Context, in *ReadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArtifactChunk], error)
 	// Shutdown stops an engine (only the embedded engine honours it).
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
 	// BatchJobs lists (and with kill, terminates) the unfinished AWS Batch
@@ -151,6 +156,25 @@ func (c *engineClient) GetTask(ctx context.Context, in *GetTaskRequest, opts ...
 	return out, nil
 }
 
+func (c *engineClient) ReadArtifact(ctx context.Context, in *ReadArtifactRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ArtifactChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Engine_ServiceDesc.Streams[1], Engine_ReadArtifact_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReadArtifactRequest, ArtifactChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ReadArtifactClient = grpc.ServerStreamingClient[ArtifactChunk]
+
 func (c *engineClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ShutdownResponse)
@@ -200,6 +224,10 @@ type EngineServer interface {
 	GetRun(context.Context, *GetRunRequest) (*RunInfo, error)
 	// GetTask returns one task with its artifacts (with local blob paths).
 	GetTask(context.Context, *GetTaskRequest) (*TaskInfo, error)
+	// ReadArtifact streams one artifact's blob (R-value msgpack) in chunks,
+	// verified against its content address, for clients that do not share the
+	// engine's filesystem (GetTask's paths are a fast path on one machine).
+	ReadArtifact(*ReadArtifactRequest, grpc.ServerStreamingServer[ArtifactChunk]) error
 	// Shutdown stops an engine (only the embedded engine honours it).
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
 	// BatchJobs lists (and with kill, terminates) the unfinished AWS Batch
@@ -237,6 +265,9 @@ func (UnimplementedEngineServer) GetRun(context.Context, *GetRunRequest) (*RunIn
 }
 func (UnimplementedEngineServer) GetTask(context.Context, *GetTaskRequest) (*TaskInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTask not implemented")
+}
+func (UnimplementedEngineServer) ReadArtifact(*ReadArtifactRequest, grpc.ServerStreamingServer[ArtifactChunk]) error {
+	return status.Error(codes.Unimplemented, "method ReadArtifact not implemented")
 }
 func (UnimplementedEngineServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
@@ -387,6 +418,17 @@ func _Engine_GetTask_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Engine_ReadArtifact_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReadArtifactRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EngineServer).ReadArtifact(m, &grpc.GenericServerStream[ReadArtifactRequest, ArtifactChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Engine_ReadArtifactServer = grpc.ServerStreamingServer[ArtifactChunk]
+
 func _Engine_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ShutdownRequest)
 	if err := dec(in); err != nil {
@@ -489,6 +531,11 @@ var Engine_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "StartRun",
 			Handler:       _Engine_StartRun_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ReadArtifact",
+			Handler:       _Engine_ReadArtifact_Handler,
 			ServerStreams: true,
 		},
 	},

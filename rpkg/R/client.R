@@ -20,6 +20,21 @@ split_pathspec <- function(x, n, what) {
   parts
 }
 
+# An artifact streamed by the engine (ReadArtifact), for an engine that does
+# not share this machine's files; it verifies the blob on the way.
+stream_artifact <- function(flow, run_id, step, task_id, name) {
+  chunks <- list()
+  with_engine(function(conn) {
+    grpc_stream(conn, "ReadArtifact",
+                list(datastore_root = datastore_root(), flow = flow, run_id = run_id,
+                     step = step, task_id = task_id, name = name),
+                function(ch) chunks[[length(chunks) + 1L]] <<- ch$data)
+  })
+  blob <- if (length(chunks)) do.call(c, chunks) else raw(0)
+  chunks <- NULL
+  mp_unpack(blob)
+}
+
 # ---- tags and namespaces -----------------------------------------------------
 
 # Metaflow's system tags of a run: who ran it, where, and when.
@@ -648,10 +663,14 @@ task_client <- R6::R6Class("TaskClient",
              if (length(self$artifacts)) paste0(" (artifacts: ", paste(self$artifacts, collapse = ", "), ")")
              else paste0(" (status: ", private$info$status, ")"), call. = FALSE)
       }
+      run <- self$step$run
+      if (engine_is_remote()) {
+        # An engine on another machine: its paths mean nothing here.
+        return(stream_artifact(run$flow_id, run$id, self$step$id, self$id, name))
+      }
       path <- a[[1]]$path
       if (!nzchar(path)) {
         # Not on this machine yet (an S3 datastore): the engine downloads it.
-        run <- self$step$run
         info <- engine_call("GetTask", list(
           datastore_root = datastore_root(), flow = run$flow_id, run_id = run$id,
           step = self$step$id, task_id = self$id, artifact = name))

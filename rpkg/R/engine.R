@@ -103,6 +103,13 @@ engine_stop <- function(engine, wait = 5) {
   invisible(NULL)
 }
 
+# Whether the engine is reached over TCP (serve --listen): it may be on
+# another machine, so it gets files' contents, never paths.
+engine_is_remote <- function() {
+  address <- Sys.getenv("METAFLOW_ENGINE_ADDRESS")
+  nzchar(address) && !grepl("^unix:", address)
+}
+
 # The session's embedded engine (NULL until first use).
 engine_session <- new.env(parent = emptyenv())
 

@@ -15,6 +15,7 @@ grpc_methods <- list(
   ListFlows = c("ListFlowsRequest", "ListFlowsResponse"),
   GetRun = c("GetRunRequest", "RunInfo"),
   GetTask = c("GetTaskRequest", "TaskInfo"),
+  ReadArtifact = c("ReadArtifactRequest", "ArtifactChunk"),
   Shutdown = c("ShutdownRequest", "ShutdownResponse"),
   BatchJobs = c("BatchJobsRequest", "BatchJobsResponse")
 )

@@ -202,11 +202,13 @@ build_run_request <- function(flow, opts, validate_only = FALSE) {
 }
 
 # A run takes its code package (the files of the flow's folder that Batch
-# tasks find in their working directory) when a step runs on AWS Batch, or
-# when --package-suffixes asks for one, as Metaflow packages code for
-# remote runs.
+# tasks find in their working directory) when a step runs on AWS Batch, when
+# the engine is reached over TCP (it may be on another machine), or when
+# --package-suffixes asks for one, as Metaflow packages code for remote runs.
 needs_code_package <- function(flow, opts) {
   if (!is.null(opts$package_suffixes)) return(TRUE)
+  # An engine on another machine runs tasks in a folder of its own.
+  if (engine_is_remote()) return(TRUE)
   if (any(vapply(opts$with, function(d) d$name == "batch", NA))) return(TRUE)
   any(vapply(flow$steps, function(s) any(vapply(s$decorators, function(d) d$name == "batch", NA)), NA))
 }

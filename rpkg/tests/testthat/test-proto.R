@@ -258,3 +258,16 @@ test_that("the code package, ListFlows and run/task errors encode and decode lik
   expect_equal(ti$error, "")
   expect_length(proto_decode(raw(0), "RunInfo")$code_package, 0)
 })
+
+test_that("ReadArtifact's request and chunks encode and decode like protoc", {
+  req <- list(datastore_root = "/d/.metaflow", flow = "F", run_id = "3", step = "end",
+              task_id = "7", name = "x")
+  expect_identical(proto_encode(req, "ReadArtifactRequest"), protoc("encode", "ReadArtifactRequest",
+    'datastore_root: "/d/.metaflow" flow: "F" run_id: "3" step: "end" task_id: "7" name: "x"'))
+  ch <- proto_decode(protoc("encode", "ArtifactChunk", 'data: "\\001\\000\\377" size: 5000000000'),
+                     "ArtifactChunk")
+  expect_identical(ch$data, as.raw(c(1, 0, 255)))
+  expect_identical(ch$size, 5e9)
+  empty <- proto_decode(raw(0), "ArtifactChunk")
+  expect_identical(empty$data, raw(0))
+})
