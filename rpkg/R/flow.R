@@ -85,6 +85,7 @@ step <- function(flow, ..., step, r_function = NULL, next_step = NULL,
   if (!is.null(r_function) && !is.function(r_function)) {
     stop("step '", step, "': r_function must be a function", call. = FALSE)
   }
+  if (!is.null(r_function)) check_step_arity(step, r_function, join)
   if (!is.null(next_step) && (!is.character(next_step) || anyNA(next_step) ||
                               length(next_step) == 0)) {
     stop("step '", step, "': next_step must be a character vector of step names",
@@ -416,6 +417,24 @@ decorator_arg_strings <- function(args) {
       as.character(v)
     }
   }, "")
+}
+
+# A step function is called as f(self), a join's as f(self, inputs): one that
+# cannot be called so is refused when the flow is defined, as Metaflow checks
+# a step's signature before running, not after the steps before it ran.
+check_step_arity <- function(step, f, join) {
+  want <- if (join) 2L else 1L
+  fm <- formals(args(f))
+  dots <- "..." %in% names(fm)
+  fm <- fm[names(fm) != "..."]
+  required <- sum(vapply(fm, function(a) identical(a, quote(expr = )), NA))
+  if (required <= want && (dots || length(fm) >= want)) return(invisible(TRUE))
+  shown <- if (length(fm)) paste(names(fm), collapse = ", ") else "none"
+  stop(sprintf("step '%s': r_function must take %s, but its arguments are: %s",
+               step, if (join) "two arguments (self, inputs), as a join step" else
+                 "one argument (self)", shown),
+       if (!join && length(fm) == 2L) " (add join = TRUE if the step joins branches)",
+       call. = FALSE)
 }
 
 check_flow <- function(flow) {

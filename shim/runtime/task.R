@@ -148,6 +148,13 @@ local({
     if (isNamespaceLoaded("metaflow")) return(getExportedValue("metaflow", "get_namespace")())
     rt$spec$current$namespace
   }
+  # quit() would end the task before its artifacts are stored: a step ends
+  # by returning, or fails with stop().
+  api$quit <- api$q <- function(...) {
+    stop(sprintf(paste0("quit() was called in step %s: a step ends by returning ",
+                        "(or fails with stop()); its artifacts are stored when it returns"),
+                 rt$spec$step), call. = FALSE)
+  }
   # gather_inputs(inputs, "x"): the x of every input of a join, in order.
   api$gather_inputs <- function(inputs, input) {
     lapply(seq_along(inputs), function(i) inputs[[i]][[input]])
@@ -273,8 +280,32 @@ local({
     }
     foreach_count <- length(v)
   }
+  # Values that cannot survive the end of this process (an external pointer,
+  # a connection) are refused by name rather than stored broken.
+  rt$unstorable <- function(x, depth = 0L) {
+    if (depth > 50L) return(NULL)
+    if (typeof(x) == "externalptr") return("an external pointer")
+    if (inherits(x, "connection")) return("a connection")
+    if (is.list(x) || is.pairlist(x)) {
+      for (el in x) {
+        why <- rt$unstorable(el, depth + 1L)
+        if (!is.null(why)) return(why)
+      }
+    }
+    for (a in attributes(x)) {
+      why <- rt$unstorable(a, depth + 1L)
+      if (!is.null(why)) return(why)
+    }
+    NULL
+  }
   written <- character()
   for (nm in .subset2(self, ".assigned")) {
+    why <- rt$unstorable(get(nm, envir = .subset2(self, ".values")))
+    if (!is.null(why)) {
+      fail(sprintf(paste0("artifact '%s' holds %s, which does not survive the end of the step: ",
+                          "store the data it points to instead (e.g. read the connection's ",
+                          "contents)"), nm, why))
+    }
     tryCatch(rt$mp_write(get(nm, envir = .subset2(self, ".values")),
                          file.path(spec$output_dir, paste0(nm, ".mpk"))),
              error = function(e) fail(sprintf("cannot store artifact '%s': %s", nm, conditionMessage(e))))

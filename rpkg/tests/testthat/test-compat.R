@@ -208,3 +208,20 @@ test_that("the local datastore is the nearest .metaflow folder up from here, as 
   Sys.setenv(METAFLOW_DATASTORE_SYSROOT_LOCAL = top)
   expect_equal(datastore_root(), file.path(normalizePath(top), ".metaflow"))
 })
+
+test_that("step functions that cannot take self (and inputs) are refused at once", {
+  f <- metaflow("F")
+  ok <- list(function(self) 1, function(self, ...) 1, function(...) 1, function(self, n = 2) 1)
+  for (fn in ok) expect_silent(step(f, step = "a", r_function = fn, next_step = "end"))
+  expect_silent(step(f, step = "j", r_function = function(self, inputs) 1, join = TRUE))
+  expect_silent(step(f, step = "j", r_function = function(a, b, c = 1) 1, join = TRUE))
+  expect_error(step(f, step = "a", r_function = function() 1),
+               "step 'a': r_function must take one argument \\(self\\), but its arguments are: none")
+  expect_error(step(f, step = "a", r_function = function(self, inputs) 1),
+               "add join = TRUE")
+  expect_error(step(f, step = "j", r_function = function(self) 1, join = TRUE),
+               "two arguments \\(self, inputs\\), as a join step, but its arguments are: self")
+  expect_error(step(f, step = "a", r_function = function(x, y, z) 1), "arguments are: x, y, z")
+  # Primitives and builtins are functions too.
+  expect_silent(step(f, step = "a", r_function = print))
+})
