@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -199,21 +200,38 @@ func createLog(path string) (*os.File, error) {
 	return f, nil
 }
 
+// MaxConsoleLine is the longest line handed to the console: a longer one is
+// cut there with a marker (its log file keeps every byte), so one huge line
+// costs about what writing it to the file costs.
+const MaxConsoleLine = 64 << 10
+
 // pump copies a stream to its log file and hands each line to the console.
 func pump(wg *sync.WaitGroup, r io.Reader, log io.Writer, isErr bool, line func(bool, string)) {
 	defer wg.Done()
-	br := bufio.NewReaderSize(r, 64*1024)
+	br := bufio.NewReaderSize(r, MaxConsoleLine)
+	var head string // the start of a line longer than MaxConsoleLine
+	var total int   // its length so far
 	for {
-		s, err := br.ReadString('\n')
-		if len(s) > 0 {
-			_, _ = io.WriteString(log, s)
-			if line != nil {
-				if s[len(s)-1] == '\n' {
-					s = s[:len(s)-1]
-				}
-				line(isErr, s)
-			}
+		chunk, err := br.ReadSlice('\n')
+		if len(chunk) > 0 {
+			_, _ = log.Write(chunk)
 		}
+		if err == bufio.ErrBufferFull {
+			if total == 0 {
+				head = string(chunk)
+			}
+			total += len(chunk)
+			continue
+		}
+		if line != nil && (len(chunk) > 0 || total > 0) {
+			s := strings.TrimSuffix(string(chunk), "\n")
+			if total > 0 {
+				s = fmt.Sprintf("%s [... line cut at %d KiB: it has %d bytes; the task's log file has all of it]",
+					head, MaxConsoleLine>>10, total+len(s))
+			}
+			line(isErr, s)
+		}
+		head, total = "", 0
 		if err != nil {
 			return
 		}

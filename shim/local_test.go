@@ -1,7 +1,9 @@
 package shim
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -149,5 +151,41 @@ func TestMissingRscriptFallsBackToPath(t *testing.T) {
 		if err != nil || code != 0 || string(out) != "from-path\n" {
 			t.Fatalf("Rscript %q: code=%d err=%v stdout %q", rscript, code, err, out)
 		}
+	}
+}
+
+func TestPumpCutsLongConsoleLines(t *testing.T) {
+	long := strings.Repeat("x", 3*MaxConsoleLine+5)
+	cases := []struct {
+		name, in string
+		want     []string
+	}{
+		{"short lines", "a\nb\n", []string{"a", "b"}},
+		{"no final newline", "a\nb", []string{"a", "b"}},
+		{"exactly the limit", strings.Repeat("y", MaxConsoleLine-1) + "\nz\n", []string{strings.Repeat("y", MaxConsoleLine-1), "z"}},
+		{"a long line between short ones", "a\n" + long + "\nb\n", []string{"a",
+			strings.Repeat("x", MaxConsoleLine) + fmt.Sprintf(" [... line cut at 64 KiB: it has %d bytes; the task's log file has all of it]", len(long)), "b"}},
+		{"a long last line", long, []string{strings.Repeat("x", MaxConsoleLine) + fmt.Sprintf(" [... line cut at 64 KiB: it has %d bytes; the task's log file has all of it]", len(long))}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var log bytes.Buffer
+			var got []string
+			var wg sync.WaitGroup
+			wg.Add(1)
+			pump(&wg, strings.NewReader(tc.in), &log, false, func(_ bool, s string) { got = append(got, s) })
+			wg.Wait()
+			if log.String() != tc.in {
+				t.Fatalf("log has %d bytes, want all %d", log.Len(), len(tc.in))
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d lines, want %d", len(got), len(tc.want))
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("line %d = %.80q... (%d bytes), want %.80q... (%d bytes)", i, got[i], len(got[i]), tc.want[i], len(tc.want[i]))
+				}
+			}
+		})
 	}
 }

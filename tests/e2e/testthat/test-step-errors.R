@@ -37,3 +37,16 @@ test_that("a step function with the wrong arguments is refused before anything r
                         fixed = TRUE)
   expect_no_datastore(res)
 })
+
+test_that("a huge output line is cut on the console, kept whole in the log", {
+  dir <- step_flow("longline", 'start <- function(self) cat(strrep("x", 5e6), "\\n", sep = "")')
+  res <- run_flow(args = "run", workdir = dir, timeout = 120)
+  expect_exit(res, 0)
+  expect_line(res$stdout, task_line_re(1, "start", paste0(
+    "x+ \\[\\.\\.\\. line cut at 64 KiB: it has 5000000 bytes; the task's log file has all of it\\]")), res)
+  cut <- grep("line cut at 64 KiB", res$stdout, value = TRUE)
+  expect_equal(nchar(sub("^.*\\] (x+) \\[.*$", "\\1", cut)), 65536)
+  lg <- run_flow(args = c("logs", "1/start"), workdir = dir)
+  expect_exit(lg, 0)
+  expect_equal(max(nchar(lg$stdout)), 5e6)
+})
