@@ -12,4 +12,15 @@
 // in Batch's [A-Za-z0-9_-]{1,128} alphabet, so `batch list` and `batch kill`
 // can select one flow's jobs exactly from ListJobs summaries, which carry no
 // tags. The same identity is also attached as tags.
+//
+// The engine sees the package through the scheduler's executor seam only:
+// Plugin (plugin.go) is the batch decorator's scheduler.Plugin and makes the
+// Executor; it also lists and kills jobs (jobs.go, scheduler.JobManager) and
+// reads running jobs' logs (attemptlogs.go, scheduler.LogSource). Files:
+// decorator.go (the batch decorator), config.go (settings), executor.go (the
+// executor: job shape, queue checks, Preflight), submit.go (uploads and
+// submission of one attempt), bootstrap.go (the engine binary jobs run),
+// poll.go (job states), collect.go (a finished job's outputs), logs.go (live
+// logs), client*.go, jobdef.go, queue.go, names.go (the Batch API),
+// taskrunner.go (inside the job).
 package batch

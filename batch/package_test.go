@@ -133,7 +133,7 @@ func TestEmuExecutorCodePackage(t *testing.T) {
 		var mu sync.Mutex
 		var lines []string
 		r := &scheduler.Run{
-			Graph: g, Store: store, Exec: local, Batch: exe, Code: code, Package: append([]scheduler.PackageFile(nil), pkg...),
+			Graph: g, Store: store, Exec: local, Executors: executors(t, exe), Code: code, Package: append([]scheduler.PackageFile(nil), pkg...),
 			Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester", Workdir: root, Rscript: "Rscript"},
 			Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
 		}

@@ -4,37 +4,47 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
+	"github.com/metaflow-r/metaflow/batch"
 	"github.com/metaflow-r/metaflow/engine/datastore"
-	"github.com/metaflow-r/metaflow/internal/s3io"
+	"github.com/metaflow-r/metaflow/engine/scheduler"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
 
-// TestLogsOfBatchAttempts: a Batch attempt that has not ended shows the
-// logs its task runner uploads as they grow, else its CloudWatch stream,
-// else the local files; an ended attempt shows what the datastore kept.
-func TestLogsOfBatchAttempts(t *testing.T) {
-	startFrozenMoto(t)
-	ctx := context.Background()
-	s3c, err := s3io.FromEnv(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s3c.CreateBucket(ctx, "logs"); err != nil {
-		t.Fatal(err)
-	}
-	live := "s3://logs/p/F/1/start/1/0-abc"
-	for k, v := range map[string]string{"p/F/1/start/1/0-abc/stdout.log": "live out\n", "p/F/1/start/1/0-abc/stderr.log": "live err\n"} {
-		if err := s3c.PutBytes(ctx, "logs", k, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
+// logPlugin is an executor plugin that reads its attempts' logs
+// (scheduler.LogSource) from a map by job id, recording what it was asked.
+type logPlugin struct {
+	logs  map[string][2]string // job id -> stdout, stderr
+	mu    sync.Mutex
+	asked []string
+}
+
+func (p *logPlugin) Name() string                             { return "AWS Batch" }
+func (p *logPlugin) NewExecutor() (scheduler.Executor, error) { return okExec{}, nil }
+
+func (p *logPlugin) AttemptLogs(ctx context.Context) scheduler.AttemptLogReader { return p }
+
+func (p *logPlugin) Read(ctx context.Context, at datastore.Attempt) (stdout, stderr []byte, ok bool) {
+	p.mu.Lock()
+	p.asked = append(p.asked, at.JobID)
+	p.mu.Unlock()
+	l, ok := p.logs[at.JobID]
+	return []byte(l[0]), []byte(l[1]), ok
+}
+
+// TestLogsOfRemoteAttempts: an attempt of a remote executor that has not
+// ended shows the logs its plugin reads (where its job publishes them), or
+// else the local files; an ended attempt, or one that was no job, shows
+// what the datastore kept.
+func TestLogsOfRemoteAttempts(t *testing.T) {
 	root := filepath.Join(t.TempDir(), ".metaflow")
 	store := datastore.NewLocal(root)
 	if err := store.PutRun(&datastore.Run{Flow: "F", RunID: "1", Status: datastore.StatusRunning}); err != nil {
 		t.Fatal(err)
 	}
+	live := "s3://logs/p/F/1/start/1/0-abc"
 	tasks := []struct {
 		id, status   string
 		at           datastore.Attempt
@@ -57,10 +67,12 @@ func TestLogsOfBatchAttempts(t *testing.T) {
 		}
 	}
 	srv := NewServer(okExec{})
-	fake := &fakeJobs{logs: map[string][]string{"job-2": {"cw 1", "cw 2"}}}
-	srv.NewBatchJobs = func() (BatchJobsClient, string, error) { return fake, "q", nil }
+	p := &logPlugin{logs: map[string][2]string{"job-1": {"live out\n", "live err\n"}, "job-2": {"cw 1\ncw 2\n", ""}}}
+	if err := srv.Executors.Register(batch.Decorator, p); err != nil {
+		t.Fatal(err)
+	}
 	cl := serveServer(t, srv)
-	resp, err := cl.Logs(ctx, &pb.LogsRequest{DatastoreRoot: root, Flow: "F", Pathspec: "1/start"})
+	resp, err := cl.Logs(context.Background(), &pb.LogsRequest{DatastoreRoot: root, Flow: "F", Pathspec: "1/start"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,5 +84,9 @@ func TestLogsOfBatchAttempts(t *testing.T) {
 		if got.TaskId != tc.id || got.Stdout != tc.stdout || got.Stderr != tc.errs {
 			t.Errorf("task %s: stdout %q stderr %q, want %q and %q", got.TaskId, got.Stdout, got.Stderr, tc.stdout, tc.errs)
 		}
+	}
+	// Only the running attempts that were jobs were asked about.
+	if len(p.asked) != 3 || p.asked[0] != "job-1" || p.asked[1] != "job-2" || p.asked[2] != "job-3" {
+		t.Errorf("the plugin was asked about %v, want job-1 job-2 job-3", p.asked)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -64,30 +63,8 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 			}
 			defer exec.Close()
 			srv := rpc.NewServer(exec)
-			// AWS Batch (--with batch, the batch decorator): configured from
-			// the environment when a run first needs it.
-			srv.NewBatch = func() (scheduler.Executor, error) {
-				cfg, err := batch.ConfigFromEnv()
-				if err != nil {
-					return nil, err
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				return batch.NewExecutor(ctx, cfg)
-			}
-			// batch list|kill: the same configuration, read at each call.
-			srv.NewBatchJobs = func() (rpc.BatchJobsClient, string, error) {
-				cfg, err := batch.ConfigFromEnv()
-				if err != nil {
-					return nil, "", err
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				c, err := batch.New(ctx, batch.Options{JobRoleARN: cfg.JobRole})
-				if err != nil {
-					return nil, "", err
-				}
-				return c, cfg.Queue, nil
+			if err := registerExecutors(srv.Executors); err != nil {
+				return err
 			}
 			gs := rpc.NewGRPCServer(srv, token)
 			stop := make(chan struct{}, 1)
@@ -132,9 +109,28 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 	return cmd
 }
 
+// registerExecutors registers the executors step decorators choose: AWS
+// Batch for the batch decorator (--with batch), configured from the
+// environment when a run first needs it, and its batch list|kill and logs of
+// running jobs. A further executor is one more plugin here.
+func registerExecutors(reg *scheduler.Registry) error {
+	if err := reg.Register(batch.Decorator, batch.NewPlugin()); err != nil {
+		return fmt.Errorf("register the AWS Batch executor: %w", err)
+	}
+	return nil
+}
+
 func readToken(file string) (string, error) {
 	tok := os.Getenv("METAFLOW_ENGINE_TOKEN")
 	if file != "" {
+		st, err := os.Stat(file)
+		if err != nil {
+			return "", fmt.Errorf("read token file: %w", err)
+		}
+		// A secret others can read is no secret.
+		if st.Mode().Perm()&0o077 != 0 {
+			return "", fmt.Errorf("token file %s can be read by others (mode %v): chmod 600 %s", file, st.Mode().Perm(), file)
+		}
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", fmt.Errorf("read token file: %w", err)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
@@ -117,7 +118,7 @@ func (s *S3) numericDirs(prefix string) ([]int, error) {
 func (s *S3) NewRun(run *Run) error {
 	ids, err := s.ListRuns(run.Flow)
 	if errors.Is(err, s3io.ErrNoBucket) {
-		return fmt.Errorf("the S3 datastore %s has no bucket %s: create it, or set METAFLOW_DATASTORE_SYSROOT_S3 to one that exists", s.Location(), s.bucket)
+		return errs.Precondition("the S3 datastore %s has no bucket %s: create it, or set METAFLOW_DATASTORE_SYSROOT_S3 to one that exists", s.Location(), s.bucket)
 	}
 	if err != nil {
 		return fmt.Errorf("allocate a run id in %s: %w", s.Location(), err)

@@ -3,11 +3,15 @@
 package graph
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/metaflow-r/metaflow/engine/errs"
 )
 
 // Decorator is a step decorator with its arguments as given by the user.
@@ -44,8 +48,17 @@ var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // ValidName reports whether s can name a flow, step or parameter.
 func ValidName(s string) bool { return identRe.MatchString(s) }
 
-// New validates steps and builds the graph. Errors name the problem and the fix.
+// New validates steps and builds the graph. Errors name the problem and the
+// fix, and are of kind errs.ErrInvalid.
 func New(flow string, steps []Step) (*Graph, error) {
+	g, err := build(flow, steps)
+	if err != nil {
+		return nil, errs.Mark(errs.ErrInvalid, err)
+	}
+	return g, nil
+}
+
+func build(flow string, steps []Step) (*Graph, error) {
 	if !ValidName(flow) {
 		return nil, fmt.Errorf("invalid flow name %q: use letters, digits and _ , starting with a letter", flow)
 	}
@@ -218,26 +231,79 @@ func (g *Graph) matchJoins() error {
 	return nil
 }
 
-// Decorators the engine knows, with their arguments and argument kinds.
-var knownDecorators = map[string]map[string]string{
-	"resources":   {"cpu": "posnum", "memory": "posnum", "gpu": "nonnegint", "shared_memory": "posnum", "disk": "posnum"},
-	"retry":       {"times": "nonnegint", "minutes_between_retries": "nonnegnum"},
-	"catch":       {"var": "name", "print_exception": "bool"},
-	"timeout":     {"seconds": "nonnegnum", "minutes": "nonnegnum", "hours": "nonnegnum"},
-	"environment": {}, // arguments are variable names (R flattens vars = list(...))
-	// AWS Batch: the step runs as a Batch job of this size, in this queue
-	// and image (defaults from METAFLOW_BATCH_JOB_QUEUE and
-	// METAFLOW_BATCH_CONTAINER_IMAGE), as these IAM roles (defaults from
-	// METAFLOW_ECS_S3_ACCESS_IAM_ROLE and METAFLOW_ECS_FARGATE_EXECUTION_ROLE),
-	// with these Linux parameters (MiB; swappiness 0-100).
-	"batch": {"cpu": "posint", "memory": "posint", "gpu": "nonnegint", "queue": "text", "image": "text",
-		"iam_role": "text", "execution_role": "text",
-		"shared_memory": "posint", "max_swap": "nonnegint", "swappiness": "percent"},
+// ArgKind is what values a decorator argument accepts.
+type ArgKind string
+
+// Argument kinds.
+const (
+	ArgPosNum    ArgKind = "posnum"    // a number > 0
+	ArgNonNegNum ArgKind = "nonnegnum" // a number >= 0
+	ArgPosInt    ArgKind = "posint"    // a whole number >= 1
+	ArgNonNegInt ArgKind = "nonnegint" // a whole number >= 0
+	ArgPercent   ArgKind = "percent"   // a whole number from 0 to 100
+	ArgText      ArgKind = "text"      // a non-empty name without spaces
+	ArgBool      ArgKind = "bool"      // TRUE, FALSE, true or false
+	ArgName      ArgKind = "name"      // a valid artifact name
+)
+
+// DecoratorSpec is a decorator the graph accepts: its name and arguments.
+type DecoratorSpec struct {
+	Name string
+	Args map[string]ArgKind
+	// Executor marks a decorator that chooses where its step runs: the
+	// scheduler runs the step on the executor registered under Name (see
+	// scheduler.Registry). A step has at most one.
+	Executor bool
+}
+
+// The decorators every engine knows. Executors add their own with
+// RegisterDecorator (the batch package registers "batch").
+var (
+	decoratorsMu sync.RWMutex
+	decorators   = map[string]DecoratorSpec{
+		"resources":   {Name: "resources", Args: map[string]ArgKind{"cpu": ArgPosNum, "memory": ArgPosNum, "gpu": ArgNonNegInt, "shared_memory": ArgPosNum, "disk": ArgPosNum}},
+		"retry":       {Name: "retry", Args: map[string]ArgKind{"times": ArgNonNegInt, "minutes_between_retries": ArgNonNegNum}},
+		"catch":       {Name: "catch", Args: map[string]ArgKind{"var": ArgName, "print_exception": ArgBool}},
+		"timeout":     {Name: "timeout", Args: map[string]ArgKind{"seconds": ArgNonNegNum, "minutes": ArgNonNegNum, "hours": ArgNonNegNum}},
+		"environment": {Name: "environment"}, // arguments are variable names (R flattens vars = list(...))
+	}
+)
+
+// RegisterDecorator makes the graph accept a decorator (typically from an
+// executor package's init). It panics when the name is not a valid name or is
+// registered already, or an argument kind is unknown: those are programming
+// errors, as with database/sql.Register.
+func RegisterDecorator(spec DecoratorSpec) {
+	if !ValidName(spec.Name) {
+		panic(fmt.Sprintf("graph: RegisterDecorator: invalid decorator name %q", spec.Name))
+	}
+	for arg, kind := range spec.Args {
+		if err := checkKind(kind, ""); errors.Is(err, errUnknownKind) {
+			panic(fmt.Sprintf("graph: RegisterDecorator %q: argument %s has unknown kind %q", spec.Name, arg, kind))
+		}
+	}
+	decoratorsMu.Lock()
+	defer decoratorsMu.Unlock()
+	if _, dup := decorators[spec.Name]; dup {
+		panic(fmt.Sprintf("graph: RegisterDecorator: decorator %q is registered already", spec.Name))
+	}
+	decorators[spec.Name] = spec
+}
+
+// LookupDecorator returns the spec of a known decorator.
+func LookupDecorator(name string) (DecoratorSpec, bool) {
+	decoratorsMu.RLock()
+	defer decoratorsMu.RUnlock()
+	spec, ok := decorators[name]
+	return spec, ok
 }
 
 // ValidateDecorator checks one decorator (used for --with too).
 func ValidateDecorator(step string, d Decorator) error {
-	return validateDecorators(step, []Decorator{d})
+	if err := validateDecorators(step, []Decorator{d}); err != nil {
+		return errs.Mark(errs.ErrInvalid, err)
+	}
+	return nil
 }
 
 func validateDecorators(step string, ds []Decorator) error {
@@ -246,8 +312,9 @@ func validateDecorators(step string, ds []Decorator) error {
 		where = "--with"
 	}
 	seen := map[string]bool{}
+	executor := ""
 	for _, d := range ds {
-		spec, ok := knownDecorators[d.Name]
+		spec, ok := LookupDecorator(d.Name)
 		if !ok {
 			return fmt.Errorf("%s: unknown decorator %q: use one of %s", where, d.Name, strings.Join(KnownDecoratorNames(), ", "))
 		}
@@ -255,6 +322,12 @@ func validateDecorators(step string, ds []Decorator) error {
 			return fmt.Errorf("%s: decorator %q given twice", where, d.Name)
 		}
 		seen[d.Name] = true
+		if spec.Executor {
+			if executor != "" {
+				return fmt.Errorf("%s: decorators %q and %q both choose where the step runs: keep one", where, executor, d.Name)
+			}
+			executor = d.Name
+		}
 		keys := make([]string, 0, len(d.Args))
 		for k := range d.Args {
 			keys = append(keys, k)
@@ -262,7 +335,7 @@ func validateDecorators(step string, ds []Decorator) error {
 		sort.Strings(keys)
 		for _, k := range keys {
 			v := d.Args[k]
-			kind, ok := spec[k]
+			kind, ok := spec.Args[k]
 			if d.Name == "environment" {
 				if !envNameRe.MatchString(k) {
 					return fmt.Errorf("%s: decorator \"environment\": %q is not a valid environment variable name", where, k)
@@ -282,53 +355,59 @@ func validateDecorators(step string, ds []Decorator) error {
 
 // KnownDecoratorNames lists the decorators in a stable order.
 func KnownDecoratorNames() []string {
-	var out []string
-	for k := range knownDecorators {
+	decoratorsMu.RLock()
+	defer decoratorsMu.RUnlock()
+	out := make([]string, 0, len(decorators))
+	for k := range decorators {
 		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
 }
 
-func checkKind(kind, v string) error {
+var errUnknownKind = errors.New("unknown argument kind")
+
+func checkKind(kind ArgKind, v string) error {
 	switch kind {
-	case "posnum":
+	case ArgPosNum:
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || !(f > 0) {
 			return fmt.Errorf("must be a positive number")
 		}
-	case "nonnegnum":
+	case ArgNonNegNum:
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f < 0 {
 			return fmt.Errorf("must be a number >= 0")
 		}
-	case "nonnegint":
+	case ArgNonNegInt:
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 0 {
 			return fmt.Errorf("must be a whole number >= 0")
 		}
-	case "posint":
+	case ArgPosInt:
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 1 {
 			return fmt.Errorf("must be a whole number >= 1")
 		}
-	case "percent":
+	case ArgPercent:
 		i, err := strconv.Atoi(v)
 		if err != nil || i < 0 || i > 100 {
 			return fmt.Errorf("must be a whole number from 0 to 100")
 		}
-	case "text":
+	case ArgText:
 		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " \t\n\r") {
 			return fmt.Errorf("must be a non-empty name without spaces")
 		}
-	case "bool":
+	case ArgBool:
 		if v != "TRUE" && v != "FALSE" && v != "true" && v != "false" {
 			return fmt.Errorf("must be TRUE or FALSE")
 		}
-	case "name":
+	case ArgName:
 		if !ValidName(v) {
 			return fmt.Errorf("must be a valid artifact name")
 		}
+	default:
+		return fmt.Errorf("%w %q", errUnknownKind, kind)
 	}
 	return nil
 }

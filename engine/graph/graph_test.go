@@ -2,6 +2,7 @@ package graph
 
 import (
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -27,9 +28,6 @@ func TestValidGraphs(t *testing.T) {
 			{Name: "j2", Next: []string{"end"}, Join: true},
 			s("end"),
 		}, "start,outer,inner,j1,j2,end", map[string]string{"j1": "outer", "j2": "start"}},
-		{"batch decorator", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch",
-			Args: map[string]string{"cpu": "2", "memory": "8000", "gpu": "0", "queue": "q", "image": "rocker/r-ver:4.4.1"}}}}, s("end")},
-			"start,end", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -72,9 +70,6 @@ func TestInvalidGraphs(t *testing.T) {
 		{"negative memory", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "resources", Args: map[string]string{"memory": "-1"}}}}, s("end")}, "memory = \"-1\": must be a positive number"},
 		{"text cpu", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "resources", Args: map[string]string{"cpu": "a"}}}}, s("end")}, "cpu = \"a\": must be a positive number"},
 		{"unknown arg", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "retry", Args: map[string]string{"tims": "3"}}}}, s("end")}, `has no argument "tims"`},
-		{"batch fractional cpu", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"cpu": "1.5"}}}}, s("end")}, "cpu = \"1.5\": must be a whole number >= 1"},
-		{"batch unknown arg", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"cores": "2"}}}}, s("end")}, `has no argument "cores"`},
-		{"batch empty queue", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "batch", Args: map[string]string{"queue": " "}}}}, s("end")}, "must be a non-empty name"},
 		{"bad env name", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{{Name: "environment", Args: map[string]string{"A B": "1"}}}}, s("end")}, "not a valid environment variable name"},
 		{"foreach into join", []Step{{Name: "start", Next: []string{"j"}, Foreach: "xs"}, join("j", "end"), s("end")}, "goes straight to join step"},
 		{"foreach two next", []Step{{Name: "start", Next: []string{"a", "b"}, Foreach: "xs"}, s("a", "end"), s("b", "end"), s("end")}, "exactly one next_step"},
@@ -92,67 +87,57 @@ func TestInvalidGraphs(t *testing.T) {
 	}
 }
 
-// The batch decorator's IAM roles and Linux parameters (Metaflow's
-// batch(iam_role=, execution_role=, shared_memory=, max_swap=, swappiness=))
-// and resources(shared_memory=): good values pass, bad ones are refused
-// with one line naming the argument, the value and what it must be.
-func TestBatchContainerArgs(t *testing.T) {
-	cases := []struct {
-		deco, arg, value string
-		want             string // "" = accepted
-	}{
-		{"batch", "iam_role", "arn:aws:iam::123456789012:role/step-role", ""},
-		{"batch", "execution_role", "arn:aws:iam::123456789012:role/ecsTaskExecutionRole", ""},
-		{"batch", "shared_memory", "256", ""},
-		{"batch", "max_swap", "0", ""},
-		{"batch", "max_swap", "512", ""},
-		{"batch", "swappiness", "0", ""},
-		{"batch", "swappiness", "100", ""},
-		{"resources", "shared_memory", "256", ""},
-		{"resources", "shared_memory", "0.5", ""}, // resources' numbers may be fractional, as its cpu
-		{"batch", "iam_role", "", `argument iam_role = "": must be a non-empty name without spaces`},
-		{"batch", "iam_role", "my role", `argument iam_role = "my role": must be a non-empty name without spaces`},
-		{"batch", "execution_role", " ", `argument execution_role = " ": must be a non-empty name without spaces`},
-		{"batch", "shared_memory", "0", `argument shared_memory = "0": must be a whole number >= 1`},
-		{"batch", "shared_memory", "-64", `argument shared_memory = "-64": must be a whole number >= 1`},
-		{"batch", "shared_memory", "1.5", `argument shared_memory = "1.5": must be a whole number >= 1`},
-		{"batch", "shared_memory", "lots", `argument shared_memory = "lots": must be a whole number >= 1`},
-		{"batch", "max_swap", "-1", `argument max_swap = "-1": must be a whole number >= 0`},
-		{"batch", "max_swap", "2.5", `argument max_swap = "2.5": must be a whole number >= 0`},
-		{"batch", "swappiness", "101", `argument swappiness = "101": must be a whole number from 0 to 100`},
-		{"batch", "swappiness", "-1", `argument swappiness = "-1": must be a whole number from 0 to 100`},
-		{"batch", "swappiness", "10.5", `argument swappiness = "10.5": must be a whole number from 0 to 100`},
-		{"batch", "swappiness", "high", `argument swappiness = "high": must be a whole number from 0 to 100`},
-		{"resources", "shared_memory", "0", `argument shared_memory = "0": must be a positive number`},
-		{"resources", "max_swap", "512", `decorator "resources" has no argument "max_swap"`},
+// registerTestDecorators registers once per process (go test -count=N).
+var registerTestDecorators sync.Once
+
+// Registered decorators are validated like the built-in ones; unknown ones
+// are refused with the same message, now listing the registered ones.
+func TestRegisteredDecorators(t *testing.T) {
+	registerTestDecorators.Do(func() {
+		RegisterDecorator(DecoratorSpec{Name: "graphtest_exec", Executor: true, Args: map[string]ArgKind{"pods": ArgPosInt, "ns": ArgText}})
+		RegisterDecorator(DecoratorSpec{Name: "graphtest_other", Executor: true})
+	})
+	with := func(ds ...Decorator) []Step {
+		return []Step{{Name: "start", Next: []string{"end"}, Decorators: ds}, s("end")}
 	}
-	for _, c := range cases {
-		t.Run(c.deco+"/"+c.arg+"="+c.value, func(t *testing.T) {
-			d := Decorator{Name: c.deco, Args: map[string]string{c.arg: c.value}}
-			_, err := New("Flow", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{d}}, s("end")})
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), `step "start": decorator "`+c.deco+`"`) {
-				t.Fatalf("got %v, want an error containing %q", err, c.want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Fatalf("error must be one line: %q", err)
-			}
-			// --with batch:... is checked the same way.
-			if err := ValidateDecorator("", d); err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("--with: got %v, want an error containing %q", err, c.want)
+	for _, c := range []struct {
+		name  string
+		steps []Step
+		want  string // "" : valid
+	}{
+		{"registered", with(Decorator{Name: "graphtest_exec", Args: map[string]string{"pods": "2", "ns": "ml"}}), ""},
+		{"with a built-in one", with(Decorator{Name: "graphtest_exec"}, Decorator{Name: "retry"}), ""},
+		{"bad argument", with(Decorator{Name: "graphtest_exec", Args: map[string]string{"pods": "0"}}), `step "start": decorator "graphtest_exec" argument pods = "0": must be a whole number >= 1`},
+		{"unknown argument", with(Decorator{Name: "graphtest_exec", Args: map[string]string{"cpu": "2"}}), `step "start": decorator "graphtest_exec" has no argument "cpu"`},
+		{"two executors", with(Decorator{Name: "graphtest_exec"}, Decorator{Name: "graphtest_other"}), `step "start": decorators "graphtest_exec" and "graphtest_other" both choose where the step runs: keep one`},
+		{"unknown", with(Decorator{Name: "gpu_magic"}), `step "start": unknown decorator "gpu_magic": use one of catch, environment, graphtest_exec, graphtest_other, resources, retry, timeout`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := New("Flow", c.steps)
+			if c.want == "" && err != nil || c.want != "" && (err == nil || err.Error() != c.want) {
+				t.Fatalf("New = %v, want %q", err, c.want)
 			}
 		})
 	}
-	// All of them together, as the R side sends them.
-	all := Decorator{Name: "batch", Args: map[string]string{"iam_role": "arn:aws:iam::123456789012:role/step-role",
-		"execution_role": "arn:aws:iam::123456789012:role/exec", "shared_memory": "256", "max_swap": "512",
-		"swappiness": "10", "memory": "1000"}}
-	if _, err := New("Flow", []Step{{Name: "start", Next: []string{"end"}, Decorators: []Decorator{all}}, s("end")}); err != nil {
-		t.Fatal(err)
+	if spec, ok := LookupDecorator("graphtest_exec"); !ok || !spec.Executor || spec.Args["pods"] != ArgPosInt {
+		t.Errorf("LookupDecorator = %+v, %v", spec, ok)
+	}
+	if spec, ok := LookupDecorator("retry"); !ok || spec.Executor {
+		t.Errorf("LookupDecorator(retry) = %+v, %v", spec, ok)
+	}
+	for _, bad := range []DecoratorSpec{
+		{Name: "retry"},          // taken
+		{Name: "graphtest_exec"}, // registered above
+		{Name: "not valid"},
+		{Name: "graphtest_kind", Args: map[string]ArgKind{"x": "huge"}},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("RegisterDecorator(%+v) did not panic", bad)
+				}
+			}()
+			RegisterDecorator(bad)
+		}()
 	}
 }

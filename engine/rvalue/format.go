@@ -1,5 +1,10 @@
 package rvalue
 
+// This file is long (about 700 lines) with one concern, print()-like
+// rendering: the vector, factor, matrix, data frame and list printers share
+// its cell, width and padding helpers and R's layout rules, and read best
+// together.
+
 import (
 	"fmt"
 	"math"

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 )
 
 // MaxPackageBytes bounds a run's code package (the sum of its files).
@@ -65,8 +66,12 @@ func ValidatePackagePath(p string) error {
 
 // ValidatePackage checks a code package before anything is written: every
 // path valid, no path twice, no path that is also another's folder, and at
-// most MaxPackageBytes in total.
+// most MaxPackageBytes in total. Its errors are of kind errs.ErrInvalid.
 func ValidatePackage(files []PackageFile) error {
+	return errs.Mark(errs.ErrInvalid, validatePackage(files))
+}
+
+func validatePackage(files []PackageFile) error {
 	seen := make(map[string]bool, len(files))
 	var total int64
 	for _, f := range files {
@@ -202,7 +207,7 @@ func (r *Run) storePackageBlob(flow, dir, sha string, content []byte) error {
 // runWorkdir makes sure the run's tasks have a working directory. A client
 // on another machine (serve --listen) names a folder this machine does not
 // have: the run then works in a private folder holding its code package, as
-// a Batch task does, removed when the run ends.
+// a remote executor's task does, removed when the run ends.
 func (r *Run) runWorkdir() (func(), error) {
 	if !r.foreignWorkdir {
 		return func() {}, nil

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,12 +51,14 @@ type Event struct {
 type Run struct {
 	Graph *graph.Graph
 	Store datastore.Store
-	Exec  Executor
-	// Batch runs the tasks of steps with the batch decorator (or every step
-	// with --with batch); nil when AWS Batch is not configured.
-	Batch  Executor
-	Params []Param
-	Code   []byte
+	// Exec runs the tasks of steps without an executor decorator (local
+	// Rscript processes).
+	Exec Executor
+	// Executors holds the executors that decorators choose (nil: none);
+	// a step whose decorators or --with name one runs there.
+	Executors *Registry
+	Params    []Param
+	Code      []byte
 	// Package is the code package (--package-suffixes), stored before any
 	// task starts; remote executors place it in their tasks' working folder.
 	Package []PackageFile
@@ -67,8 +68,9 @@ type Run struct {
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 
-	meta *datastore.Run
-	pkg  []CodeFile // the stored code package, by path
+	meta  *datastore.Run
+	execs map[string]stepExec // by step, chosen by Prepare
+	pkg   []CodeFile          // the stored code package, by path
 	// foreignWorkdir: Opts.Workdir is not a folder of this machine.
 	foreignWorkdir bool
 	origin         map[string]*datastore.Task // "step|stack" -> completed origin task
@@ -104,221 +106,6 @@ type outcome struct {
 	ref *taskRef
 	err error
 	p   *pending
-}
-
-// ValidateOptions checks options before anything is written.
-func ValidateOptions(o *Options) error {
-	if o.MaxWorkers < 1 {
-		return fmt.Errorf("--max-workers must be at least 1 (got %d)", o.MaxWorkers)
-	}
-	if o.MaxNumSplits < 1 {
-		return fmt.Errorf("--max-num-splits must be at least 1 (got %d)", o.MaxNumSplits)
-	}
-	for _, d := range o.With {
-		if err := graph.ValidateDecorator("", d); err != nil {
-			return err
-		}
-	}
-	for _, t := range o.Tags {
-		if t == "" || strings.ContainsAny(t, "\n\r") {
-			return fmt.Errorf("invalid tag %q: tags must be non-empty single-line strings", t)
-		}
-	}
-	return nil
-}
-
-// clonesAll reports whether a resume will clone every task of step (it is
-// not rerun and the origin completed it), so it never runs.
-func (r *Run) clonesAll(step string) bool {
-	if r.origin == nil || r.rerun[step] {
-		return false
-	}
-	for key := range r.origin {
-		if strings.HasPrefix(key, step+"|") {
-			return true
-		}
-	}
-	return false
-}
-
-// preflight asks the Batch executor to check every step it would run.
-func (r *Run) preflight() error {
-	pf, ok := r.Batch.(Preflighter)
-	if !ok {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for _, name := range r.Graph.Order {
-		pol := r.policy(r.Graph.Steps[name])
-		if !pol.batch || r.clonesAll(name) {
-			continue
-		}
-		err := pf.Preflight(ctx, name, pol.decos, r.Opts.Rscript)
-		switch {
-		case errors.Is(err, ErrCannotRun):
-			return fmt.Errorf("step %s cannot run on AWS Batch: %w", name, err)
-		case err != nil:
-			return fmt.Errorf("could not check AWS Batch for step %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// Prepare validates everything and allocates the run id; nothing is written
-// when it fails. After it succeeds, RunID is known and Execute runs the flow.
-func (r *Run) Prepare() error {
-	if r.Now == nil {
-		r.Now = time.Now
-	}
-	if err := ValidateOptions(&r.Opts); err != nil {
-		return err
-	}
-	if err := ValidatePackage(r.Package); err != nil {
-		return err
-	}
-	// Decided before the datastore (often inside the workdir) is written.
-	r.foreignWorkdir = !isDir(r.Opts.Workdir)
-	var names []string
-	for _, p := range r.Params {
-		if !graph.ValidName(p.Name) || reservedName(p.Name) {
-			return fmt.Errorf("invalid parameter name %q: use a valid R name that is not reserved", p.Name)
-		}
-		if _, clash := r.Graph.Steps[p.Name]; clash {
-			return fmt.Errorf("parameter %q has the name of a step: rename one of them", p.Name)
-		}
-		if p.Required && !p.HasValue {
-			return fmt.Errorf("parameter %q is required: pass --%s VALUE", p.Name, p.Name)
-		}
-		names = append(names, p.Name)
-	}
-	if r.Batch == nil && UsesBatch(r.Graph, r.Opts.With) {
-		return errors.New("AWS Batch is not configured in this engine: set METAFLOW_BATCH_JOB_QUEUE and METAFLOW_DATASTORE_SYSROOT_S3 (see docs/batch.md)")
-	}
-	for _, st := range r.Graph.Steps {
-		if st.Foreach != "" && reservedName(st.Foreach) {
-			return fmt.Errorf("step %q: foreach = %q names a reserved artifact", st.Name, st.Foreach)
-		}
-	}
-	r.meta = &datastore.Run{
-		Flow: r.Graph.Flow, Status: datastore.StatusRunning, User: r.Opts.User,
-		Tags: r.Opts.Tags, Steps: r.Graph.Order, Parameters: names, CreatedAt: r.Now(),
-	}
-	for _, name := range r.Graph.Order {
-		st := r.Graph.Steps[name]
-		sm := datastore.StepMeta{Name: name, Next: st.Next, Foreach: st.Foreach, Join: st.Join}
-		for _, d := range st.Decorators {
-			sm.Decorators = append(sm.Decorators, datastore.DecoratorMeta{Name: d.Name, Args: d.Args})
-		}
-		r.meta.Graph = append(r.meta.Graph, sm)
-	}
-	for _, d := range r.Opts.With {
-		r.meta.With = append(r.meta.With, datastore.DecoratorMeta{Name: d.Name, Args: d.Args})
-	}
-	if r.Opts.Resume {
-		if err := r.prepareResume(); err != nil {
-			return err
-		}
-		r.meta.OriginRunID = r.Opts.OriginRunID
-	}
-	if err := r.preflight(); err != nil {
-		return err
-	}
-	if err := r.Store.NewRun(r.meta); err != nil {
-		return err
-	}
-	return nil
-}
-
-// UsesBatch reports whether some step of g runs on AWS Batch (its own batch
-// decorator, or batch among the --with decorators).
-func UsesBatch(g *graph.Graph, with []graph.Decorator) bool {
-	for _, d := range with {
-		if d.Name == "batch" {
-			return true
-		}
-	}
-	for _, st := range g.Steps {
-		if _, ok := st.Decorator("batch"); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// RunID is the allocated run id (after Prepare).
-func (r *Run) RunID() string { return r.meta.RunID }
-
-func reservedName(s string) bool {
-	switch s {
-	case "input", "index", "inputs", "self", "name":
-		return true
-	}
-	return strings.HasPrefix(s, "_")
-}
-
-func (r *Run) prepareResume() error {
-	store, flow := r.Store, r.Graph.Flow
-	if r.Opts.OriginRunID == "" {
-		ids, err := store.ListRuns(flow)
-		if err != nil {
-			return err
-		}
-		// The newest run that has ended: not one being created or still running.
-		for _, id := range ids {
-			if run, err := store.GetRun(flow, id); err == nil && run.Status != datastore.StatusRunning {
-				r.Opts.OriginRunID = id
-				break
-			}
-		}
-		if r.Opts.OriginRunID == "" {
-			return fmt.Errorf("nothing to resume: flow %s has no finished runs yet; use run first", flow)
-		}
-	}
-	if _, err := store.GetRun(flow, r.Opts.OriginRunID); err != nil {
-		return fmt.Errorf("cannot resume: run %s of flow %s does not exist (see --origin-run-id)", r.Opts.OriginRunID, flow)
-	}
-	r.origin = map[string]*datastore.Task{}
-	okSteps := map[string]bool{}
-	for _, step := range r.Graph.Order {
-		ids, err := store.ListTasks(flow, r.Opts.OriginRunID, step)
-		if err != nil {
-			return err
-		}
-		all := len(ids) > 0
-		for _, id := range ids {
-			t, err := store.GetTask(flow, r.Opts.OriginRunID, step, id)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // listed without metadata (an S3 datastore): never completed
-			}
-			if err != nil {
-				return err
-			}
-			if t.Status == datastore.StatusCompleted {
-				r.origin[step+"|"+stackKey(t.Stack)] = t
-			} else {
-				all = false
-			}
-		}
-		okSteps[step] = all
-	}
-	from := r.Opts.ResumeStep
-	if from == "" {
-		for _, step := range r.Graph.Order {
-			if !okSteps[step] {
-				from = step
-				break
-			}
-		}
-		if from == "" {
-			return fmt.Errorf("run %s finished successfully: name the step to resume from (resume STEP)", r.Opts.OriginRunID)
-		}
-	} else if _, ok := r.Graph.Steps[from]; !ok {
-		return fmt.Errorf("cannot resume from step %q: the flow has no such step", from)
-	}
-	r.Opts.ResumeStep = from
-	r.rerun = r.Graph.Descendants(from)
-	return nil
 }
 
 // Execute runs the prepared flow until it ends or ctx is cancelled.

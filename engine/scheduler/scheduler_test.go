@@ -15,6 +15,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
@@ -335,20 +336,22 @@ func TestPrepareErrorsWriteNothing(t *testing.T) {
 		opts Options
 		par  []Param
 		want string
+		kind error // engine/errs kind (the gRPC code the client gets)
 	}{
-		{"zero workers", Options{MaxWorkers: -1}, nil, "--max-workers must be at least 1"},
-		{"required param", Options{}, []Param{{Name: "alpha", Required: true}}, "parameter \"alpha\" is required"},
-		{"reserved param", Options{}, []Param{{Name: "input", HasValue: true}}, "invalid parameter name"},
-		{"resume nothing", Options{Resume: true}, nil, "nothing to resume"},
-		{"unknown with", Options{With: []graph.Decorator{{Name: "bogus"}}}, nil, "unknown decorator \"bogus\""},
+		{"zero workers", Options{MaxWorkers: -1}, nil, "--max-workers must be at least 1", errs.ErrInvalid},
+		{"required param", Options{}, []Param{{Name: "alpha", Required: true}}, "parameter \"alpha\" is required", errs.ErrInvalid},
+		{"reserved param", Options{}, []Param{{Name: "input", HasValue: true}}, "invalid parameter name", errs.ErrInvalid},
+		{"resume nothing", Options{Resume: true}, nil, "nothing to resume", errs.ErrPrecondition},
+		{"resume a run that does not exist", Options{Resume: true, OriginRunID: "7"}, nil, "cannot resume: run 7 of flow F does not exist", errs.ErrNotFound},
+		{"unknown with", Options{With: []graph.Decorator{{Name: "bogus"}}}, nil, "unknown decorator \"bogus\"", errs.ErrInvalid},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r, store := newRun(t, foreachGraph(t), &fakeExec{}, c.opts)
 			r.Params = c.par
 			err := r.Prepare()
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("got %v, want %q", err, c.want)
+			if err == nil || !strings.Contains(err.Error(), c.want) || errs.Kind(err) != c.kind {
+				t.Fatalf("got %v (kind %v), want %q of kind %v", err, errs.Kind(err), c.want, c.kind)
 			}
 			if _, err := os.Stat(store.Root); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("datastore written on a bad input")

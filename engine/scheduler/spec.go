@@ -1,15 +1,10 @@
 package scheduler
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
-
-	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
 // TaskSpec tells the base-R task runtime what to run (plain msgpack; field
@@ -58,72 +53,6 @@ type TaskResult struct {
 	Artifacts    []string
 	Merged       map[string]int
 	ForeachCount int
-}
-
-// Launch is one attempt of a task handed to an executor.
-type Launch struct {
-	Spec    *TaskSpec
-	Rscript string
-	Workdir string
-	// Env is extra environment for the task (environment decorator).
-	Env map[string]string
-	// Decorators are the step's decorators merged with --with (the step's
-	// own arguments win); remote executors read resources/batch from them.
-	Decorators map[string]graph.Decorator
-	// Timeout is the timeout decorator's limit (0: none). The scheduler
-	// enforces it by cancelling the attempt; a remote executor can also hand
-	// it to its backend, in case the engine is gone by then.
-	Timeout    time.Duration
-	StdoutPath string
-	StderrPath string
-	// Started is called once the process exists.
-	Started func(pid int)
-	// StoreURL is the s3:// root of the datastore of record when it is in
-	// S3 (else ""). A remote executor storing blobs under the same root
-	// leaves outputs there and lists them in RemoteOutputsFile (name -> sha)
-	// in the output folder, instead of downloading them.
-	StoreURL string
-	// Submitted is called by a remote executor once its job exists, with
-	// the job's id and the s3:// folder its logs are uploaded to while it runs.
-	Submitted func(jobID, logsURL string)
-	// Line is called for every line the task prints.
-	Line func(stderr bool, text string)
-	// Package is the run's code package, sorted by path: a remote executor
-	// puts each file at its path in the task's working folder (local tasks
-	// run in Workdir, where the files are already).
-	Package []CodeFile
-}
-
-// Preflighter is an executor that can refuse a step before the run starts
-// (a Batch queue that can never run the step's job), so that nothing is
-// written and no earlier step runs in vain. Its error wraps ErrCannotRun when
-// the step can never run; other errors mean it could not check.
-type Preflighter interface {
-	Preflight(ctx context.Context, step string, decos map[string]graph.Decorator, rscript string) error
-}
-
-// ErrCannotRun marks a Preflighter's refusal of a step that can never run
-// (errors.Is); CannotRun wraps an explanation as one.
-var ErrCannotRun = errors.New("the step can never run there")
-
-// CannotRun marks err as a refusal: same message, errors.Is(.., ErrCannotRun).
-func CannotRun(err error) error { return cannotRun{err} }
-
-type cannotRun struct{ err error }
-
-func (c cannotRun) Error() string        { return c.err.Error() }
-func (c cannotRun) Unwrap() error        { return c.err }
-func (c cannotRun) Is(target error) bool { return target == ErrCannotRun }
-
-// RemoteOutputsFile lists, in an attempt's output folder, the outputs a
-// remote executor left in the datastore (see Launch.StoreURL).
-const RemoteOutputsFile = "_remote_outputs.json"
-
-// Executor runs task attempts: locally as Rscript processes, or on AWS Batch.
-type Executor interface {
-	// Run runs one attempt to completion. Cancelling ctx kills the task.
-	// It returns the exit code; err is set when the task could not be run.
-	Run(ctx context.Context, l *Launch) (exitCode int, err error)
 }
 
 // ReadResult decodes a runtime's _result.mpk. It accepts the shapes R's plain

@@ -3,14 +3,13 @@ package scheduler
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -29,7 +28,9 @@ type stepPolicy struct {
 	timeout     time.Duration
 	env         map[string]string
 	decos       map[string]graph.Decorator
-	batch       bool
+	// executor is the decorator that chooses the step's executor ("": the
+	// run's own): the step's own, else one of --with.
+	executor string
 }
 
 func (r *Run) policy(st *graph.Step) stepPolicy {
@@ -42,7 +43,10 @@ func (r *Run) policy(st *graph.Step) stepPolicy {
 		decos[d.Name] = d
 	}
 	p.decos = decos
-	_, p.batch = decos["batch"]
+	p.executor = executorDecorator(st.Decorators)
+	if p.executor == "" {
+		p.executor = executorDecorator(r.Opts.With)
+	}
 	num := func(d graph.Decorator, k string, def float64) float64 {
 		if v, ok := d.Args[k]; ok {
 			if f, err := strconv.ParseFloat(v, 64); err == nil {
@@ -107,7 +111,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	for _, in := range p.inputs {
 		si := SpecInput{Step: in.step, TaskID: in.id, Artifacts: map[string]SpecArtifact{}}
 		for name, a := range in.arts {
-			path, err := r.inputPath(flow, a.SHA, pol)
+			path, err := r.inputPath(flow, a.SHA, p.step)
 			if err != nil {
 				return nil, fmt.Errorf("%w: input %s of step %s: %v", errFatal, name, p.step, err)
 			}
@@ -121,7 +125,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 		parent := g.Steps[top.Step]
 		a := p.inputs[0].arts[parent.Foreach]
 		spec.Index = top.Index
-		path, err := r.inputPath(flow, a.SHA, pol)
+		path, err := r.inputPath(flow, a.SHA, p.step)
 		if err != nil {
 			return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
 		}
@@ -183,13 +187,12 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		actx, cancel = context.WithTimeout(ctx, pol.timeout)
 	}
 	defer cancel()
-	exec := r.Exec
-	if pol.batch {
-		if r.Batch == nil {
-			return nil, fmt.Errorf("%w: step %s uses AWS Batch but no Batch executor is configured", errFatal, task.Step)
-		}
-		exec = r.Batch
+	exec := r.execs[task.Step].exec
+	if exec == nil {
+		return nil, fmt.Errorf("%w: step %s has no executor (Prepare chooses them)", errFatal, task.Step)
 	}
+	var storedMu sync.Mutex
+	var stored map[string]string // outputs the task left in the datastore
 	l := &Launch{
 		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env, Decorators: pol.decos, Timeout: pol.timeout,
 		StdoutPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stdout"),
@@ -199,9 +202,14 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			_ = r.Store.PutTask(task)
 			r.taskSay(task, "Task is starting.")
 		},
-		StoreURL: r.storeURL(),
+		Datastore: r.Store.Location(),
 		Submitted: func(jobID, logsURL string) {
 			cur.JobID, cur.LogsURL = jobID, logsURL
+		},
+		Stored: func(outputs map[string]string) {
+			storedMu.Lock()
+			defer storedMu.Unlock()
+			stored = outputs
 		},
 		Line: func(stderr bool, text string) {
 			r.emit(stderr, r.stamp()+" "+r.prefix(task)+" "+text)
@@ -209,7 +217,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		Package: r.pkg,
 	}
 	stopSaving := func() {}
-	if !pol.batch { // a Batch job's logs are read from its own uploads
+	if _, remote := exec.(Remote); !remote { // a remote task publishes its own logs
 		stopSaving = r.saveLogsWhileRunning(flow, runID, task.Step, task.TaskID, attempt)
 	}
 	code, runErr := exec.Run(actx, l)
@@ -257,10 +265,9 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		}
 		arts[name] = a
 	}
-	remote, err := readRemoteOutputs(outDir)
-	if err != nil {
-		return fail(err.Error())
-	}
+	storedMu.Lock()
+	remote := stored
+	storedMu.Unlock()
 	for _, name := range res.Artifacts {
 		var a datastore.Artifact
 		if sha, ok := remote[name]; ok {
@@ -388,85 +395,26 @@ func (r *Run) clone(p *pending, id string, ot *datastore.Task) (*taskRef, error)
 	return r.complete(task, p, arts, nil)
 }
 
-// logSaveInterval is how often a running task's logs go to a remote
-// datastore, where other machines read them.
-var logSaveInterval = 5 * time.Second
-
-// saveLogsWhileRunning stores a running attempt's logs in a remote (S3)
-// datastore every logSaveInterval while they grow, so that logs RUN/STEP
-// on another machine shows them; the local datastore needs nothing. The
-// returned func stops it (the final save follows the attempt).
-func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int) (stop func()) {
-	if r.storeURL() == "" {
-		return func() {}
-	}
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(logSaveInterval)
-		defer t.Stop()
-		var saved int64
-		var next time.Time // no save before (each re-sends the whole log)
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			var size int64
-			for _, s := range []string{"stdout", "stderr"} {
-				if fi, err := os.Stat(r.Store.LogPath(flow, runID, step, taskID, attempt, s)); err == nil {
-					size += fi.Size()
-				}
-			}
-			if size <= saved || time.Now().Before(next) {
-				continue
-			}
-			began := time.Now()
-			if r.Store.SaveLogs(flow, runID, step, taskID, attempt) == nil {
-				saved = size
-			}
-			// A big log takes a while to send: spend at most a tenth of
-			// the time sending it again.
-			next = time.Now().Add(9 * time.Since(began))
-		}
-	}()
-	return func() { close(done); <-stopped }
-}
-
 // inputPath is the file a task reads an input blob from. A remote executor
-// only needs the file when the blob is not in its store yet, so for Batch
-// steps blobs are not downloaded from an S3 datastore just to be found there.
-func (r *Run) inputPath(flow, sha string, pol stepPolicy) (string, error) {
-	if pol.batch {
+// only needs the file when the blob is not in its tasks' store yet, so for
+// its steps blobs are not downloaded from a remote datastore just to be found
+// there.
+func (r *Run) inputPath(flow, sha, step string) (string, error) {
+	if _, remote := r.execs[step].exec.(Remote); remote {
 		return r.Store.BlobPath(flow, sha), nil
 	}
 	return r.Store.FetchBlob(flow, sha)
 }
 
-// storeURL is the s3:// root of a datastore of record in S3 ("" otherwise).
-func (r *Run) storeURL() string {
-	if loc := r.Store.Location(); strings.HasPrefix(loc, "s3://") {
-		return loc
+// executorDecorator returns the decorator among ds that chooses an executor
+// ("" if none; graph validation allows at most one).
+func executorDecorator(ds []graph.Decorator) string {
+	for _, d := range ds {
+		if spec, ok := graph.LookupDecorator(d.Name); ok && spec.Executor {
+			return d.Name
+		}
 	}
 	return ""
-}
-
-// readRemoteOutputs reads the outputs a remote executor left in the store
-// instead of the output folder (name -> sha); none if it left the file out.
-func readRemoteOutputs(outDir string) (map[string]string, error) {
-	b, err := os.ReadFile(filepath.Join(outDir, RemoteOutputsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read outputs: %w", err)
-	}
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", RemoteOutputsFile, err)
-	}
-	return m, nil
 }
 
 // writeFile writes a cloned log; losing it loses no result.

@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+
+	"github.com/metaflow-r/metaflow/engine/errs"
 )
 
 // Client is S3 access: existence checks, listings, uploads and downloads of
@@ -43,11 +45,15 @@ type Client struct {
 // at most 10,000 parts make objects up to ~78 GiB).
 const PartSize = 8 << 20
 
+// Errors of this package are marked with their kind (engine/errs): a
+// missing bucket is ErrPrecondition, a missing object ErrNotFound, and any
+// other failure of an S3 call ErrUnavailable.
+
 // ErrNoBucket is wrapped by the errors of operations on a missing bucket.
-var ErrNoBucket = errors.New("no such bucket")
+var ErrNoBucket = errs.Mark(errs.ErrPrecondition, errors.New("no such bucket"))
 
 // ErrNotFound is wrapped by the errors of reads of a missing object.
-var ErrNotFound = errors.New("no such S3 object")
+var ErrNotFound = errs.Mark(errs.ErrNotFound, errors.New("no such S3 object"))
 
 // New returns a client for cfg (endpoint and credentials as the SDK resolves them).
 func New(cfg aws.Config) *Client {
@@ -80,7 +86,7 @@ func New(cfg aws.Config) *Client {
 func FromEnv(ctx context.Context) (*Client, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("AWS configuration for S3: %w", err)
+		return nil, errs.Precondition("AWS configuration for S3: %w", err)
 	}
 	return New(cfg), nil
 }
@@ -116,7 +122,7 @@ func s3Err(op, bucket, key string, err error) error {
 	if isNotFound(err) {
 		return fmt.Errorf("s3://%s/%s: %w", bucket, key, ErrNotFound)
 	}
-	return fmt.Errorf("S3 %s s3://%s/%s: %w", op, bucket, key, err)
+	return errs.Unavailable("S3 %s s3://%s/%s: %w", op, bucket, key, err)
 }
 
 // Exists reports whether the object exists (HEAD).
@@ -221,7 +227,7 @@ func (c *Client) ListDirs(ctx context.Context, bucket, prefix string) ([]string,
 // CreateBucket creates a bucket (tests and first-time setup).
 func (c *Client) CreateBucket(ctx context.Context, bucket string) error {
 	if _, err := c.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		return fmt.Errorf("create bucket %s: %w", bucket, err)
+		return errs.Unavailable("create bucket %s: %w", bucket, err)
 	}
 	return nil
 }
@@ -261,7 +267,7 @@ func (c *Client) GetBytes(ctx context.Context, bucket, key string) ([]byte, erro
 	defer out.Body.Close()
 	b, err := io.ReadAll(out.Body)
 	if err != nil {
-		return nil, fmt.Errorf("download s3://%s/%s: %w", bucket, key, err)
+		return nil, errs.Unavailable("download s3://%s/%s: %w", bucket, key, err)
 	}
 	return b, nil
 }
@@ -315,7 +321,7 @@ func (c *Client) GetFrom(ctx context.Context, bucket, key string, off int64) ([]
 	defer out.Body.Close()
 	b, err := io.ReadAll(out.Body)
 	if err != nil {
-		return nil, fmt.Errorf("download s3://%s/%s: %w", bucket, key, err)
+		return nil, errs.Unavailable("download s3://%s/%s: %w", bucket, key, err)
 	}
 	if off > 0 && out.ContentRange == nil {
 		// A server that ignored the range sent the whole object.
@@ -332,7 +338,7 @@ func (c *Client) PresignGet(ctx context.Context, bucket, key string, expires tim
 	req, err := c.presigner.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)},
 		s3.WithPresignExpires(expires))
 	if err != nil {
-		return "", fmt.Errorf("presign s3://%s/%s: %w", bucket, key, err)
+		return "", errs.Precondition("presign s3://%s/%s: %w", bucket, key, err)
 	}
 	return req.URL, nil
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/metaflow-r/metaflow/batch"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
@@ -49,15 +50,24 @@ func (batchExec) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	return okExec{}.Run(ctx, l)
 }
 
+// flakyPlugin is the batch decorator's plugin, not configured the first
+// time it is asked.
+type flakyPlugin struct{ calls int }
+
+func (p *flakyPlugin) Name() string { return "AWS Batch" }
+
+func (p *flakyPlugin) NewExecutor() (scheduler.Executor, error) {
+	p.calls++
+	if p.calls == 1 {
+		return nil, errors.New("AWS Batch is not configured: set METAFLOW_BATCH_JOB_QUEUE")
+	}
+	return batchExec{}, nil
+}
+
 func TestBatchStepsNeedAConfiguredBatchExecutor(t *testing.T) {
 	srv := NewServer(okExec{})
-	calls := 0
-	srv.NewBatch = func() (scheduler.Executor, error) {
-		calls++
-		if calls == 1 {
-			return nil, errors.New("AWS Batch is not configured: set METAFLOW_BATCH_JOB_QUEUE")
-		}
-		return batchExec{}, nil
+	if err := srv.Executors.Register(batch.Decorator, &flakyPlugin{}); err != nil {
+		t.Fatal(err)
 	}
 	c := serveServer(t, srv)
 	req := request(t, "work")
@@ -89,5 +99,37 @@ func TestBatchStepsNeedAConfiguredBatchExecutor(t *testing.T) {
 	all := strings.Join(text, "\n")
 	if !strings.Contains(all, "on batch: work") || strings.Contains(all, "on batch: start") || strings.Contains(all, "on batch: end") {
 		t.Fatalf("console:\n%s", all)
+	}
+}
+
+// An engine without the batch executor refuses batch steps before anything
+// is written; so does one whose settings lack the queue (the real plugin).
+func TestBatchStepsWithoutTheExecutor(t *testing.T) {
+	t.Setenv("METAFLOW_BATCH_JOB_QUEUE", "")
+	t.Setenv("METAFLOW_DATASTORE_SYSROOT_S3", "")
+	withPlugin := NewServer(okExec{})
+	if err := withPlugin.Executors.Register(batch.Decorator, batch.NewPlugin()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		srv  *Server
+		want string
+	}{
+		{"no batch executor", NewServer(okExec{}), `decorator "batch" chooses an executor that this engine does not have`},
+		{"not configured", withPlugin, "AWS Batch is not configured: set METAFLOW_BATCH_JOB_QUEUE (the job queue) and METAFLOW_DATASTORE_SYSROOT_S3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := serveServer(t, tc.srv)
+			req := request(t, "work")
+			req.Options.With = []*pb.Decorator{{Name: "batch"}}
+			stream, _ := c.StartRun(context.Background(), req)
+			if _, err := stream.Recv(); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("StartRun: %v, want FailedPrecondition %q", err, tc.want)
+			}
+			if _, err := os.Stat(req.Options.DatastoreRoot); !os.IsNotExist(err) {
+				t.Fatal("datastore written")
+			}
+		})
 	}
 }

@@ -1,0 +1,215 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// wait follows a job until it is done or ctx is cancelled (then the job is
+// terminated). While the job is RUNNING it calls running every LogInterval.
+func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any), stuck func(time.Duration) string,
+	running func(context.Context)) (JobStatus, error) {
+	w := e.poll.add(id)
+	defer e.poll.remove(id)
+	last := StateSubmitted
+	rw := runnableWatch{after: runnableWarnAfter()}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	logTick := time.NewTicker(e.cfg.LogInterval)
+	defer logTick.Stop()
+	for {
+		select {
+		case <-logTick.C:
+			if last == StateRunning && running != nil {
+				running(ctx)
+			}
+		case now := <-tick.C:
+			if d, warn := rw.check(last, now); warn {
+				say("%s", stuck(d))
+			}
+		case <-ctx.Done():
+			tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := e.c.Terminate(tctx, id, "metaflow: the task was cancelled")
+			cancel()
+			if err != nil {
+				say("Could not terminate Batch job %s: %v", id, err)
+			} else {
+				say("Batch job %s terminated.", id)
+				if last == StateRunning {
+					// The runner uploads its last log lines on SIGTERM.
+					awaitDone(w, jobEndWait)
+				}
+			}
+			return JobStatus{}, ctx.Err()
+		case err := <-w.err:
+			tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_ = e.c.Terminate(tctx, id, "metaflow: the engine lost track of the job")
+			cancel()
+			return JobStatus{}, fmt.Errorf("follow Batch job %s (terminated): %w", id, err)
+		case st := <-w.st:
+			if st.Status != last {
+				say("Batch job %s is %s.", id, st.Status)
+				last = st.Status
+			}
+			if d, warn := rw.check(last, time.Now()); warn {
+				say("%s", stuck(d))
+			}
+			if st.Status.Done() {
+				return st, nil
+			}
+		}
+	}
+}
+
+// jobEndWait bounds the wait for a terminated job to end, so that the
+// logs its runner uploads on the way out can be fetched.
+const jobEndWait = 15 * time.Second
+
+// awaitDone waits until the poller reports w's job done, at most d.
+func awaitDone(w *watcher, d time.Duration) {
+	deadline := time.After(d)
+	for {
+		select {
+		case st := <-w.st:
+			if st.Status.Done() {
+				return
+			}
+		case <-w.err:
+			return
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// poller describes every job in flight with one DescribeJobs per 100 jobs
+// per interval, shared by all running tasks.
+type poller struct {
+	c        *Client
+	interval time.Duration
+
+	mu      sync.Mutex
+	watch   map[string]*watcher
+	running bool
+}
+
+// watcher receives the latest status of one job, or an error when
+// DescribeJobs has failed for maxPollFailures intervals in a row.
+type watcher struct {
+	st  chan JobStatus
+	err chan error
+}
+
+const maxPollFailures = 60
+
+func (p *poller) add(id string) *watcher {
+	w := &watcher{st: make(chan JobStatus, 1), err: make(chan error, 1)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.watch[id] = w
+	if !p.running {
+		p.running = true
+		go p.loop()
+	}
+	return w
+}
+
+func (p *poller) remove(id string) {
+	p.mu.Lock()
+	delete(p.watch, id)
+	p.mu.Unlock()
+}
+
+func (p *poller) loop() {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	failures := 0
+	for range t.C {
+		p.mu.Lock()
+		ids := make([]string, 0, len(p.watch))
+		for id := range p.watch {
+			ids = append(ids, id)
+		}
+		if len(ids) == 0 {
+			p.running = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		st, err := p.c.Describe(ctx, ids)
+		cancel()
+		if err != nil {
+			// Transient, most likely: the next tick tries again.
+			if failures++; failures >= maxPollFailures {
+				p.mu.Lock()
+				for _, w := range p.watch {
+					select {
+					case w.err <- err:
+					default:
+					}
+				}
+				p.mu.Unlock()
+				failures = 0
+			}
+			continue
+		}
+		failures = 0
+		p.mu.Lock()
+		for id, s := range st {
+			if w, ok := p.watch[id]; ok {
+				select { // keep only the latest status
+				case <-w.st:
+				default:
+				}
+				w.st <- s
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// runnableWatch tells, once, when a job has been RUNNABLE for too long.
+type runnableWatch struct {
+	after  time.Duration
+	since  time.Time
+	warned bool
+}
+
+func (w *runnableWatch) check(state State, now time.Time) (time.Duration, bool) {
+	if state != StateRunnable {
+		w.since = time.Time{}
+		return 0, false
+	}
+	if w.since.IsZero() {
+		w.since = now
+	}
+	d := now.Sub(w.since)
+	if w.warned || d < w.after {
+		return d, false
+	}
+	w.warned = true
+	return d, true
+}
+
+// runnableWarnAfter is METAFLOW_BATCH_RUNNABLE_WARNING (seconds), default 5 minutes.
+func runnableWarnAfter() time.Duration {
+	if v, err := strconv.Atoi(os.Getenv("METAFLOW_BATCH_RUNNABLE_WARNING")); err == nil && v > 0 {
+		return time.Duration(v) * time.Second
+	}
+	return 5 * time.Minute
+}
+
+// runnableWarning explains why a job may be stuck. CheckQueue already refused
+// requests no compute environment could ever run, so what is left is capacity.
+func runnableWarning(id, queue string, res Resources, d time.Duration) string {
+	return fmt.Sprintf("Batch job %s has been RUNNABLE for %s: it asks for %s, which the compute "+
+		"environments of queue %s can run in principle, so they are likely at their maxvCpus, "+
+		"still scaling up, or unable to get instances of that size (check their state, "+
+		"maxvCpus, instance types and service limits, or ask for less with resources())",
+		id, d.Round(time.Second), res, queue)
+}

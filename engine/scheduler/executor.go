@@ -1,0 +1,94 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/metaflow-r/metaflow/engine/graph"
+)
+
+// Executor runs task attempts: the run's own executor (local Rscript
+// processes) or one a step decorator chooses from the Registry. Optional
+// capabilities are further interfaces an executor may implement:
+// Preflighter and Remote.
+type Executor interface {
+	// Run runs one attempt to completion. Cancelling ctx kills the task.
+	// It returns the exit code; err is set when the task could not be run.
+	Run(ctx context.Context, l *Launch) (exitCode int, err error)
+}
+
+// Launch is one attempt of a task handed to an executor.
+type Launch struct {
+	Spec    *TaskSpec
+	Rscript string
+	Workdir string
+	// Env is extra environment for the task (environment decorator).
+	Env map[string]string
+	// Decorators are the step's decorators merged with --with (the step's
+	// own arguments win); remote executors read resources and their own
+	// decorator from them.
+	Decorators map[string]graph.Decorator
+	// Timeout is the timeout decorator's limit (0: none). The scheduler
+	// enforces it by cancelling the attempt; a remote executor can also hand
+	// it to its backend, in case the engine is gone by then.
+	Timeout    time.Duration
+	StdoutPath string
+	StderrPath string
+	// Datastore is where the datastore of record is (Store.Location(): a
+	// folder, or s3://bucket/prefix). A remote executor whose tasks write
+	// blobs under that same root leaves their outputs there and reports them
+	// with Stored instead of staging them in the output folder.
+	Datastore string
+	// Started is called once the process exists.
+	Started func(pid int)
+	// Submitted is called by a remote executor once its job exists, with
+	// the job's id and the URL of the folder its logs are uploaded to while
+	// it runs; both are kept in the attempt's record, for LogSource.
+	Submitted func(jobID, logsURL string)
+	// Stored is called by an executor whose task left outputs in the
+	// datastore of record (name -> sha256) instead of staging them: the
+	// scheduler adopts those blobs (checking that the store has them).
+	Stored func(outputs map[string]string)
+	// Line is called for every line the task prints.
+	Line func(stderr bool, text string)
+	// Package is the run's code package, sorted by path: a remote executor
+	// puts each file at its path in the task's working folder (local tasks
+	// run in Workdir, where the files are already).
+	Package []CodeFile
+}
+
+// Remote is an executor whose tasks run away from this machine and reach
+// the datastore on their own:
+//   - the scheduler gives it input blobs by path (Store.BlobPath) without
+//     fetching them from a remote datastore first: the executor ships what
+//     its tasks cannot reach, so a path may name a file this machine lacks;
+//   - the scheduler does not store the attempt's local log files while it
+//     runs: its tasks publish their logs themselves, where Launch.Submitted
+//     says (the plugin's LogSource reads them from there).
+type Remote interface {
+	Executor
+	// RunsRemotely marks the capability; it is never called.
+	RunsRemotely()
+}
+
+// Preflighter is an executor that can refuse a step before the run starts
+// (a job queue that can never run the step's job), so that nothing is
+// written and no earlier step runs in vain. Its error wraps ErrCannotRun when
+// the step can never run; other errors mean it could not check.
+type Preflighter interface {
+	Preflight(ctx context.Context, step string, decos map[string]graph.Decorator, rscript string) error
+}
+
+// ErrCannotRun marks a Preflighter's refusal of a step that can never run
+// (errors.Is); CannotRun wraps an explanation as one.
+var ErrCannotRun = errors.New("the step can never run there")
+
+// CannotRun marks err as a refusal: same message, errors.Is(.., ErrCannotRun).
+func CannotRun(err error) error { return cannotRun{err} }
+
+type cannotRun struct{ err error }
+
+func (c cannotRun) Error() string        { return c.err.Error() }
+func (c cannotRun) Unwrap() error        { return c.err }
+func (c cannotRun) Is(target error) bool { return target == ErrCannotRun }

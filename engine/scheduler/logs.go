@@ -1,0 +1,53 @@
+package scheduler
+
+import (
+	"os"
+	"strings"
+	"time"
+)
+
+// logSaveInterval is how often a running task's logs go to a remote
+// datastore, where other machines read them.
+var logSaveInterval = 5 * time.Second
+
+// saveLogsWhileRunning stores a running attempt's logs in a remote (S3)
+// datastore every logSaveInterval while they grow, so that logs RUN/STEP
+// on another machine shows them; the local datastore needs nothing. The
+// returned func stops it (the final save follows the attempt).
+func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int) (stop func()) {
+	if !strings.HasPrefix(r.Store.Location(), "s3://") {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(logSaveInterval)
+		defer t.Stop()
+		var saved int64
+		var next time.Time // no save before (each re-sends the whole log)
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var size int64
+			for _, s := range []string{"stdout", "stderr"} {
+				if fi, err := os.Stat(r.Store.LogPath(flow, runID, step, taskID, attempt, s)); err == nil {
+					size += fi.Size()
+				}
+			}
+			if size <= saved || time.Now().Before(next) {
+				continue
+			}
+			began := time.Now()
+			if r.Store.SaveLogs(flow, runID, step, taskID, attempt) == nil {
+				saved = size
+			}
+			// A big log takes a while to send: spend at most a tenth of
+			// the time sending it again.
+			next = time.Now().Add(9 * time.Since(began))
+		}
+	}()
+	return func() { close(done); <-stopped }
+}

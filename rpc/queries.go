@@ -1,0 +1,222 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+	pb "github.com/metaflow-r/metaflow/proto/enginepb"
+)
+
+const timeFmt = "2006-01-02T15:04:05.000Z07:00"
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(timeFmt)
+}
+
+func runInfo(r *datastore.Run) *pb.RunInfo {
+	return &pb.RunInfo{
+		Flow: r.Flow, RunId: r.RunID, Status: r.Status, User: r.User, Tags: r.Tags,
+		CreatedAt: fmtTime(r.CreatedAt), FinishedAt: fmtTime(r.FinishedAt), OriginRunId: r.OriginRunID,
+		Error: strings.ToValidUTF8(r.Error, "\uFFFD"),
+	}
+}
+
+// ListFlows implements the ListFlows RPC.
+func (s *Server) ListFlows(ctx context.Context, req *pb.ListFlowsRequest) (*pb.ListFlowsResponse, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	flows, err := store.ListFlows()
+	if err != nil { // a missing bucket is a precondition (s3io.ErrNoBucket)
+		return nil, grpcError(err)
+	}
+	return &pb.ListFlowsResponse{Flows: flows}, nil
+}
+
+// ListRuns implements the ListRuns RPC.
+func (s *Server) ListRuns(ctx context.Context, req *pb.ListRunsRequest) (*pb.ListRunsResponse, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := store.ListRuns(req.Flow)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	runs := make([]*pb.RunInfo, len(ids))
+	err = forEachLimit(len(ids), 16, func(i int) error {
+		r, err := store.GetRun(req.Flow, ids[i])
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a run folder being created right now
+		}
+		if err != nil {
+			return err
+		}
+		runs[i] = runInfo(r)
+		return nil
+	})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &pb.ListRunsResponse{}
+	for _, r := range runs {
+		if r != nil {
+			resp.Runs = append(resp.Runs, r)
+		}
+	}
+	return resp, nil
+}
+
+// GetRun implements the GetRun RPC.
+func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	r, err := store.GetRun(req.Flow, req.RunId)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	info := runInfo(r)
+	pkg, err := store.GetPackage(req.Flow, req.RunId)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	for _, p := range sortedNames(pkg) {
+		info.CodePackage = append(info.CodePackage, &pb.CodeFile{Path: p, Sha: pkg[p].SHA, Size: pkg[p].Size})
+	}
+	for _, step := range r.Steps {
+		ids, err := store.ListTasks(req.Flow, req.RunId, step)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		tasks := make([]*pb.TaskInfo, len(ids))
+		err = forEachLimit(len(ids), 16, func(i int) error {
+			t, err := store.GetTask(req.Flow, req.RunId, step, ids[i])
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // listed before its metadata was written (an S3 datastore)
+			}
+			if err != nil {
+				return err
+			}
+			tasks[i] = taskInfo(store, t)
+			return nil
+		})
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		si := &pb.StepInfo{Name: step}
+		for _, t := range tasks {
+			if t != nil {
+				si.Tasks = append(si.Tasks, t)
+			}
+		}
+		if len(si.Tasks) > 0 {
+			info.Steps = append(info.Steps, si)
+		}
+	}
+	return info, nil
+}
+
+// forEachLimit calls f(0..n-1), at most limit at a time (an S3 datastore
+// answers each task's metadata in one round trip), and returns the first error.
+func forEachLimit(n, limit int, f func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = f(i)
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func taskInfo(store datastore.Store, t *datastore.Task) *pb.TaskInfo {
+	ti := &pb.TaskInfo{
+		Step: t.Step, TaskId: t.TaskID, Status: t.Status,
+		StartedAt: fmtTime(t.StartedAt), FinishedAt: fmtTime(t.FinishedAt), ForeachIndex: -1,
+	}
+	if n := len(t.Stack); n > 0 {
+		ti.ForeachIndex = int32(t.Stack[n-1].Index)
+	}
+	if n := len(t.Attempts); n > 0 {
+		last := t.Attempts[n-1]
+		ti.Attempt, ti.Pid = int32(last.Attempt), int32(last.PID)
+		ti.Error, ti.ExitCode = strings.ToValidUTF8(last.Error, "\uFFFD"), int32(last.ExitCode)
+		ti.StdoutPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stdout")
+		ti.StderrPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stderr")
+	}
+	return ti
+}
+
+// GetTask implements the GetTask RPC (with artifact paths).
+func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskInfo, error) {
+	store, err := storeFor(req.DatastoreRoot)
+	if err != nil {
+		return nil, err
+	}
+	t, err := store.GetTask(req.Flow, req.RunId, req.Step, req.TaskId)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	ti := taskInfo(store, t)
+	if t.Status == datastore.StatusCompleted {
+		arts, err := store.GetArtifacts(req.Flow, req.RunId, req.Step, req.TaskId)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		for _, name := range sortedNames(arts) {
+			a := arts[name]
+			ai := &pb.ArtifactInfo{Name: name, Sha: a.SHA, Size: a.Size}
+			// The blob the caller asked for is made local; others are given
+			// only if they are local already (always, for a local store).
+			if name == req.Artifact {
+				if ai.Path, err = store.FetchBlob(req.Flow, a.SHA); err != nil {
+					return nil, grpcError(err)
+				}
+			} else if p := store.BlobPath(req.Flow, a.SHA); fileExists(p) {
+				ai.Path = p
+			}
+			ti.Artifacts = append(ti.Artifacts, ai)
+		}
+	}
+	return ti, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func sortedNames(m map[string]datastore.Artifact) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
