@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -251,6 +252,13 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		return fail(msg)
 	}
 	res, err := ReadResult(filepath.Join(outDir, "_result.mpk"))
+	if errors.Is(err, fs.ErrNotExist) {
+		// Exit status 0 without a result: the R process ended before the
+		// runtime could store the step's artifacts (base::quit() in the step).
+		r.taskSay(task, "Task failed.")
+		return fail(fmt.Sprintf("the task's R process exited (status 0) before step %s returned: "+
+			"did the step call quit()? A step ends by returning, or fails with stop()", task.Step))
+	}
 	if err != nil {
 		return fail(err.Error())
 	}
