@@ -14,7 +14,8 @@ import (
 )
 
 // chunkBytes is the largest "b" chunk; bigLength the length from which
-// logical, integer, double and complex vectors use "b".
+// logical, integer, double, complex and raw vectors use "b" (an rds value
+// uses it when its serialization is large, so that no bin holds over 4 GiB).
 const (
 	chunkBytes = 64 << 20
 	bigLength  = 65536
@@ -29,6 +30,8 @@ func elemSize(t Type) int {
 		return 8
 	case Complex:
 		return 16
+	case Raw, RDS:
+		return 1
 	}
 	return 0
 }
@@ -364,6 +367,10 @@ func decodeB(d *msgpack.Decoder, v *Value, n int64) error {
 		v.Double = make([]float64, 0, capacity)
 	case Complex:
 		v.Complex = make([]complex128, 0, capacity)
+	case Raw:
+		v.Raw = make([]byte, 0, capacity)
+	case RDS:
+		v.RDS = make([]byte, 0, capacity)
 	}
 	buf := make([]byte, 1<<20)
 	for c := 0; c < chunks; c++ {
@@ -390,6 +397,10 @@ func decodeB(d *msgpack.Decoder, v *Value, n int64) error {
 func appendElems(v *Value, b []byte, size int) {
 	le := binary.LittleEndian
 	switch v.Type {
+	case Raw:
+		v.Raw = append(v.Raw, b...)
+	case RDS:
+		v.RDS = append(v.RDS, b...)
 	case Logical:
 		for i := 0; i+size <= len(b); i += size {
 			v.Logical = append(v.Logical, int32(le.Uint32(b[i:])))

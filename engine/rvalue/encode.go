@@ -32,6 +32,12 @@ func encodeValue(e *msgpack.Encoder, v Value, path string) (err error) {
 	case Null:
 		return firstErr(e.EncodeMapLen(1), e.EncodeString("t"), e.EncodeString(string(Null)))
 	case RDS:
+		if len(v.RDS) > chunkBytes {
+			// As R writes a large serialization: "n" bytes in "b" chunks.
+			return firstErr(e.EncodeMapLen(3), e.EncodeString("t"), e.EncodeString(string(RDS)),
+				e.EncodeString("n"), e.EncodeUint(uint64(len(v.RDS))), e.EncodeString("b"),
+				encodeChunks(e, v, len(v.RDS)))
+		}
 		return firstErr(e.EncodeMapLen(2), e.EncodeString("t"), e.EncodeString(string(RDS)),
 			e.EncodeString("v"), encodeBin(e, v.RDS))
 	case Logical, Integer, Double, Complex, Character, Raw, List:
@@ -159,6 +165,10 @@ func encodeChunks(e *msgpack.Encoder, v Value, n int) error {
 func appendLE(b []byte, v Value, from, to int) []byte {
 	le := binary.LittleEndian
 	switch v.Type {
+	case Raw:
+		b = append(b, v.Raw[from:to]...)
+	case RDS:
+		b = append(b, v.RDS[from:to]...)
 	case Logical:
 		for _, x := range v.Logical[from:to] {
 			b = le.AppendUint32(b, uint32(x))

@@ -25,7 +25,7 @@ mp_gc_every <- function(bytes) max(mp_gc_bytes, bytes / 32)
 mp_chr_group <- 65536           # strings encoded per vectorised batch
 mp_native_types <- c("logical", "integer", "double", "complex", "character",
                      "raw", "list")
-mp_elt_size <- c(logical = 4, integer = 4, double = 8, complex = 16)
+mp_elt_size <- c(logical = 4, integer = 4, double = 8, complex = 16, raw = 1)
 
 # ---- header encoders (smallest msgpack form) --------------------------------
 
@@ -271,7 +271,30 @@ mp_writer <- function(con = NULL) {
   result <- function() {
     if (k == 0L) raw(0) else unlist(parts[seq_len(k)], use.names = FALSE)
   }
-  list(emit = emit, flush = flush, vec = vec, result = result)
+  # The bytes of a file as "b" chunks (a large rds value's serialization).
+  file_chunks <- function(path) {
+    size <- file.size(path)
+    nchunks <- ceiling(size / mp_chunk_bytes)
+    emit(mp_hdr_array(nchunks))
+    flush()
+    src <- file(path, "rb")
+    on.exit(close(src))
+    left <- size
+    while (left > 0) {
+      k <- min(left, mp_chunk_bytes)
+      writeBin(mp_hdr_bin(k), con)
+      left <- left - k
+      while (k > 0) {
+        piece <- readBin(src, "raw", min(k, mp_piece_bytes))
+        if (!length(piece)) mp_err("serialization file ended early")
+        writeBin(piece, con)
+        k <- k - length(piece)
+      }
+    }
+    invisible(NULL)
+  }
+  list(emit = emit, flush = flush, vec = vec, result = result, file_chunks = file_chunks,
+       streaming = !is.null(con))
 }
 
 # ---- R-value encoder --------------------------------------------------------
@@ -305,7 +328,28 @@ mp_enc_value <- function(x, w, pre = NULL) {
   if (t == "rds") {
     # Version 3 writes the session's native encoding into its header, so the
     # same closure would give different bytes in a C and a UTF-8 locale.
-    b <- serialize(x, NULL, version = 2L)
+    # A serialization over one chunk goes in "b" chunks ("n": its bytes), so
+    # no bin holds over 4 GiB; written to a file, a value that may be large
+    # is serialized into a file first, so peak memory stays near its size.
+    if (w$streaming && mp_rds_via_file(x)) {
+      tmp <- tempfile("mp-rds-")
+      on.exit(unlink(tmp), add = TRUE)
+      out <- file(tmp, "wb")
+      serialize(x, out, version = 2L)
+      close(out)
+      size <- file.size(tmp)
+      if (size > mp_chunk_bytes) {
+        w$emit(c(pre, mp_hdr_map(3), mp_key$t, mp_tag$rds, mp_key$n, mp_hdr_uint(size), mp_key$b))
+        return(w$file_chunks(tmp))
+      }
+      b <- readBin(tmp, "raw", size)
+    } else {
+      b <- serialize(x, NULL, version = 2L)
+    }
+    if (length(b) > mp_chunk_bytes) {
+      w$emit(c(pre, mp_hdr_map(3), mp_key$t, mp_tag$rds, mp_key$n, mp_hdr_uint(length(b)), mp_key$b))
+      return(mp_enc_chunks(b, length(b), 1, w))
+    }
     w$emit(c(pre, mp_hdr_map(2), mp_key$t, mp_tag$rds, mp_key$v, mp_hdr_bin(length(b))))
     return(w$emit(b))
   }
@@ -358,6 +402,13 @@ mp_enc_value <- function(x, w, pre = NULL) {
     integer = mp_enc_int32(x)$bytes,
     double = mp_enc_dbl(x)$bytes,
     complex = mp_enc_cplx(x)$bytes)))
+}
+
+# Whether an rds value may be large: environments and closures carry what
+# they enclose, which object.size() does not count.
+mp_rds_via_file <- function(x) {
+  typeof(x) %in% c("environment", "closure") ||
+    as.numeric(utils::object.size(x)) >= mp_chunk_bytes
 }
 
 # "b": an array of bin chunks of at most 64 MiB, little-endian elements.
@@ -582,8 +633,12 @@ mp_read_value <- function(rd) {
       val <- mp_read_v(rd, t)
       got <- TRUE
     } else if (key == "b") {
-      if (is.na(mp_elt_size[t])) mp_err("\"b\" is not allowed for type ", t)
-      val <- mp_read_b(rd, t, n)
+      if (t == "rds") {
+        val <- mp_read_b_rds(rd)
+      } else {
+        if (is.na(mp_elt_size[t])) mp_err("\"b\" is not allowed for type ", t)
+        val <- mp_read_b(rd, t, n)
+      }
       got <- TRUE
     } else {
       mp_err("unknown key \"", key, "\" in an R value")
@@ -591,7 +646,8 @@ mp_read_value <- function(rd) {
   }
   if (t == "null") return(NULL)
   if (!got) mp_err("R value of type ", t, " has no \"v\" or \"b\"")
-  if (!is.na(n) && length(val) != n) {
+  # An rds value's "n" counts the bytes of its serialization.
+  if (!is.na(n) && t != "rds" && length(val) != n) {
     mp_err("\"n\" is ", n, " but ", length(val), " elements were read")
   }
   if (!is.null(attrs) && t != "rds") attributes(val) <- attrs
@@ -887,6 +943,31 @@ mp_chr_extract <- function(buf, base, r) {
     out[ok] <- s
   }
   out
+}
+
+# "b" of an rds value: its serialization in chunks, streamed into a file
+# and unserialized from there (a document in memory is joined instead).
+mp_read_b_rds <- function(rd) {
+  nchunks <- mp_read_array_len(rd)
+  if (is.null(rd$con)) {
+    parts <- lapply(seq_len(nchunks), function(i) mp_bytes(rd, mp_read_bin_len(rd)))
+    return(unserialize(do.call(c, c(list(raw(0)), parts))))
+  }
+  tmp <- tempfile("mp-rds-")
+  on.exit(unlink(tmp), add = TRUE)
+  out <- file(tmp, "wb")
+  for (i in seq_len(nchunks)) {
+    left <- mp_read_bin_len(rd)
+    while (left > 0) {
+      piece <- mp_bytes(rd, min(left, mp_piece_bytes))
+      writeBin(piece, out)
+      left <- left - length(piece)
+    }
+  }
+  close(out)
+  src <- file(tmp, "rb")
+  on.exit(close(src), add = TRUE, after = FALSE)
+  unserialize(src)
 }
 
 # "b": streams chunks into one preallocated vector. Files are read straight

@@ -281,3 +281,39 @@ test_that("the shared test vectors match byte for byte", {
     expect_identical(mp_pack(cases[[nm]]), bytes, label = nm)
   }
 })
+
+test_that("raw vectors and large rds values are stored in chunks and round-trip", {
+  f <- tempfile()
+  on.exit(unlink(f))
+  head_has_b <- function(bytes) grepl("a162", paste(as.character(bytes[1:min(40, length(bytes))]), collapse = ""))
+  for (n in c(0, 10, 65535, 65536, 70 * 2^20 + 3)) {
+    x <- as.raw(seq_len(n) %% 251)
+    doc <- mp_pack(x)
+    expect_identical(head_has_b(doc), n >= 65536, info = n)
+    expect_identical(mp_unpack(doc), x)
+    mp_write(x, f)
+    expect_identical(mp_read(f), x)
+  }
+  # An environment (what it encloses may be large) goes through a file and
+  # "b" chunks when written to a file; in memory as before.
+  e <- new.env()
+  e$r <- as.raw(seq_len(70 * 2^20) %% 13)
+  e$n <- 1:3
+  mp_write(e, f)
+  con <- file(f, "rb")
+  bytes <- readBin(con, "raw", 40)
+  close(con)
+  expect_true(head_has_b(bytes))
+  back <- mp_read(f)
+  expect_identical(back$r, e$r)
+  expect_identical(back$n, 1:3)
+  setClass("MpBig", representation(payload = "raw"))
+  s4 <- new("MpBig", payload = as.raw(seq_len(65 * 2^20) %% 5))
+  mp_write(s4, f)
+  expect_identical(mp_read(f), s4)
+  expect_identical(mp_unpack(mp_pack(s4)), s4)
+  # Small rds values keep the one-bin form.
+  cl <- function(x) x + 1
+  environment(cl) <- globalenv()
+  expect_false(head_has_b(mp_pack(cl)))
+})
