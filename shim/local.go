@@ -95,7 +95,9 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	}
 	// Its own process group: Ctrl-C in the user's terminal does not reach it
 	// directly, and a kill reaches everything the step started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (killed as one), and killed with the engine:
+	// a task must not outlive the engine that started it (kill -9 included).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Our own pipes (not StdoutPipe): a background process the step started
 	// may keep them open after Rscript exits, and must not stall the task.
 	outR, outW, err := os.Pipe()
