@@ -21,6 +21,10 @@ const (
 	bigLength  = 65536
 )
 
+// preallocLimit bounds the elements reserved from a document's claimed
+// length before they are read (a forged length must not cost memory).
+const preallocLimit = 1 << 20
+
 // elemSize is the size of one element in "b".
 func elemSize(t Type) int {
 	switch t {
@@ -171,7 +175,7 @@ func decodeAttrs(d *msgpack.Decoder, path string) ([]Attr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attributes: %w", err)
 	}
-	attrs := make([]Attr, 0, max(n, 0))
+	attrs := make([]Attr, 0, min(max(n, 0), 64))
 	for i := 0; i < n; i++ {
 		name, err := d.DecodeString()
 		if err != nil {
@@ -250,21 +254,38 @@ func decodeV(d *msgpack.Decoder, v *Value, path string) error {
 	if err != nil {
 		return err
 	}
+	// The array's length is the document's claim: reserve at most
+	// preallocLimit elements on trust and grow as elements really arrive.
+	c := min(n, preallocLimit)
 	switch v.Type {
 	case Logical:
-		v.Logical = make([]int32, n)
+		v.Logical = make([]int32, 0, c)
 	case Integer:
-		v.Integer = make([]int32, n)
+		v.Integer = make([]int32, 0, c)
 	case Double:
-		v.Double = make([]float64, n)
+		v.Double = make([]float64, 0, c)
 	case Complex:
-		v.Complex = make([]complex128, n)
+		v.Complex = make([]complex128, 0, c)
 	case Character:
-		v.Character = make([]Str, n)
+		v.Character = make([]Str, 0, c)
 	case List:
-		v.List = make([]Value, n)
+		v.List = make([]Value, 0, c)
 	}
 	for i := 0; i < n; i++ {
+		switch v.Type {
+		case Logical:
+			v.Logical = append(v.Logical, 0)
+		case Integer:
+			v.Integer = append(v.Integer, 0)
+		case Double:
+			v.Double = append(v.Double, 0)
+		case Complex:
+			v.Complex = append(v.Complex, 0)
+		case Character:
+			v.Character = append(v.Character, Str{})
+		case List:
+			v.List = append(v.List, Value{})
+		}
 		if v.Type == List {
 			if v.List[i], err = decodeValue(d, fmt.Sprintf("%s[[%d]]", path, i+1)); err != nil {
 				return err
@@ -355,9 +376,9 @@ func decodeB(d *msgpack.Decoder, v *Value, n int64) error {
 	if err != nil {
 		return fmt.Errorf("\"b\": %w", err)
 	}
-	// "n" sizes the slice up front; a document claiming more than 2^28
-	// elements grows by appending instead of reserving it all on trust.
-	capacity := int(min(max(n, 0), 1<<28))
+	// "n" sizes the slice up front, up to preallocLimit elements; a
+	// document claiming more grows by appending, not by reserving it on trust.
+	capacity := int(min(max(n, 0), preallocLimit))
 	switch v.Type {
 	case Logical:
 		v.Logical = make([]int32, 0, capacity)
