@@ -231,7 +231,9 @@ mp_writer <- function(con = NULL) {
     step <- mp_piece_bytes %/% size
     put <- function(v) {
       writeBin(v, con, size = size, endian = "little")
-      since_gc <<- since_gc + length(v) * size
+      # Garbage per element: its copy and its index (a:b is 8 bytes an
+      # element past 2^31), which dominates for raw.
+      since_gc <<- since_gc + length(v) * (size + 8)
       if (since_gc >= gc_every) {
         gc(verbose = FALSE, full = FALSE)
         since_gc <<- 0
