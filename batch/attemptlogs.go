@@ -39,8 +39,8 @@ type attemptLogs struct {
 func (r *attemptLogs) Read(ctx context.Context, at datastore.Attempt) (stdout, stderr []byte, ok bool) {
 	if bucket, prefix, err := s3io.ParseURL(at.LogsURL); err == nil {
 		if c, err := r.s3(); err == nil {
-			o, oerr := c.GetBytes(ctx, bucket, prefix+"/stdout.log")
-			e, eerr := c.GetBytes(ctx, bucket, prefix+"/stderr.log")
+			o, oerr := c.GetBytes(ctx, bucket, datastore.JobFile(prefix, datastore.JobLogName(datastore.Stdout)))
+			e, eerr := c.GetBytes(ctx, bucket, datastore.JobFile(prefix, datastore.JobLogName(datastore.Stderr)))
 			missing := func(err error) bool { return errors.Is(err, s3io.ErrNotFound) }
 			// Both read, or one read and the other never written; an
 			// unreadable stream must not pass for an empty one.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
 
@@ -26,7 +27,7 @@ func (e *Executor) engineKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	key := e.key("_engine", sha, "metaflow-engine")
+	key := datastore.Key(e.prefix, datastore.EngineBinary(sha))
 	if err := e.upload(ctx, key, bin); err != nil {
 		return "", err
 	}

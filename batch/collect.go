@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
@@ -40,21 +42,22 @@ func failure(st JobStatus, exit *int) string {
 	return strings.Join(parts, "; ")
 }
 
-// followLogs follows the logs the task runner uploads under taskPrefix.
-func (e *Executor) followLogs(taskPrefix string, l *scheduler.Launch) *logFollower {
+// followLogs follows the logs the task runner uploads to the job's folder.
+func (e *Executor) followLogs(jobDir string, l *scheduler.Launch) *logFollower {
 	f := newLogFollower(func(ctx context.Context, key string, off int64) ([]byte, error) {
 		return e.s3.GetFrom(ctx, e.bucket, key, off)
-	}, taskPrefix, l)
+	}, jobDir, l)
 	f.gets = &e.logGets
-	f.where = "s3://" + e.bucket + "/" + taskPrefix
+	f.where = "s3://" + e.bucket + "/" + jobDir
 	return f
 }
 
-// collect puts a finished job's logs, result and staged artifacts where a
-// local task leaves them and returns the task's exit code.
-func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, logs *logFollower, flowPrefix, taskPrefix string, st JobStatus) (int, error) {
+// collect puts a finished job's logs and result where a local task leaves
+// them, its outputs in the datastore of record (named with Launch.Stored),
+// and returns the task's exit code.
+func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, logs *logFollower, jobDir string, st JobStatus) (int, error) {
 	var rec exitRecord
-	b, err := e.s3.GetBytes(ctx, e.bucket, taskPrefix+"/_exit.json")
+	b, err := e.s3.GetBytes(ctx, e.bucket, datastore.JobFile(jobDir, datastore.JobExit))
 	haveExit := err == nil
 	if err != nil && !errors.Is(err, s3io.ErrNotFound) {
 		return -1, err
@@ -91,13 +94,13 @@ func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, logs *logFo
 		if l.Line != nil {
 			l.Line(true, fmt.Sprintf("Batch job %s failed: %s.", st.ID, failure(st, &rec.ExitCode)))
 		}
-		_ = e.s3.GetFile(ctx, e.bucket, taskPrefix+"/_error.txt", filepath.Join(out, "_error.txt"))
+		_ = e.s3.GetFile(ctx, e.bucket, datastore.JobFile(jobDir, datastore.JobError), filepath.Join(out, scheduler.ErrorFile))
 		return rec.ExitCode, nil
 	}
-	if err := e.s3.GetFile(ctx, e.bucket, taskPrefix+"/_result.mpk", filepath.Join(out, "_result.mpk")); err != nil {
+	if err := e.s3.GetFile(ctx, e.bucket, datastore.JobFile(jobDir, datastore.JobResult), filepath.Join(out, scheduler.ResultFile)); err != nil {
 		return -1, fmt.Errorf("job %s: task result: %w", st.ID, err)
 	}
-	ob, err := e.s3.GetBytes(ctx, e.bucket, taskPrefix+"/_outputs.json")
+	ob, err := e.s3.GetBytes(ctx, e.bucket, datastore.JobFile(jobDir, datastore.JobOutputs))
 	if err != nil {
 		return -1, fmt.Errorf("job %s: list of artifacts: %w", st.ID, err)
 	}
@@ -105,16 +108,24 @@ func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, logs *logFo
 	if err := json.Unmarshal(ob, &outputs); err != nil {
 		return -1, fmt.Errorf("job %s: list of artifacts: %v", st.ID, err)
 	}
-	if e.isStore(l.Datastore) && l.Stored != nil {
-		// The blobs are in the datastore of record already: name them only.
-		l.Stored(outputs)
-		return 0, nil
+	if l.Blobs == nil || l.Stored == nil {
+		return -1, fmt.Errorf("job %s: the launch has no datastore to put the task's outputs in", st.ID)
 	}
-	for name, sha := range outputs {
-		if err := e.s3.GetFile(ctx, e.bucket, dataKey(flowPrefix, sha), filepath.Join(out, name+".mpk")); err != nil {
-			return -1, fmt.Errorf("job %s: artifact %s: %w", st.ID, name, err)
+	if !e.isStore(l.Datastore) {
+		// The datastore of record is elsewhere: each output comes down
+		// once, checked against its sha as it is read.
+		names := make([]string, 0, len(outputs))
+		for name := range outputs {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if _, err := datastore.CopyBlob(ctx, l.Blobs, e.blobs, l.Spec.Flow, outputs[name]); err != nil {
+				return -1, fmt.Errorf("job %s: artifact %s: %w", st.ID, name, err)
+			}
 		}
 	}
+	l.Stored(outputs)
 	return 0, nil
 }
 

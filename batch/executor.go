@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os/exec"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,24 +14,28 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
 
-// Executor runs task attempts as AWS Batch jobs (scheduler.Executor). The
-// local datastore stays the store of record: Run uploads the task's code
-// bundle and input artifacts to S3, submits a job that runs
-// `metaflow-engine task-runner` in the container, waits for it, and puts
-// the job's result and staged artifacts into the task's output folder, so
-// the scheduler commits them exactly as for a local task. With an S3
-// datastore under the executor's own root, outputs stay where the job put
-// them and are reported with Launch.Stored. Capabilities: scheduler.Remote
-// and scheduler.Preflighter.
+// Executor runs task attempts as AWS Batch jobs (scheduler.Executor). Its
+// bucket (METAFLOW_DATASTORE_SYSROOT_S3) holds blobs in the datastore's
+// layout (a datastore.S3): Run ships the task's input blobs and code package
+// there from the datastore of record (Launch.Blobs; nothing to send when
+// that is the same S3 root), uploads the code bundle, submits a job that
+// runs `metaflow-engine task-runner` in the container and waits for it. The
+// task runner puts the outputs through the same blob store, hashing each
+// once, and reports their shas; the executor copies them into a datastore of
+// record elsewhere (read once, checked) and names them with Launch.Stored,
+// and the scheduler adopts them by sha. Capabilities: scheduler.Remote and
+// scheduler.Preflighter.
 type Executor struct {
 	cfg    Config
 	c      *Client
 	s3     *s3io.Client
+	blobs  *datastore.S3 // the bucket's blobs (no local cache)
 	bucket string
 	prefix string
 	poll   *poller
@@ -40,7 +43,7 @@ type Executor struct {
 	logGets atomic.Int64
 
 	mu       sync.Mutex
-	uploads  map[string]*onceErr // S3 key -> upload
+	uploads  map[string]*onceErr // S3 key or blob -> upload
 	checked  map[string]*onceErr // queue+resources -> CheckQueue
 	rversion map[string]*onceStr // Rscript -> version
 	engineMu sync.Mutex
@@ -76,8 +79,13 @@ func NewExecutor(ctx context.Context, cfg Config) (*Executor, error) {
 		cfg.LogInterval = DefaultLogInterval
 	}
 	c := NewFromConfig(awsCfg, Options{JobRoleARN: cfg.JobRole, ExecutionRoleARN: cfg.ExecutionRole})
+	s3c := s3io.New(awsCfg)
+	blobs, err := datastore.NewS3(s3c, cfg.S3Root, "")
+	if err != nil {
+		return nil, err
+	}
 	return &Executor{
-		cfg: cfg, c: c, s3: s3io.New(awsCfg), bucket: bucket, prefix: prefix,
+		cfg: cfg, c: c, s3: s3c, blobs: blobs, bucket: bucket, prefix: prefix,
 		poll:    &poller{c: c, interval: cfg.PollInterval, watch: map[string]*watcher{}},
 		uploads: map[string]*onceErr{}, checked: map[string]*onceErr{},
 		rversion: map[string]*onceStr{}, codeSHA: map[string]*onceStr{},
@@ -91,13 +99,6 @@ func (e *Executor) RunsRemotely() {}
 
 // Client is the Batch client the executor uses.
 func (e *Executor) Client() *Client { return e.c }
-
-func (e *Executor) key(parts ...string) string {
-	if e.prefix == "" {
-		return path.Join(parts...)
-	}
-	return path.Join(append([]string{e.prefix}, parts...)...)
-}
 
 // shape is the size and place of one job.
 func (e *Executor) shape(l *scheduler.Launch) (Resources, string, string, error) {

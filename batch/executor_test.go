@@ -137,7 +137,7 @@ func TestEmuExecutorRunsStepOnBatch(t *testing.T) {
 		Opts: scheduler.Options{MaxWorkers: 4, MaxNumSplits: 10, User: "tester", Workdir: root, Rscript: "Rscript"},
 		Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
 	}
-	if err := r.Prepare(); err != nil {
+	if err := r.Prepare(f.ctx); err != nil {
 		t.Fatal(err)
 	}
 	err = r.Execute(f.ctx)
@@ -156,7 +156,7 @@ func TestEmuExecutorRunsStepOnBatch(t *testing.T) {
 	}
 	// The datastore holds start's artifacts and its log, as for a local task.
 	st := datastore.NewLocal(filepath.Join(root, ".metaflow"))
-	arts, err := st.GetArtifacts("ExecFlowR", r.RunID(), "start", "1")
+	arts, err := st.GetArtifacts(f.ctx, "ExecFlowR", r.RunID(), "start", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestEmuExecutorRunsStepOnBatch(t *testing.T) {
 			t.Errorf("start has no artifact %s: %v", n, arts)
 		}
 	}
-	logb, _ := os.ReadFile(st.LogPath("ExecFlowR", r.RunID(), "start", "1", 0, "stdout"))
+	logb, _ := os.ReadFile(st.LogFile("ExecFlowR", r.RunID(), "start", "1", 0, "stdout"))
 	if !bytes.Contains(logb, []byte("hello from the container")) {
 		t.Errorf("start's stdout log: %q", logb)
 	}
@@ -180,7 +180,7 @@ func TestEmuExecutorRunsStepOnBatch(t *testing.T) {
 		Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester", Workdir: root, Rscript: "Rscript"},
 		Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
 	}
-	if err := r2.Prepare(); err != nil {
+	if err := r2.Prepare(f.ctx); err != nil {
 		t.Fatal(err)
 	}
 	err = r2.Execute(f.ctx)
@@ -216,11 +216,11 @@ func TestEmuExecutorLiveLogs(t *testing.T) {
 			defer mu.Unlock()
 			lines = append(lines, ev.Line)
 			if strings.HasSuffix(ev.Line, "] first line") {
-				logWhile, _ = os.ReadFile(store.LogPath("LiveLogFlowR", runID, "start", "1", 0, "stdout"))
+				logWhile, _ = os.ReadFile(store.LogFile("LiveLogFlowR", runID, "start", "1", 0, "stdout"))
 			}
 		},
 	}
-	if err := r.Prepare(); err != nil {
+	if err := r.Prepare(f.ctx); err != nil {
 		t.Fatal(err)
 	}
 	runID = r.RunID()
@@ -253,7 +253,7 @@ func TestEmuExecutorLiveLogs(t *testing.T) {
 		t.Errorf("start's stdout log when its first line was printed: %q, want %q", logWhile, "first line\n")
 	}
 	for stream, want := range map[string]string{"stdout": "first line\nsecond line\nno newline", "stderr": "first warning\n"} {
-		b, _ := os.ReadFile(store.LogPath("LiveLogFlowR", runID, "start", "1", 0, stream))
+		b, _ := os.ReadFile(store.LogFile("LiveLogFlowR", runID, "start", "1", 0, stream))
 		if !strings.Contains(string(b), want) {
 			t.Errorf("start's %s log after the run: %q, want it to contain %q", stream, b, want)
 		}
@@ -289,7 +289,7 @@ func TestEmuExecutorCancelTerminatesJob(t *testing.T) {
 			}
 		},
 	}
-	if err := r.Prepare(); err != nil {
+	if err := r.Prepare(f.ctx); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
@@ -370,7 +370,7 @@ func TestEmuPreflightRefusesBeforeTheRun(t *testing.T) {
 			exe.c.ResetCalls()
 			r := &scheduler.Run{Graph: g, Store: store, Executors: executors(t, exe), Code: []byte("code"),
 				Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester"}}
-			err = r.Prepare()
+			err = r.Prepare(f.ctx)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("Prepare: %v", err)
@@ -380,7 +380,7 @@ func TestEmuPreflightRefusesBeforeTheRun(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Prepare = %v, want an error containing %q", err, tc.want)
 			}
-			if ids, _ := store.ListRuns("PreflightFlowR"); len(ids) != 0 {
+			if ids, _ := store.ListRuns(f.ctx, "PreflightFlowR"); len(ids) != 0 {
 				t.Errorf("runs recorded: %v", ids)
 			}
 			if n := exe.c.Calls()["Batch.DescribeJobQueues"]; n != 1 {

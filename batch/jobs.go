@@ -3,7 +3,6 @@ package batch
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,11 +32,11 @@ func (p *Plugin) Jobs(ctx context.Context, q scheduler.JobQuery) (*scheduler.Job
 	if err != nil {
 		return nil, errs.MarkIfNone(errs.ErrPrecondition, err)
 	}
-	runID, runs, store, err := selectRuns(q)
+	runID, runs, store, err := selectRuns(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	queues, usedBy, err := runQueues(store, q.Flow, runs, queue)
+	queues, usedBy, err := runQueues(ctx, store, q.Flow, runs, queue)
 	if err != nil {
 		return nil, errs.Unavailable("find the queues of %s's runs in %s: %w", q.Flow, store.Location(), err)
 	}
@@ -95,7 +94,7 @@ func checkQuery(q scheduler.JobQuery) error {
 // queues the runs used, so without one only the configured queue is
 // searched. A datastore that cannot be read is an error: a kill must not
 // quietly skip the queues it would have named.
-func selectRuns(q scheduler.JobQuery) (runID string, runs []string, store scheduler.RunReader, err error) {
+func selectRuns(ctx context.Context, q scheduler.JobQuery) (runID string, runs []string, store scheduler.RunReader, err error) {
 	if q.Runs != nil {
 		if store, err = q.Runs(); err != nil {
 			return "", nil, nil, err // it says what is wrong with the datastore
@@ -106,7 +105,7 @@ func selectRuns(q scheduler.JobQuery) (runID string, runs []string, store schedu
 	switch {
 	case q.Latest():
 		where := store.Location()
-		ids, err := store.ListRuns(q.Flow)
+		ids, err := store.ListRuns(ctx, q.Flow)
 		if err != nil {
 			return "", nil, nil, errs.MarkIfNone(errs.ErrUnavailable, err)
 		}
@@ -117,8 +116,8 @@ func selectRuns(q scheduler.JobQuery) (runID string, runs []string, store schedu
 		// datastore the newest run may be somebody else's. A run without
 		// metadata (being created, or its folder only) may be anybody's.
 		for _, id := range ids {
-			run, err := store.GetRun(q.Flow, id)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			run, err := store.GetRun(ctx, q.Flow, id)
+			if err != nil && !errors.Is(err, errs.ErrNotFound) {
 				return "", nil, nil, errs.Unavailable("read run %s of %s in %s: %w", id, q.Flow, where, err)
 			}
 			if err != nil || run.User == "" || run.User == q.User {
@@ -132,7 +131,7 @@ func selectRuns(q scheduler.JobQuery) (runID string, runs []string, store schedu
 		return runID, []string{runID}, store, nil
 	case q.AllRuns:
 		if store != nil {
-			if runs, err = store.ListRuns(q.Flow); err != nil {
+			if runs, err = store.ListRuns(ctx, q.Flow); err != nil {
 				return "", nil, nil, errs.Unavailable("list the runs of %s in %s: %w", q.Flow, store.Location(), err)
 			}
 		}
@@ -184,15 +183,15 @@ func listQueues(ctx context.Context, c jobsAPI, queues []string, def string, use
 // first appearance, each once; and for each of the latter the runs naming
 // it (with --with batch:queue=, recorded as the run's With). A run without
 // metadata adds nothing; metadata that cannot be read is an error.
-func runQueues(store scheduler.RunReader, flow string, runs []string, def string) ([]string, map[string][]string, error) {
+func runQueues(ctx context.Context, store scheduler.RunReader, flow string, runs []string, def string) ([]string, map[string][]string, error) {
 	queues := []string{def}
 	usedBy := map[string][]string{}
 	if store == nil {
 		return queues, usedBy, nil
 	}
 	for _, id := range runs {
-		run, err := store.GetRun(flow, id)
-		if errors.Is(err, fs.ErrNotExist) {
+		run, err := store.GetRun(ctx, flow, id)
+		if errors.Is(err, errs.ErrNotFound) {
 			continue
 		}
 		if err != nil {

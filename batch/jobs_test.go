@@ -78,7 +78,7 @@ func putRun(t *testing.T, root, flow, id string, decos ...datastore.DecoratorMet
 	for i, d := range decos {
 		run.Graph = append(run.Graph, datastore.StepMeta{Name: fmt.Sprint("step", i), Decorators: []datastore.DecoratorMeta{d}})
 	}
-	if err := datastore.NewLocal(root).PutRun(run); err != nil {
+	if err := datastore.NewLocal(root).PutRun(context.Background(), run); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -103,7 +103,7 @@ func TestJobsQueues(t *testing.T) {
 	// Flow W's run 1 was started with --with batch:queue=qw.
 	withRun := &datastore.Run{Flow: "W", RunID: "1", Status: datastore.StatusRunning,
 		Graph: []datastore.StepMeta{{Name: "start"}}, With: []datastore.DecoratorMeta{batchDeco("qw")}}
-	if err := datastore.NewLocal(root).PutRun(withRun); err != nil {
+	if err := datastore.NewLocal(root).PutRun(context.Background(), withRun); err != nil {
 		t.Fatal(err)
 	}
 	fake := &fakeJobs{}
@@ -265,7 +265,7 @@ func TestJobsLatestRunIsTheUsers(t *testing.T) {
 		{Flow: "F", RunID: "1", User: "u", Status: datastore.StatusRunning},
 		{Flow: "F", RunID: "2", User: "v", Status: datastore.StatusRunning},
 	} {
-		if err := store.PutRun(r); err != nil {
+		if err := store.PutRun(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
@@ -89,8 +90,8 @@ func (c *Client) JobLog(ctx context.Context, id string, n int) ([]string, error)
 	return c.LogTail(ctx, s.LogStream, n)
 }
 
-// Live logs. The task runner in the container uploads the task's stdout.log
-// and stderr.log to the task's S3 prefix every LogInterval while the task
+// Live logs. The task runner in the container uploads the task's logs to
+// its job's folder (datastore.JobDir, JobLogName) every LogInterval while the task
 // runs (only when they grew) and once more at the end. While the job is
 // RUNNING the executor fetches what is new of each, at most one GET per
 // stream per interval, appends it to the task's local log files (which
@@ -231,8 +232,8 @@ type logStream struct {
 func newLogFollower(get func(ctx context.Context, key string, off int64) ([]byte, error), taskPrefix string,
 	l *scheduler.Launch) *logFollower {
 	return &logFollower{get: get, line: l.Line, streams: []*logStream{
-		{key: taskPrefix + "/stdout.log", local: l.StdoutPath},
-		{key: taskPrefix + "/stderr.log", local: l.StderrPath, stderr: true},
+		{key: datastore.JobFile(taskPrefix, datastore.JobLogName(datastore.Stdout)), local: l.StdoutPath},
+		{key: datastore.JobFile(taskPrefix, datastore.JobLogName(datastore.Stderr)), local: l.StderrPath, stderr: true},
 	}}
 }
 

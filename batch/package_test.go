@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 )
@@ -26,21 +27,21 @@ func TestPlacePackage(t *testing.T) {
 	t.Run("files land at their paths", func(t *testing.T) {
 		dir := t.TempDir()
 		pkg := map[string]string{
-			"flow.R":          "m/F/data/aa/1",
-			"movies.csv":      "m/F/data/bb/2",
-			"data/x.csv":      "m/F/data/cc/3",
-			"data/deep/y.csv": "m/F/data/cc/3", // same blob at two paths
+			"flow.R":          strings.Repeat("a1", 32),
+			"movies.csv":      strings.Repeat("b2", 32),
+			"data/x.csv":      strings.Repeat("c3", 32),
+			"data/deep/y.csv": strings.Repeat("c3", 32), // same blob at two paths
 		}
 		var mu sync.Mutex
 		var keys []string
-		err := placePackage(pkg, dir, func(key, dst string) error {
+		err := placePackage(pkg, dir, func(sha, dst string) error {
 			mu.Lock()
-			keys = append(keys, key)
+			keys = append(keys, sha)
 			mu.Unlock()
 			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 				return err
 			}
-			return os.WriteFile(dst, []byte("from "+key), 0o644)
+			return os.WriteFile(dst, []byte("from "+sha), 0o644)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -137,7 +138,7 @@ func TestEmuExecutorCodePackage(t *testing.T) {
 			Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 1, User: "tester", Workdir: root, Rscript: "Rscript"},
 			Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
 		}
-		if err := r.Prepare(); err != nil {
+		if err := r.Prepare(f.ctx); err != nil {
 			t.Fatal(err)
 		}
 		err := r.Execute(f.ctx)
@@ -164,7 +165,7 @@ func TestEmuExecutorCodePackage(t *testing.T) {
 	}
 	id := run(s3store)
 	after[2] = objects()
-	if man, err := s3store.GetPackage("PackageFlowR", id); err != nil || len(man) != len(pkg) {
+	if man, err := s3store.GetPackage(f.ctx, "PackageFlowR", id); err != nil || len(man) != len(pkg) {
 		t.Errorf("S3 manifest of run %s = %v, %v", id, man, err)
 	}
 	// The package's blobs are in S3 under the flow's data keys; the S3
@@ -172,10 +173,10 @@ func TestEmuExecutorCodePackage(t *testing.T) {
 	for _, pf := range pkg {
 		sum := sha256.Sum256(pf.Content)
 		sha := hex.EncodeToString(sum[:])
-		if k := dataKey("metaflow/PackageFlowR", sha); !containsString(after[0], k) {
+		if k := datastore.Key("metaflow", datastore.Blob("PackageFlowR", sha)); !containsString(after[0], k) {
 			t.Errorf("%s's blob %s is not in S3: %v", pf.Path, k, after[0])
 		}
-		if _, err := os.Stat(s3store.BlobPath("PackageFlowR", sha)); err == nil {
+		if _, ok := datastore.LocalCopy(s3store, "PackageFlowR", sha); ok {
 			t.Errorf("%s's blob was written again by the S3 datastore's run", pf.Path)
 		}
 	}
@@ -193,4 +194,77 @@ func containsString(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// The task runner's inputs come from the blob store by sha, and its outputs
+// go into it: each staged file renamed in (hashed once, not copied) and
+// named by its sha for the executor.
+func TestTaskRunnerBlobs(t *testing.T) {
+	ctx := context.Background()
+	blobs := datastore.NewLocal(filepath.Join(t.TempDir(), "cache"))
+	in, err := blobs.Put(ctx, "F", strings.NewReader("input"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	split, err := blobs.Put(ctx, "F", strings.NewReader("split"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &scheduler.TaskSpec{Flow: "F",
+		Inputs: []scheduler.SpecInput{{Step: "start", TaskID: "1", Artifacts: map[string]scheduler.SpecArtifact{
+			"a": {SHA: in.SHA}, "b": {SHA: in.SHA}}}},
+		Input: &scheduler.SpecSplit{SHA: split.SHA, Index: 1}}
+	if err := fetchInputs(ctx, blobs, spec); err != nil {
+		t.Fatal(err)
+	}
+	for name, a := range spec.Inputs[0].Artifacts {
+		if b, err := os.ReadFile(a.Path); err != nil || string(b) != "input" {
+			t.Errorf("input %s at %q: %q, %v", name, a.Path, b, err)
+		}
+	}
+	if b, err := os.ReadFile(spec.Input.Path); err != nil || string(b) != "split" {
+		t.Errorf("split input at %q: %q, %v", spec.Input.Path, b, err)
+	}
+	spec.Inputs[0].Artifacts["c"] = scheduler.SpecArtifact{SHA: strings.Repeat("ab", 32)}
+	if err := fetchInputs(ctx, blobs, spec); !errors.Is(err, errs.ErrNotFound) {
+		t.Errorf("a missing input: %v, want ErrNotFound", err)
+	}
+
+	staging, err := blobs.Staging(ctx, "F")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.MkdirTemp(staging, "out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"x.mpk": "value x", "y.mpk": "value y", "_result.mpk": "result", "notes.txt": "no artifact"}
+	inodes := map[string]os.FileInfo{}
+	for n, c := range files {
+		p := filepath.Join(out, n)
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		inodes[n], _ = os.Stat(p)
+	}
+	outputs, err := putOutputs(ctx, blobs, "F", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outputs) != 2 {
+		t.Fatalf("outputs %v, want x and y", outputs)
+	}
+	for name, want := range map[string]string{"x": "value x", "y": "value y"} {
+		sum := sha256.Sum256([]byte(want))
+		if outputs[name] != hex.EncodeToString(sum[:]) {
+			t.Errorf("output %s = %s, want the sha256 of %q", name, outputs[name], want)
+		}
+		p, ok := datastore.LocalCopy(blobs, "F", outputs[name])
+		if fi, err := os.Stat(p); !ok || err != nil || !os.SameFile(fi, inodes[name+".mpk"]) {
+			t.Errorf("output %s was copied, not renamed into the store (%v)", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "_result.mpk")); err != nil {
+		t.Errorf("the result is not an artifact: %v", err)
+	}
 }

@@ -49,7 +49,7 @@ func TestEmuTaskRunnerUploadsAfterSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := "F/1/start/1/0-test"
-	rs := remoteSpec{Bucket: bucket, FlowPrefix: "F", TaskPrefix: prefix, Task: scheduler.TaskSpec{
+	rs := remoteSpec{Root: "s3://" + bucket, JobDir: prefix, Task: scheduler.TaskSpec{
 		Flow: "F", RunID: "1", Step: "start", TaskID: "1", Code: "F/code/c", Index: -1,
 		Parameters: []string{}, Current: map[string]string{"flow_name": "F", "run_id": "1", "step_name": "start", "task_id": "1"},
 	}}

@@ -5,32 +5,30 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"path"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
 
 // remoteSpec is what the task runner in the container reads: the task spec
-// with S3 keys (in Bucket) instead of local paths.
+// whose inputs are blobs of the S3 datastore at Root, by sha (no paths), and
+// whose code is the key of the code bundle in Root's bucket.
 type remoteSpec struct {
-	Task       scheduler.TaskSpec `msgpack:"task"`
-	Bucket     string             `msgpack:"bucket"`
-	FlowPrefix string             `msgpack:"flow_prefix"`
-	TaskPrefix string             `msgpack:"task_prefix"`
+	Task scheduler.TaskSpec `msgpack:"task"`
+	// Root is the s3://bucket/prefix the blobs are under (datastore.S3).
+	Root string `msgpack:"root"`
+	// JobDir is the key of the job's folder in Root's bucket
+	// (datastore.JobDir): its spec, logs, outputs and exit record.
+	JobDir string `msgpack:"job_dir"`
 	// Package is the run's code package: relative path (in the task's
-	// working folder) -> S3 key of the file's blob.
+	// working folder) -> sha256 of the file's blob.
 	Package map[string]string `msgpack:"package,omitempty"`
-}
-
-func dataKey(flowPrefix, sha string) string {
-	return path.Join(flowPrefix, "data", sha[:2], sha)
 }
 
 // Run implements scheduler.Executor.
@@ -62,46 +60,44 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	flowPrefix := e.key(spec.Flow)
-	rs := remoteSpec{Task: *spec, Bucket: e.bucket, FlowPrefix: flowPrefix}
+	rs := remoteSpec{Task: *spec, Root: e.cfg.S3Root}
 	rs.Task.OutputDir = ""
 	codeSHA, err := e.fileSHA(spec.Code)
 	if err != nil {
 		return -1, fmt.Errorf("hash code bundle: %w", err)
 	}
-	rs.Task.Code = path.Join(flowPrefix, "code", codeSHA)
+	rs.Task.Code = datastore.Key(e.prefix, datastore.CodeBlob(spec.Flow, codeSHA))
 	if err := e.upload(ctx, rs.Task.Code, spec.Code); err != nil {
 		return -1, err
 	}
+	// Inputs go by sha: each is shipped to the executor's bucket unless it
+	// is there (always, in an S3 datastore under the same root).
 	rs.Task.Inputs = make([]scheduler.SpecInput, len(spec.Inputs))
 	for i, in := range spec.Inputs {
 		out := scheduler.SpecInput{Step: in.Step, TaskID: in.TaskID, Artifacts: map[string]scheduler.SpecArtifact{}}
 		for name, a := range in.Artifacts {
-			k := dataKey(flowPrefix, a.SHA)
-			if err := e.upload(ctx, k, a.Path); err != nil {
-				return -1, err
+			if err := e.ship(ctx, l, spec.Flow, a.SHA); err != nil {
+				return -1, fmt.Errorf("input %s: %w", name, err)
 			}
-			out.Artifacts[name] = scheduler.SpecArtifact{SHA: a.SHA, Path: k}
+			out.Artifacts[name] = scheduler.SpecArtifact{SHA: a.SHA}
 		}
 		rs.Task.Inputs[i] = out
 	}
 	if spec.Input != nil {
-		sha := filepath.Base(spec.Input.Path) // blobs are named by their sha256
-		k := dataKey(flowPrefix, sha)
-		if err := e.upload(ctx, k, spec.Input.Path); err != nil {
-			return -1, err
+		if err := e.ship(ctx, l, spec.Flow, spec.Input.SHA); err != nil {
+			return -1, fmt.Errorf("foreach input: %w", err)
 		}
-		rs.Task.Input = &scheduler.SpecSplit{Path: k, Index: spec.Input.Index}
+		rs.Task.Input = &scheduler.SpecSplit{SHA: spec.Input.SHA, Index: spec.Input.Index}
 	}
-	if err := e.uploadPackage(ctx, &rs, l.Package); err != nil {
+	if err := e.uploadPackage(ctx, l, &rs); err != nil {
 		return -1, err
 	}
-	rs.TaskPrefix = path.Join(flowPrefix, spec.RunID, spec.Step, spec.TaskID, fmt.Sprintf("%d-%s", spec.Attempt, nonce()))
+	rs.JobDir = datastore.Key(e.prefix, datastore.JobDir(spec.Flow, spec.RunID, spec.Step, spec.TaskID, spec.Attempt, nonce()))
 	b, err := msgpack.Marshal(&rs)
 	if err != nil {
 		return -1, fmt.Errorf("encode task spec: %w", err)
 	}
-	specKey := rs.TaskPrefix + "/_spec.mpk"
+	specKey := datastore.JobFile(rs.JobDir, datastore.JobSpec)
 	if err := e.s3.PutBytes(ctx, e.bucket, specKey, b); err != nil {
 		return -1, err
 	}
@@ -129,7 +125,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		return -1, err
 	}
 	if l.Submitted != nil {
-		l.Submitted(id, "s3://"+e.bucket+"/"+rs.TaskPrefix)
+		l.Submitted(id, "s3://"+e.bucket+"/"+rs.JobDir)
 	}
 	if l.Started != nil {
 		l.Started(0)
@@ -140,7 +136,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		}
 	}
 	say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
-	logs := e.followLogs(rs.TaskPrefix, l)
+	logs := e.followLogs(rs.JobDir, l)
 	st, err := e.wait(ctx, id, say, func(d time.Duration) string { return runnableWarning(id, queue, res, d) },
 		func(ctx context.Context) {
 			fctx, cancel := context.WithTimeout(ctx, max(e.cfg.LogInterval, 30*time.Second))
@@ -156,13 +152,14 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		}
 		return -1, err
 	}
-	return e.collect(ctx, l, logs, flowPrefix, rs.TaskPrefix, st)
+	return e.collect(ctx, l, logs, rs.JobDir, st)
 }
 
-// uploadPackage puts the code package's blobs under the flow's data keys
-// (once per executor; skipped when S3 has them, as when the datastore is
-// in S3) and names them in the spec, by path.
-func (e *Executor) uploadPackage(ctx context.Context, rs *remoteSpec, files []scheduler.CodeFile) error {
+// uploadPackage ships the code package's blobs to the executor's bucket
+// (once per executor; nothing is sent when it has them, as when the
+// datastore is in S3) and names them in the spec, by path.
+func (e *Executor) uploadPackage(ctx context.Context, l *scheduler.Launch, rs *remoteSpec) error {
+	files := l.Package
 	if len(files) == 0 {
 		return nil
 	}
@@ -171,13 +168,12 @@ func (e *Executor) uploadPackage(ctx context.Context, rs *remoteSpec, files []sc
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	for i, f := range files {
-		k := dataKey(rs.FlowPrefix, f.SHA)
-		rs.Package[f.Path] = k
+		rs.Package[f.Path] = f.SHA
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := e.upload(ctx, k, f.Local); err != nil {
+			if err := e.ship(ctx, l, l.Spec.Flow, f.SHA); err != nil {
 				errs[i] = fmt.Errorf("code package file %s: %w", f.Path, err)
 			}
 		}()
@@ -191,9 +187,21 @@ func (e *Executor) uploadPackage(ctx context.Context, rs *remoteSpec, files []sc
 	return nil
 }
 
-// upload puts a local file at key once per executor, skipping objects that
-// already exist (keys are content addressed).
-func (e *Executor) upload(ctx context.Context, key, local string) error {
+// ship makes the executor's bucket hold a blob of the datastore of record
+// (Launch.Blobs), once per executor: a HEAD when it is there already,
+// else one read of the blob, checked, streamed up.
+func (e *Executor) ship(ctx context.Context, l *scheduler.Launch, flow, sha string) error {
+	if l.Blobs == nil {
+		return fmt.Errorf("blob %s: the launch names no datastore to read it from", sha)
+	}
+	return e.once("blob\x00"+flow+"\x00"+sha, func() error {
+		_, err := datastore.CopyBlob(ctx, e.blobs, l.Blobs, flow, sha)
+		return err
+	})
+}
+
+// once runs do once per executor for key, again after a failure.
+func (e *Executor) once(key string, do func() error) error {
 	e.mu.Lock()
 	o := e.uploads[key]
 	if o == nil {
@@ -201,14 +209,23 @@ func (e *Executor) upload(ctx context.Context, key, local string) error {
 		e.uploads[key] = o
 	}
 	e.mu.Unlock()
-	o.once.Do(func() { o.err = e.s3.PutFileIfMissing(ctx, e.bucket, key, local) })
+	o.once.Do(func() { o.err = do() })
 	if o.err != nil {
 		e.mu.Lock()
 		if e.uploads[key] == o {
 			delete(e.uploads, key) // try again next time
 		}
 		e.mu.Unlock()
-		return fmt.Errorf("upload %s to s3://%s/%s: %w", local, e.bucket, key, o.err)
+	}
+	return o.err
+}
+
+// upload puts a local file at key once per executor, skipping objects that
+// already exist (keys are content addressed).
+func (e *Executor) upload(ctx context.Context, key, local string) error {
+	err := e.once("key\x00"+key, func() error { return e.s3.PutFileIfMissing(ctx, e.bucket, key, local) })
+	if err != nil {
+		return fmt.Errorf("upload %s to s3://%s/%s: %w", local, e.bucket, key, err)
 	}
 	return nil
 }

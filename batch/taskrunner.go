@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 	"github.com/metaflow-r/metaflow/shim"
@@ -26,10 +27,10 @@ const sigtermUploadTime = 20 * time.Second
 // liveUploadTimeout bounds one upload of a running task's log.
 const liveUploadTimeout = 2 * time.Minute
 
-// placePackage downloads each file of a code package (relative path -> S3
-// key) to its path under dir, creating folders. The paths are checked again
-// here: none may leave dir.
-func placePackage(pkg map[string]string, dir string, get func(key, dst string) error) error {
+// placePackage puts each file of a code package (relative path -> sha256
+// of its blob) at its path under dir with get, creating folders. The paths
+// are checked again here: none may leave dir.
+func placePackage(pkg map[string]string, dir string, get func(sha, dst string) error) error {
 	if len(pkg) == 0 {
 		return nil
 	}
@@ -64,14 +65,16 @@ func placePackage(pkg map[string]string, dir string, get func(key, dst string) e
 }
 
 // RunTask is `metaflow-engine task-runner --spec s3://...`, run inside a
-// Batch job: it downloads the code bundle and inputs the spec names, runs
+// Batch job: it downloads the code bundle, and the input blobs the spec
+// names from the S3 datastore at its root (checked as they come down), runs
 // the base-R task runtime (embedded in this binary) on them with Rscript
-// (uploading its stdout.log and stderr.log every METAFLOW_BATCH_LOG_INTERVAL
-// seconds while it runs, when they grew, for the executor to follow),
-// uploads the staged artifacts (content addressed), the result, the error
-// message and the logs under the task's S3 prefix, and finally the exit
-// record. It returns the task's exit code. Credentials and endpoint come
-// from the SDK's default chain (the job role on AWS).
+// (uploading its logs to the job's folder every METAFLOW_BATCH_LOG_INTERVAL
+// seconds while it runs, when they grew, for the executor to follow), puts
+// the staged artifacts through the datastore's blobs (each hashed once, on
+// its way into the blob store), uploads the result, the error message and
+// the logs to the job's folder, and finally the exit record. It returns the
+// task's exit code. Credentials and endpoint come from the SDK's default
+// chain (the job role on AWS).
 func RunTask(ctx context.Context, specURL string) (int, error) {
 	bucket, key, err := s3io.ParseURL(specURL)
 	if err != nil {
@@ -95,69 +98,43 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(work)
+	// The blobs' store, caching in the work folder: inputs come down into
+	// it, outputs are renamed into it from the output folder and go up.
+	blobs, err := datastore.NewS3(s3, rs.Root, filepath.Join(work, "cache"))
+	if err != nil {
+		return 1, fmt.Errorf("task spec: %w", err)
+	}
 	spec := rs.Task
-	dataDir := filepath.Join(work, "data")
-	// Download every object once, in parallel.
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		errs []error
-		seen = map[string]string{}
-		sem  = make(chan struct{}, 8)
-	)
-	fetch := func(k string) string {
-		mu.Lock()
-		defer mu.Unlock()
-		if p, ok := seen[k]; ok {
-			return p
-		}
-		p := filepath.Join(dataDir, strings.ReplaceAll(k, "/", "_"))
-		seen[k] = p
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := s3.GetFile(ctx, rs.Bucket, k, p); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-		return p
+	spec.Code = filepath.Join(work, "code.rds")
+	if err := s3.GetFile(ctx, bucket, rs.Task.Code, spec.Code); err != nil {
+		return 1, fmt.Errorf("download the code bundle: %w", err)
 	}
-	spec.Code = fetch(spec.Code)
-	for i := range spec.Inputs {
-		for name, a := range spec.Inputs[i].Artifacts {
-			a.Path = fetch(a.Path)
-			spec.Inputs[i].Artifacts[name] = a
-		}
+	if err := fetchInputs(ctx, blobs, &spec); err != nil {
+		return 1, err
 	}
-	if spec.Input != nil {
-		spec.Input.Path = fetch(spec.Input.Path)
+	// The runtime stages its outputs beside the cache's blobs (renamed in).
+	staging, err := blobs.Staging(ctx, spec.Flow)
+	if err != nil {
+		return 1, err
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return 1, fmt.Errorf("download task inputs: %w", errs[0])
+	if spec.OutputDir, err = os.MkdirTemp(staging, "out-"); err != nil {
+		return 1, err
 	}
-	spec.OutputDir = filepath.Join(work, "out")
 	cwd := filepath.Join(work, "cwd")
 	rt := filepath.Join(work, "runtime")
-	for _, d := range []string{spec.OutputDir, cwd} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return 1, err
-		}
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return 1, err
 	}
 	// The code package, at the paths the flow's folder has them, so that
 	// read.csv("./movies.csv") in a step works here as it does locally.
-	err = placePackage(rs.Package, cwd, func(key, dst string) error { return s3.GetFile(ctx, rs.Bucket, key, dst) })
+	err = placePackage(rs.Package, cwd, func(sha, dst string) error { return scheduler.PlaceBlob(ctx, blobs, spec.Flow, sha, dst) })
 	if err != nil {
 		return 1, err
 	}
 	if err := shim.WriteRuntime(rt); err != nil {
 		return 1, err
 	}
-	logs := map[string]string{"stdout": filepath.Join(work, "stdout.log"), "stderr": filepath.Join(work, "stderr.log")}
+	logs := map[string]string{datastore.Stdout: filepath.Join(work, datastore.Stdout), datastore.Stderr: filepath.Join(work, datastore.Stderr)}
 	local := &shim.Local{RuntimeDir: rt, KillGrace: 5 * time.Second}
 	// While the task runs its logs go up every interval (when they grew),
 	// for the executor to follow; the final upload below completes them.
@@ -166,17 +143,21 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		fmt.Fprintln(os.Stderr, "metaflow task-runner:", err, "- using", DefaultLogInterval)
 		every = DefaultLogInterval
 	}
-	stopLogs := uploadLogs(ctx, map[string]string{"stdout.log": logs["stdout"], "stderr.log": logs["stderr"]}, work, every,
+	live := map[string]string{}
+	for s, p := range logs {
+		live[datastore.JobLogName(s)] = p
+	}
+	stopLogs := uploadLogs(ctx, live, work, every,
 		func(ctx context.Context, name, p string) error {
 			// A stalled upload must not hold up the task's end (stop waits for it).
 			ctx, cancel := context.WithTimeout(ctx, liveUploadTimeout)
 			defer cancel()
-			return s3.PutFile(ctx, rs.Bucket, rs.TaskPrefix+"/"+name, p)
+			return s3.PutFile(ctx, bucket, datastore.JobFile(rs.JobDir, name), p)
 		})
 	var outMu sync.Mutex
 	code, runErr := local.Run(ctx, &scheduler.Launch{
 		Spec: &spec, Rscript: "Rscript", Workdir: cwd,
-		StdoutPath: logs["stdout"], StderrPath: logs["stderr"],
+		StdoutPath: logs[datastore.Stdout], StderrPath: logs[datastore.Stderr],
 		// The job's own output (CloudWatch Logs) gets the task's lines too.
 		Line: func(stderr bool, text string) {
 			outMu.Lock()
@@ -197,9 +178,10 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 	defer fcancel()
 	stopDeadline := context.AfterFunc(ctx, func() { time.AfterFunc(sigtermUploadTime, fcancel) })
 	defer stopDeadline()
+	errFile := filepath.Join(spec.OutputDir, scheduler.ErrorFile)
 	if runErr != nil {
 		// Could not run or was killed: say so where the engine looks.
-		_ = os.WriteFile(filepath.Join(spec.OutputDir, "_error.txt"), []byte(runErr.Error()+"\n"), 0o644)
+		_ = os.WriteFile(errFile, []byte(runErr.Error()+"\n"), 0o644)
 		fmt.Fprintln(os.Stderr, "metaflow task-runner:", runErr)
 		if code == 0 {
 			code = 1
@@ -212,54 +194,115 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		if _, err := os.Stat(local); err != nil {
 			return nil
 		}
-		return s3.PutFile(fctx, rs.Bucket, rs.TaskPrefix+"/"+name, local)
+		return s3.PutFile(fctx, bucket, datastore.JobFile(rs.JobDir, name), local)
 	}
 	// The logs in full, also when the periodic uploads had all of them.
-	for _, s := range []string{"stdout", "stderr"} {
-		if err := up(s+".log", logs[s]); err != nil {
+	for _, s := range datastore.Streams {
+		if err := up(datastore.JobLogName(s), logs[s]); err != nil {
 			return 1, err
 		}
 	}
 	if code == 0 {
-		outputs := map[string]string{}
-		ents, err := os.ReadDir(spec.OutputDir)
+		outputs, err := putOutputs(fctx, blobs, spec.Flow, spec.OutputDir)
 		if err != nil {
 			return 1, err
 		}
-		var names []string
-		for _, e := range ents {
-			n := e.Name()
-			if !strings.HasSuffix(n, ".mpk") || strings.HasPrefix(n, "_") {
-				continue
-			}
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			p := filepath.Join(spec.OutputDir, n)
-			sha, err := s3io.FileSHA(p)
-			if err != nil {
-				return 1, err
-			}
-			k := dataKey(rs.FlowPrefix, sha)
-			if err := s3.PutFileIfMissing(fctx, rs.Bucket, k, p); err != nil {
-				return 1, err
-			}
-			outputs[strings.TrimSuffix(n, ".mpk")] = sha
-		}
 		ob, _ := json.Marshal(outputs)
-		if err := s3.PutBytes(fctx, rs.Bucket, rs.TaskPrefix+"/_outputs.json", ob); err != nil {
+		if err := s3.PutBytes(fctx, bucket, datastore.JobFile(rs.JobDir, datastore.JobOutputs), ob); err != nil {
 			return 1, err
 		}
-		if err := up("_result.mpk", filepath.Join(spec.OutputDir, "_result.mpk")); err != nil {
+		if err := up(datastore.JobResult, filepath.Join(spec.OutputDir, scheduler.ResultFile)); err != nil {
 			return 1, err
 		}
-	} else if err := up("_error.txt", filepath.Join(spec.OutputDir, "_error.txt")); err != nil {
+	} else if err := up(datastore.JobError, errFile); err != nil {
 		return 1, err
 	}
 	eb, _ := json.Marshal(exitRecord{ExitCode: code})
-	if err := s3.PutBytes(fctx, rs.Bucket, rs.TaskPrefix+"/_exit.json", eb); err != nil {
+	if err := s3.PutBytes(fctx, bucket, datastore.JobFile(rs.JobDir, datastore.JobExit), eb); err != nil {
 		return 1, err
 	}
 	return code, nil
+}
+
+// fetchInputs downloads each input blob of spec once (checked, in
+// parallel) into the blob store's cache and points the spec at the files.
+func fetchInputs(ctx context.Context, blobs datastore.Blobs, spec *scheduler.TaskSpec) error {
+	var (
+		mu    sync.Mutex
+		wg    sync.WaitGroup
+		first error
+		files = map[string]string{}
+		sem   = make(chan struct{}, 8)
+	)
+	fetch := func(sha string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := files[sha]; ok {
+			return
+		}
+		files[sha] = ""
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			p, err := blobs.LocalFile(ctx, spec.Flow, sha)
+			mu.Lock()
+			defer mu.Unlock()
+			files[sha] = p
+			if err != nil && first == nil {
+				first = err
+			}
+		}()
+	}
+	for _, in := range spec.Inputs {
+		for _, a := range in.Artifacts {
+			fetch(a.SHA)
+		}
+	}
+	if spec.Input != nil {
+		fetch(spec.Input.SHA)
+	}
+	wg.Wait()
+	if first != nil {
+		return fmt.Errorf("download task inputs: %w", first)
+	}
+	for i := range spec.Inputs {
+		for name, a := range spec.Inputs[i].Artifacts {
+			a.Path = files[a.SHA]
+			spec.Inputs[i].Artifacts[name] = a
+		}
+	}
+	if spec.Input != nil {
+		spec.Input.Path = files[spec.Input.SHA]
+	}
+	return nil
+}
+
+// putOutputs puts the artifacts the runtime staged in dir (<name>.mpk)
+// into the blob store, each hashed once as it is renamed into the store's
+// cache, and returns their shas by name.
+func putOutputs(ctx context.Context, blobs datastore.Blobs, flow, dir string) (map[string]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasSuffix(n, ".mpk") || strings.HasPrefix(n, "_") {
+			continue
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	outputs := map[string]string{}
+	for _, n := range names {
+		a, err := blobs.PutFile(ctx, flow, filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("store artifact %s: %w", strings.TrimSuffix(n, ".mpk"), err)
+		}
+		outputs[strings.TrimSuffix(n, ".mpk")] = a.SHA
+	}
+	return outputs, nil
 }

@@ -20,6 +20,7 @@ import (
 //	errs.ErrNotFound      NotFound            (so is fs.ErrNotExist without a kind)
 //	errs.ErrPrecondition  FailedPrecondition  not configured; can never run; no bucket
 //	errs.ErrUnavailable   Unavailable         S3 or AWS could not be reached
+//	errs.ErrCorrupt       DataLoss            a blob whose content is not its address
 //	context cancelled     Canceled, DeadlineExceeded
 //	anything else         Internal
 func grpcError(err error) error {
@@ -42,6 +43,8 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errs.ErrUnavailable:
 		return codes.Unavailable
+	case errs.ErrCorrupt:
+		return codes.DataLoss
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -24,6 +24,7 @@ func TestGRPCError(t *testing.T) {
 		{"not found", errs.NotFound("cannot resume: run 7 of flow F does not exist"), codes.NotFound},
 		{"precondition", errs.Precondition("AWS Batch is not configured: set METAFLOW_BATCH_JOB_QUEUE"), codes.FailedPrecondition},
 		{"unavailable", errs.Unavailable("S3 GET s3://b/k: connection refused"), codes.Unavailable},
+		{"corrupt", fmt.Errorf("artifact x: %w", errs.Corrupt("blob ab of flow F is corrupt")), codes.DataLoss},
 		{"wrapped keeps its kind", fmt.Errorf("allocate a run id: %w", errs.Unavailable("S3 LIST: timeout")), codes.Unavailable},
 		{"no bucket", fmt.Errorf("list flows: %w", s3io.ErrNoBucket), codes.FailedPrecondition},
 		{"missing S3 object", fmt.Errorf("read: %w", s3io.ErrNotFound), codes.NotFound},

@@ -151,7 +151,7 @@ func TestBatchJobsWithTheBatchPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), ".metaflow")
-	if err := datastore.NewLocal(root).PutRun(&datastore.Run{Flow: "F", RunID: "1", User: "u"}); err != nil {
+	if err := datastore.NewLocal(root).PutRun(context.Background(), &datastore.Run{Flow: "F", RunID: "1", User: "u"}); err != nil {
 		t.Fatal(err)
 	}
 	cl := serveServer(t, srv)

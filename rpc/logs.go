@@ -3,13 +3,13 @@ package rpc
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
@@ -25,8 +25,8 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 		return nil, status.Errorf(codes.InvalidArgument, "logs needs RUN/STEP or RUN/STEP/TASK (for example 15/end), got %q", req.Pathspec)
 	}
 	runID, step := parts[0], parts[1]
-	if _, err := store.GetRun(req.Flow, runID); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+	if _, err := store.GetRun(ctx, req.Flow, runID); err != nil {
+		if errors.Is(err, errs.ErrNotFound) {
 			return nil, status.Errorf(codes.NotFound, "run %s of flow %s not found: check the run id (list runs with: metaflow-engine runs %s)", runID, req.Flow, req.Flow)
 		}
 		return nil, grpcError(err)
@@ -34,7 +34,7 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 	ids := []string{}
 	if len(parts) == 3 {
 		ids = append(ids, parts[2])
-	} else if ids, err = store.ListTasks(req.Flow, runID, step); err != nil {
+	} else if ids, err = store.ListTasks(ctx, req.Flow, runID, step); err != nil {
 		return nil, grpcError(err)
 	}
 	if len(ids) == 0 {
@@ -43,9 +43,9 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 	resp := &pb.LogsResponse{}
 	remote := s.attemptLogReaders(ctx)
 	for _, id := range ids {
-		t, err := store.GetTask(req.Flow, runID, step, id)
-		if errors.Is(err, fs.ErrNotExist) && len(parts) == 2 {
-			continue // listed before its metadata was written (an S3 datastore)
+		t, err := store.GetTask(ctx, req.Flow, runID, step, id)
+		if errors.Is(err, errs.ErrNotFound) && len(parts) == 2 {
+			continue // its record went away since it was listed
 		}
 		if err != nil {
 			return nil, grpcError(err)
@@ -66,10 +66,10 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 				}
 			}
 			if !ok {
-				if out, err = store.ReadLog(req.Flow, runID, step, id, last.Attempt, "stdout"); err != nil {
+				if out, err = store.ReadLog(ctx, req.Flow, runID, step, id, last.Attempt, datastore.Stdout); err != nil {
 					return nil, grpcError(err)
 				}
-				if errb, err = store.ReadLog(req.Flow, runID, step, id, last.Attempt, "stderr"); err != nil {
+				if errb, err = store.ReadLog(ctx, req.Flow, runID, step, id, last.Attempt, datastore.Stderr); err != nil {
 					return nil, grpcError(err)
 				}
 			}

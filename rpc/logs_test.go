@@ -41,7 +41,7 @@ func (p *logPlugin) Read(ctx context.Context, at datastore.Attempt) (stdout, std
 func TestLogsOfRemoteAttempts(t *testing.T) {
 	root := filepath.Join(t.TempDir(), ".metaflow")
 	store := datastore.NewLocal(root)
-	if err := store.PutRun(&datastore.Run{Flow: "F", RunID: "1", Status: datastore.StatusRunning}); err != nil {
+	if err := store.PutRun(context.Background(), &datastore.Run{Flow: "F", RunID: "1", Status: datastore.StatusRunning}); err != nil {
 		t.Fatal(err)
 	}
 	live := "s3://logs/p/F/1/start/1/0-abc"
@@ -59,10 +59,10 @@ func TestLogsOfRemoteAttempts(t *testing.T) {
 	}
 	for _, tc := range tasks {
 		task := &datastore.Task{Flow: "F", RunID: "1", Step: "start", TaskID: tc.id, Status: tc.status, Attempts: []datastore.Attempt{tc.at}}
-		if err := store.PutTask(task); err != nil {
+		if err := store.PutTask(context.Background(), task); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(store.LogPath("F", "1", "start", tc.id, 0, "stdout"), []byte(tc.local), 0o644); err != nil {
+		if err := os.WriteFile(store.LogFile("F", "1", "start", tc.id, 0, "stdout"), []byte(tc.local), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,14 +3,13 @@ package rpc
 import (
 	"context"
 	"errors"
-	"io/fs"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
 
@@ -37,7 +36,7 @@ func (s *Server) ListFlows(ctx context.Context, req *pb.ListFlowsRequest) (*pb.L
 	if err != nil {
 		return nil, err
 	}
-	flows, err := store.ListFlows()
+	flows, err := store.ListFlows(ctx)
 	if err != nil { // a missing bucket is a precondition (s3io.ErrNoBucket)
 		return nil, grpcError(err)
 	}
@@ -50,14 +49,14 @@ func (s *Server) ListRuns(ctx context.Context, req *pb.ListRunsRequest) (*pb.Lis
 	if err != nil {
 		return nil, err
 	}
-	ids, err := store.ListRuns(req.Flow)
+	ids, err := store.ListRuns(ctx, req.Flow)
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	runs := make([]*pb.RunInfo, len(ids))
 	err = forEachLimit(len(ids), 16, func(i int) error {
-		r, err := store.GetRun(req.Flow, ids[i])
-		if errors.Is(err, fs.ErrNotExist) {
+		r, err := store.GetRun(ctx, req.Flow, ids[i])
+		if errors.Is(err, errs.ErrNotFound) {
 			return nil // a run folder being created right now
 		}
 		if err != nil {
@@ -84,12 +83,12 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 	if err != nil {
 		return nil, err
 	}
-	r, err := store.GetRun(req.Flow, req.RunId)
+	r, err := store.GetRun(ctx, req.Flow, req.RunId)
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	info := runInfo(r)
-	pkg, err := store.GetPackage(req.Flow, req.RunId)
+	pkg, err := store.GetPackage(ctx, req.Flow, req.RunId)
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -97,7 +96,7 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 		info.CodePackage = append(info.CodePackage, &pb.CodeFile{Path: p, Sha: pkg[p].SHA, Size: pkg[p].Size})
 	}
 	for _, step := range r.Steps {
-		ids, err := store.ListTasks(req.Flow, req.RunId, step)
+		ids, err := store.ListTasks(ctx, req.Flow, req.RunId, step)
 		if err != nil {
 			return nil, grpcError(err)
 		}
@@ -106,9 +105,9 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 		}
 		tasks := make([]*pb.TaskInfo, len(ids))
 		err = forEachLimit(len(ids), 16, func(i int) error {
-			t, err := store.GetTask(req.Flow, req.RunId, step, ids[i])
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // listed before its metadata was written (an S3 datastore)
+			t, err := store.GetTask(ctx, req.Flow, req.RunId, step, ids[i])
+			if errors.Is(err, errs.ErrNotFound) {
+				return nil // its record went away since it was listed
 			}
 			if err != nil {
 				return err
@@ -155,7 +154,7 @@ func forEachLimit(n, limit int, f func(i int) error) error {
 	return nil
 }
 
-func taskInfo(store datastore.Store, t *datastore.Task) *pb.TaskInfo {
+func taskInfo(store datastore.Logs, t *datastore.Task) *pb.TaskInfo {
 	ti := &pb.TaskInfo{
 		Step: t.Step, TaskId: t.TaskID, Status: t.Status,
 		StartedAt: fmtTime(t.StartedAt), FinishedAt: fmtTime(t.FinishedAt), ForeachIndex: -1,
@@ -167,8 +166,8 @@ func taskInfo(store datastore.Store, t *datastore.Task) *pb.TaskInfo {
 		last := t.Attempts[n-1]
 		ti.Attempt, ti.Pid = int32(last.Attempt), int32(last.PID)
 		ti.Error, ti.ExitCode = strings.ToValidUTF8(last.Error, "\uFFFD"), int32(last.ExitCode)
-		ti.StdoutPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stdout")
-		ti.StderrPath = store.LogPath(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, "stderr")
+		ti.StdoutPath = store.LogFile(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, datastore.Stdout)
+		ti.StderrPath = store.LogFile(t.Flow, t.RunID, t.Step, t.TaskID, last.Attempt, datastore.Stderr)
 	}
 	return ti
 }
@@ -179,13 +178,13 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskI
 	if err != nil {
 		return nil, err
 	}
-	t, err := store.GetTask(req.Flow, req.RunId, req.Step, req.TaskId)
+	t, err := store.GetTask(ctx, req.Flow, req.RunId, req.Step, req.TaskId)
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	ti := taskInfo(store, t)
 	if t.Status == datastore.StatusCompleted {
-		arts, err := store.GetArtifacts(req.Flow, req.RunId, req.Step, req.TaskId)
+		arts, err := store.GetArtifacts(ctx, req.Flow, req.RunId, req.Step, req.TaskId)
 		if err != nil {
 			return nil, grpcError(err)
 		}
@@ -193,23 +192,18 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskI
 			a := arts[name]
 			ai := &pb.ArtifactInfo{Name: name, Sha: a.SHA, Size: a.Size}
 			// The blob the caller asked for is made local; others are given
-			// only if they are local already (always, for a local store).
+			// only if this machine has them (always, for a local store).
 			if name == req.Artifact {
-				if ai.Path, err = store.FetchBlob(req.Flow, a.SHA); err != nil {
+				if ai.Path, err = store.LocalFile(ctx, req.Flow, a.SHA); err != nil {
 					return nil, grpcError(err)
 				}
-			} else if p := store.BlobPath(req.Flow, a.SHA); fileExists(p) {
+			} else if p, ok := datastore.LocalCopy(store, req.Flow, a.SHA); ok {
 				ai.Path = p
 			}
 			ti.Artifacts = append(ti.Artifacts, ai)
 		}
 	}
 	return ti, nil
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 func sortedNames(m map[string]datastore.Artifact) []string {

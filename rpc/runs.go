@@ -86,7 +86,7 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 	req.Flow.Package = nil // the run holds the contents until they are stored
 	// Refused before anything is written or submitted: the executors
 	// decorators choose are made (from their settings) and checked here.
-	if err := r.Prepare(); err != nil {
+	if err := r.Prepare(stream.Context()); err != nil {
 		return grpcError(err)
 	}
 	runID := r.RunID()

@@ -32,17 +32,18 @@ func runsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ids, err := store.ListRuns(args[0])
+			ctx := cmd.Context()
+			ids, err := store.ListRuns(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			if len(ids) == 0 {
 				return fmt.Errorf("flow %s has no runs in %s", args[0], store.Location())
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tSTATUS\tUSER\tCREATED\tFINISHED\tTAGS")
 			for _, id := range ids {
-				r, err := store.GetRun(args[0], id)
+				r, err := store.GetRun(ctx, args[0], id)
 				if err != nil {
 					continue
 				}
@@ -75,14 +76,15 @@ func artifactCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := store.GetTask(parts[0], parts[1], parts[2], parts[3])
+			ctx := cmd.Context()
+			t, err := store.GetTask(ctx, parts[0], parts[1], parts[2], parts[3])
 			if err != nil {
 				return err
 			}
 			if t.Status != datastore.StatusCompleted {
 				return fmt.Errorf("task %s is %s: only completed tasks have artifacts", args[0], t.Status)
 			}
-			arts, err := store.GetArtifacts(parts[0], parts[1], parts[2], parts[3])
+			arts, err := store.GetArtifacts(ctx, parts[0], parts[1], parts[2], parts[3])
 			if err != nil {
 				return err
 			}
@@ -92,7 +94,7 @@ func artifactCmd() *cobra.Command {
 					names = append(names, n)
 				}
 				sort.Strings(names)
-				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tSIZE\tSHA256")
 				for _, n := range names {
 					fmt.Fprintf(tw, "%s\t%d\t%s\n", n, arts[n].Size, arts[n].SHA)
@@ -103,11 +105,17 @@ func artifactCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("task %s has no artifact %q (list them with: metaflow-engine artifact %s)", args[0], args[1], args[0])
 			}
-			path, err := store.FetchBlob(parts[0], a.SHA)
+			// Read through the checked reader: a corrupt blob is an error
+			// (errs.ErrCorrupt), not a value.
+			rc, err := store.Open(ctx, parts[0], a.SHA)
 			if err != nil {
-				return err
+				return fmt.Errorf("artifact %s of %s: %w", args[1], args[0], err)
 			}
-			return printArtifact(os.Stdout, path)
+			defer rc.Close()
+			if err := printArtifact(cmd.OutOrStdout(), rc); err != nil {
+				return fmt.Errorf("artifact %s of %s: %w", args[1], args[0], err)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&root, "datastore", defaultDatastore(), "local datastore root (the .metaflow folder; with METAFLOW_DEFAULT_DATASTORE=s3, where S3 files are cached)")

@@ -3,8 +3,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
 
 	"github.com/spf13/cobra"
 )
@@ -20,7 +22,13 @@ func main() {
 		Version:       version,
 	}
 	root.AddCommand(serveCmd(), runsCmd(), artifactCmd(), taskRunnerCmd())
-	if err := root.Execute(); err != nil {
+	// The first Ctrl-C stops what the commands read (their datastore calls
+	// take this context), a second one the process (serve and task-runner
+	// handle their signals themselves).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	context.AfterFunc(ctx, stop)
+	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}

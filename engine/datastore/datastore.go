@@ -1,9 +1,16 @@
 // Package datastore persists runs, tasks, logs and content-addressed artifact
-// blobs. Every write is atomic (temp file + rename) so a reader never sees a
-// partial artifact, a task marked done without its artifacts, or a torn file.
+// blobs, and owns where they are (layout.go) and how they are read and
+// written. Three interfaces split it by concern: Metadata (records), Blobs
+// (content by sha256) and Logs; Store is all three, implemented by Local (a
+// folder) and S3 (a bucket, with a local cache). Every write is atomic (temp
+// file + rename, or one PUT) so a reader never sees a partial artifact, a task
+// marked done without its artifacts, or a torn record; every blob read
+// through Open is checked against its address.
 package datastore
 
 import (
+	"context"
+	"io"
 	"time"
 )
 
@@ -30,8 +37,8 @@ type Attempt struct {
 	ExitCode   int       `json:"exit_code"`
 	Error      string    `json:"error,omitempty"`
 	// JobID is the AWS Batch job of an attempt run on Batch, and LogsURL
-	// the s3:// folder its task runner uploads stdout.log and stderr.log to
-	// as they grow: where logs are while the attempt has not ended.
+	// the s3:// folder (JobDir) its task runner uploads its logs to as they
+	// grow: where logs are while the attempt has not ended.
 	JobID   string `json:"job_id,omitempty"`
 	LogsURL string `json:"logs_url,omitempty"`
 }
@@ -43,7 +50,7 @@ type Frame struct {
 	Count int    `json:"count"`
 }
 
-// Task is a task's metadata (_task.json).
+// Task is a task's metadata (TaskRecord).
 type Task struct {
 	Flow         string    `json:"flow"`
 	RunID        string    `json:"run_id"`
@@ -59,7 +66,7 @@ type Task struct {
 	FinishedAt   time.Time `json:"finished_at,omitempty"`
 }
 
-// Run is a run's metadata (_run.json).
+// Run is a run's metadata (RunRecord).
 type Run struct {
 	Flow       string   `json:"flow"`
 	RunID      string   `json:"run_id"`
@@ -93,59 +100,93 @@ type DecoratorMeta struct {
 	Args map[string]string `json:"args,omitempty"`
 }
 
-// Store is implemented by the local folder datastore and the S3 one.
+// Store is a whole datastore: its records, blobs and logs.
 type Store interface {
+	Metadata
+	Blobs
+	Logs
+}
+
+// Metadata holds a datastore's records: runs, tasks and their steps,
+// artifact indexes, code package manifests and code bundles. Missing runs
+// and tasks are errors of kind errs.ErrNotFound; every other read of
+// something absent is empty.
+type Metadata interface {
 	// Location names the store for people and remote executors: the local
-	// folder, or the s3://bucket/prefix root.
+	// folder, or the s3://bucket/prefix root. It does no I/O.
 	Location() string
 
-	// NewRun allocates a unique run id for flow and records run.
-	NewRun(run *Run) error
-	PutRun(run *Run) error
-	GetRun(flow, runID string) (*Run, error)
-	// ListRuns returns the flow's run ids, newest first.
-	ListRuns(flow string) ([]string, error)
+	// NewRun allocates a unique run id for run.Flow (the next integer) and
+	// records run under it.
+	NewRun(ctx context.Context, run *Run) error
+	PutRun(ctx context.Context, run *Run) error
+	GetRun(ctx context.Context, flow, runID string) (*Run, error)
+	// ListRuns returns the flow's run ids, newest first. A run being
+	// created may be listed before GetRun finds it.
+	ListRuns(ctx context.Context, flow string) ([]string, error)
 	// ListFlows returns the names of the flows that have at least one run
-	// (a numeric folder with its _run.json), sorted; folders that are no
-	// valid flow name (_s3cache, _engine, ...) are ignored.
-	ListFlows() ([]string, error)
+	// with its record, sorted; folders that are no valid flow name (the S3
+	// cache, Batch's engine binaries, ...) are ignored.
+	ListFlows(ctx context.Context) ([]string, error)
+	// ListSteps returns the steps of a run that have a task folder, sorted.
+	ListSteps(ctx context.Context, flow, runID string) ([]string, error)
 
-	PutCode(flow, runID string, code []byte) error
-	CodePath(flow, runID string) string
+	PutTask(ctx context.Context, t *Task) error
+	GetTask(ctx context.Context, flow, runID, step, taskID string) (*Task, error)
+	// ListTasks returns the ids of a step's tasks that have their record,
+	// in numeric order.
+	ListTasks(ctx context.Context, flow, runID, step string) ([]string, error)
 
-	// PutPackage records a run's code package (_package.json): relative
-	// path -> blob (content-addressed, committed before). GetPackage reads
-	// it; a run without a package has none (nil, no error).
-	PutPackage(flow, runID string, files map[string]Artifact) error
-	GetPackage(flow, runID string) (map[string]Artifact, error)
+	// PutArtifacts records a task's artifact index; call before marking it
+	// completed. GetArtifacts of a task without one is empty.
+	PutArtifacts(ctx context.Context, flow, runID, step, taskID string, arts map[string]Artifact) error
+	GetArtifacts(ctx context.Context, flow, runID, step, taskID string) (map[string]Artifact, error)
 
-	PutTask(t *Task) error
-	GetTask(flow, runID, step, taskID string) (*Task, error)
-	// ListTasks returns the task ids of a step, in numeric order.
-	ListTasks(flow, runID, step string) ([]string, error)
-	ListSteps(flow, runID string) ([]string, error)
+	// PutPackage records a run's code package: relative path -> blob (put
+	// before). GetPackage of a run without one is nil.
+	PutPackage(ctx context.Context, flow, runID string, files map[string]Artifact) error
+	GetPackage(ctx context.Context, flow, runID string) (map[string]Artifact, error)
 
-	// PutArtifacts records a task's artifact index; call before marking it completed.
-	PutArtifacts(flow, runID, step, taskID string, arts map[string]Artifact) error
-	GetArtifacts(flow, runID, step, taskID string) (map[string]Artifact, error)
-	// CommitBlob moves a staged file into the content-addressed store.
-	CommitBlob(flow, stagedPath string) (Artifact, error)
-	// AdoptBlob returns the artifact of a blob the store already holds (put
-	// there by a remote task); an error if it does not hold it.
-	AdoptBlob(flow, sha string) (Artifact, error)
-	// BlobPath is where the blob is, or will be once fetched, on this machine.
-	BlobPath(flow, sha string) string
-	// FetchBlob makes the blob local (downloading it if need be) and returns its path.
-	FetchBlob(flow, sha string) (string, error)
+	// PutCode stores a run's code bundle; CodeFile is its file on this
+	// machine (fetched if need be), for tasks to load.
+	PutCode(ctx context.Context, flow, runID string, code []byte) error
+	CodeFile(ctx context.Context, flow, runID string) (string, error)
+}
 
-	// StagingDir is a folder for files about to be committed (task outputs):
-	// on the same filesystem as the blobs, so CommitBlob is a rename.
-	StagingDir(flow string) string
+// Blobs holds content-addressed blobs: a flow's blob is named by the
+// lowercase hex sha256 of its content. A blob is visible whole or not at
+// all.
+type Blobs interface {
+	// Has reports whether the store holds the blob, and its size.
+	Has(ctx context.Context, flow, sha string) (size int64, ok bool, err error)
+	// Put stores what r holds, hashing it once as it is written.
+	Put(ctx context.Context, flow string, r io.Reader) (Artifact, error)
+	// PutSHA stores content whose sha256 the caller knows: nothing is read
+	// when the store holds the blob already; otherwise r is checked against
+	// sha as it is written (an errs.ErrCorrupt error, and nothing stored,
+	// when it differs).
+	PutSHA(ctx context.Context, flow, sha string, r io.Reader) (Artifact, error)
+	// PutFile stores a staged file (one under Staging, as a task's output)
+	// and removes it: renamed into place where it can be, hashed once.
+	PutFile(ctx context.Context, flow, path string) (Artifact, error)
+	// Open streams a blob. The reader hashes what it reads and its last
+	// Read fails with an errs.ErrCorrupt error, naming flow and sha, when
+	// the content does not match. A missing blob is errs.ErrNotFound.
+	Open(ctx context.Context, flow, sha string) (io.ReadCloser, error)
+	// LocalFile is the blob's file on this machine, for a task to read:
+	// fetched (and checked) first if this machine has no copy.
+	LocalFile(ctx context.Context, flow, sha string) (string, error)
+	// Staging makes and returns the folder for files about to be PutFile'd.
+	Staging(ctx context.Context, flow string) (string, error)
+}
 
-	// LogPath is where an attempt's stdout or stderr is written as it runs.
-	LogPath(flow, runID, step, taskID string, attempt int, stream string) string
-	// SaveLogs stores an attempt's log files once it has ended.
-	SaveLogs(flow, runID, step, taskID string, attempt int) error
-	// ReadLog returns an attempt's stdout or stderr so far (empty if none).
-	ReadLog(flow, runID, step, taskID string, attempt int, stream string) ([]byte, error)
+// Logs holds the output of task attempts, per stream (Stdout, Stderr).
+type Logs interface {
+	// LogFile is the file on this machine an attempt's stream is written
+	// to while it runs. It does no I/O.
+	LogFile(flow, runID, step, taskID string, attempt int, stream string) string
+	// SaveLogs stores an attempt's log files (as they are now).
+	SaveLogs(ctx context.Context, flow, runID, step, taskID string, attempt int) error
+	// ReadLog returns an attempt's stream so far (empty if none).
+	ReadLog(ctx context.Context, flow, runID, step, taskID string, attempt int, stream string) ([]byte, error)
 }

@@ -44,20 +44,20 @@ func rootS3(t *testing.T) (*S3, *s3io.Client, string) {
 func fillFlows(t *testing.T, s Store, junk func(rel string)) []string {
 	t.Helper()
 	for _, flow := range []string{"Zeta", "AlphaFlow", "AlphaFlow", "mixed_Case9"} {
-		if err := s.NewRun(&Run{Flow: flow, Status: StatusRunning}); err != nil {
+		if err := s.NewRun(bg, &Run{Flow: flow, Status: StatusRunning}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A run recorded under a name no flow can have.
-	if err := s.PutRun(&Run{Flow: "bad-name", RunID: "1"}); err != nil {
+	if err := s.PutRun(bg, &Run{Flow: "bad-name", RunID: "1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutRun(&Run{Flow: "_s3cache", RunID: "1"}); err != nil {
+	if err := s.PutRun(bg, &Run{Flow: "_s3cache", RunID: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	// A flow whose newest numeric folder has no _run.json still counts
 	// (an older run has one).
-	if err := s.NewRun(&Run{Flow: "Older", Status: StatusRunning}); err != nil {
+	if err := s.NewRun(bg, &Run{Flow: "Older", Status: StatusRunning}); err != nil {
 		t.Fatal(err)
 	}
 	junk("Older/7/start/1/_task.json")
@@ -74,7 +74,7 @@ func fillFlows(t *testing.T, s Store, junk func(rel string)) []string {
 func TestListFlows(t *testing.T) {
 	check := func(t *testing.T, s Store, want []string) {
 		t.Helper()
-		got, err := s.ListFlows()
+		got, err := s.ListFlows(bg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,7 @@
 package datastore
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +11,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
-// Local is a datastore in a folder (by default .metaflow in the working dir).
+// Local is a datastore in a folder (by default .metaflow in the working
+// dir), in the layout of layout.go. Its methods check their context before
+// they start and between the chunks of what they copy.
 type Local struct {
 	Root string
 }
@@ -28,21 +29,19 @@ func NewLocal(root string) *Local { return &Local{Root: root} }
 // Location is the datastore's folder.
 func (l *Local) Location() string { return l.Root }
 
-func (l *Local) flowDir(flow string) string { return filepath.Join(l.Root, flow) }
-func (l *Local) runDir(flow, runID string) string {
-	return filepath.Join(l.Root, flow, runID)
-}
-func (l *Local) taskDir(flow, runID, step, taskID string) string {
-	return filepath.Join(l.Root, flow, runID, step, taskID)
-}
+// path is a layout path in the folder.
+func (l *Local) path(rel string) string { return LocalPath(l.Root, rel) }
 
 // NewRun allocates the next integer run id with an exclusive mkdir, so
 // concurrent runs of one flow (even from different engines) never collide.
-func (l *Local) NewRun(run *Run) error {
-	if err := os.MkdirAll(l.flowDir(run.Flow), 0o755); err != nil {
+func (l *Local) NewRun(ctx context.Context, run *Run) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("allocate a run id in %s: %w", l.Root, err)
+	}
+	if err := os.MkdirAll(l.path(FlowDir(run.Flow)), 0o755); err != nil {
 		return fmt.Errorf("create datastore folder: %w", err)
 	}
-	ids, err := l.ListRuns(run.Flow)
+	ids, err := l.ListRuns(ctx, run.Flow)
 	if err != nil {
 		return err
 	}
@@ -53,10 +52,10 @@ func (l *Local) NewRun(run *Run) error {
 	}
 	for tries := 0; tries < 1000; tries++ {
 		id := strconv.Itoa(next)
-		err := os.Mkdir(l.runDir(run.Flow, id), 0o755)
+		err := os.Mkdir(l.path(RunDir(run.Flow, id)), 0o755)
 		if err == nil {
 			run.RunID = id
-			return l.PutRun(run)
+			return l.PutRun(ctx, run)
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create run folder: %w", err)
@@ -66,47 +65,63 @@ func (l *Local) NewRun(run *Run) error {
 	return fmt.Errorf("could not allocate a run id for flow %s", run.Flow)
 }
 
-func (l *Local) PutRun(run *Run) error {
-	return writeJSON(filepath.Join(l.runDir(run.Flow, run.RunID), "_run.json"), run)
+func (l *Local) PutRun(ctx context.Context, run *Run) error {
+	return writeJSON(ctx, l.path(RunRecord(run.Flow, run.RunID)), run)
 }
 
-func (l *Local) GetRun(flow, runID string) (*Run, error) {
+func (l *Local) GetRun(ctx context.Context, flow, runID string) (*Run, error) {
 	var r Run
-	if err := readJSON(filepath.Join(l.runDir(flow, runID), "_run.json"), &r); err != nil {
+	if err := readJSON(ctx, l.path(RunRecord(flow, runID)), &r); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("run %s/%s not found in %s: %w", flow, runID, l.Root, fs.ErrNotExist)
+			return nil, errs.NotFound("run %s/%s not found in %s: %w", flow, runID, l.Root, fs.ErrNotExist)
 		}
 		return nil, err
 	}
 	return &r, nil
 }
 
-func (l *Local) ListRuns(flow string) ([]string, error) {
-	ents, err := os.ReadDir(l.flowDir(flow))
+// numericDirs lists the folders of dir whose names are ids, ascending
+// (none if dir does not exist).
+func numericDirs(ctx context.Context, dir string) ([]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list runs of %s: %w", flow, err)
+		return nil, err
 	}
 	var ids []int
 	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+		if n, ok := runIDOf(e.Name()); ok && e.IsDir() {
 			ids = append(ids, n)
 		}
 	}
-	sort.Sort(sort.Reverse(sort.IntSlice(ids)))
+	sort.Ints(ids)
+	return ids, nil
+}
+
+func (l *Local) ListRuns(ctx context.Context, flow string) ([]string, error) {
+	ids, err := numericDirs(ctx, l.path(FlowDir(flow)))
+	if err != nil {
+		return nil, fmt.Errorf("list runs of %s: %w", flow, err)
+	}
 	out := make([]string, len(ids))
 	for i, n := range ids {
-		out[i] = strconv.Itoa(n)
+		out[len(ids)-1-i] = strconv.Itoa(n)
 	}
 	return out, nil
 }
 
 // ListFlows returns the flows of the folder that have a run (a numeric
-// folder with a _run.json), sorted. Other folders (_s3cache, and any name
-// a flow cannot have) are ignored.
-func (l *Local) ListFlows() ([]string, error) {
+// folder with its record), sorted. Other folders (the S3 cache, and any
+// name a flow cannot have) are ignored.
+func (l *Local) ListFlows(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list flows in %s: %w", l.Root, err)
+	}
 	ents, err := os.ReadDir(l.Root)
 	if errors.Is(err, fs.ErrNotExist) {
 		return []string{}, nil
@@ -119,12 +134,12 @@ func (l *Local) ListFlows() ([]string, error) {
 		if !e.IsDir() || !graph.ValidName(e.Name()) {
 			continue
 		}
-		ids, err := l.ListRuns(e.Name())
+		ids, err := l.ListRuns(ctx, e.Name())
 		if err != nil {
 			return nil, err
 		}
 		for _, id := range ids {
-			if _, err := os.Stat(filepath.Join(l.runDir(e.Name(), id), "_run.json")); err == nil {
+			if _, err := os.Stat(l.path(RunRecord(e.Name(), id))); err == nil {
 				out = append(out, e.Name())
 				break
 			}
@@ -134,26 +149,82 @@ func (l *Local) ListFlows() ([]string, error) {
 	return out, nil
 }
 
-func (l *Local) PutCode(flow, runID string, code []byte) error {
-	return writeAtomic(l.CodePath(flow, runID), func(w io.Writer) error {
-		_, err := w.Write(code)
-		return err
-	})
+func (l *Local) ListSteps(ctx context.Context, flow, runID string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list steps of %s/%s: %w", flow, runID, err)
+	}
+	ents, err := os.ReadDir(l.path(RunDir(flow, runID)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list steps of %s/%s: %w", flow, runID, err)
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() && isStep(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil // ReadDir sorts by name
 }
 
-func (l *Local) CodePath(flow, runID string) string {
-	return filepath.Join(l.runDir(flow, runID), "_code.rds")
+func (l *Local) PutTask(ctx context.Context, t *Task) error {
+	return writeJSON(ctx, l.path(TaskRecord(t.Flow, t.RunID, t.Step, t.TaskID)), t)
 }
 
-// PutPackage writes the run's _package.json atomically.
-func (l *Local) PutPackage(flow, runID string, files map[string]Artifact) error {
-	return writeJSON(filepath.Join(l.runDir(flow, runID), packageFile), files)
+func (l *Local) GetTask(ctx context.Context, flow, runID, step, taskID string) (*Task, error) {
+	var t Task
+	if err := readJSON(ctx, l.path(TaskRecord(flow, runID, step, taskID)), &t); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errs.NotFound("task %s/%s/%s/%s not found: %w", flow, runID, step, taskID, fs.ErrNotExist)
+		}
+		return nil, err
+	}
+	return &t, nil
 }
 
-// GetPackage reads the run's _package.json (nil if the run has none).
-func (l *Local) GetPackage(flow, runID string) (map[string]Artifact, error) {
+func (l *Local) ListTasks(ctx context.Context, flow, runID, step string) ([]string, error) {
+	ids, err := numericDirs(ctx, l.path(StepDir(flow, runID, step)))
+	if err != nil {
+		return nil, fmt.Errorf("list tasks of %s/%s/%s: %w", flow, runID, step, err)
+	}
+	out := []string{}
+	for _, n := range ids {
+		id := strconv.Itoa(n)
+		// Only tasks whose record exists are visible.
+		if _, err := os.Stat(l.path(TaskRecord(flow, runID, step, id))); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+func (l *Local) PutArtifacts(ctx context.Context, flow, runID, step, taskID string, arts map[string]Artifact) error {
+	return writeJSON(ctx, l.path(ArtifactIndex(flow, runID, step, taskID)), arts)
+}
+
+func (l *Local) GetArtifacts(ctx context.Context, flow, runID, step, taskID string) (map[string]Artifact, error) {
+	arts := map[string]Artifact{}
+	err := readJSON(ctx, l.path(ArtifactIndex(flow, runID, step, taskID)), &arts)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]Artifact{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
+	}
+	return arts, nil
+}
+
+// PutPackage writes the run's code package manifest atomically.
+func (l *Local) PutPackage(ctx context.Context, flow, runID string, files map[string]Artifact) error {
+	return writeJSON(ctx, l.path(PackageManifest(flow, runID)), files)
+}
+
+// GetPackage reads the run's code package manifest (nil if it has none).
+func (l *Local) GetPackage(ctx context.Context, flow, runID string) (map[string]Artifact, error) {
 	files := map[string]Artifact{}
-	err := readJSON(filepath.Join(l.runDir(flow, runID), packageFile), &files)
+	err := readJSON(ctx, l.path(PackageManifest(flow, runID)), &files)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -163,182 +234,40 @@ func (l *Local) GetPackage(flow, runID string) (map[string]Artifact, error) {
 	return files, nil
 }
 
-// packageFile is a run's code package manifest: {"path": {"sha":..., "size":...}}.
-const packageFile = "_package.json"
-
-func (l *Local) PutTask(t *Task) error {
-	return writeJSON(filepath.Join(l.taskDir(t.Flow, t.RunID, t.Step, t.TaskID), "_task.json"), t)
-}
-
-func (l *Local) GetTask(flow, runID, step, taskID string) (*Task, error) {
-	var t Task
-	if err := readJSON(filepath.Join(l.taskDir(flow, runID, step, taskID), "_task.json"), &t); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("task %s/%s/%s/%s not found: %w", flow, runID, step, taskID, fs.ErrNotExist)
-		}
-		return nil, err
-	}
-	return &t, nil
-}
-
-func (l *Local) ListTasks(flow, runID, step string) ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(l.runDir(flow, runID), step))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
-	}
-	var ids []int
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
-			// Only tasks whose metadata exists are visible.
-			if _, err := os.Stat(filepath.Join(l.taskDir(flow, runID, step, e.Name()), "_task.json")); err == nil {
-				ids = append(ids, n)
-			}
-		}
-	}
-	sort.Ints(ids)
-	out := make([]string, len(ids))
-	for i, n := range ids {
-		out[i] = strconv.Itoa(n)
-	}
-	return out, nil
-}
-
-func (l *Local) ListSteps(flow, runID string) ([]string, error) {
-	ents, err := os.ReadDir(l.runDir(flow, runID))
-	if err != nil {
-		return nil, fmt.Errorf("list steps: %w", err)
-	}
-	var out []string
-	for _, e := range ents {
-		if e.IsDir() && e.Name()[0] != '_' {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
-}
-
-func (l *Local) PutArtifacts(flow, runID, step, taskID string, arts map[string]Artifact) error {
-	return writeJSON(filepath.Join(l.taskDir(flow, runID, step, taskID), "_artifacts.json"), arts)
-}
-
-func (l *Local) GetArtifacts(flow, runID, step, taskID string) (map[string]Artifact, error) {
-	arts := map[string]Artifact{}
-	err := readJSON(filepath.Join(l.taskDir(flow, runID, step, taskID), "_artifacts.json"), &arts)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]Artifact{}, nil
-	}
-	return arts, err
-}
-
-// CommitBlob hashes a staged file and renames it into data/<aa>/<sha>. A blob
-// that already exists is kept (same content) and the staged copy removed.
-func (l *Local) CommitBlob(flow, staged string) (Artifact, error) {
-	f, err := os.Open(staged)
-	if err != nil {
-		return Artifact{}, fmt.Errorf("open staged artifact: %w", err)
-	}
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err == nil {
-		err = f.Sync() // durable before it is renamed into the store
-	}
-	f.Close()
-	if err != nil {
-		return Artifact{}, fmt.Errorf("hash staged artifact: %w", err)
-	}
-	a := Artifact{SHA: hex.EncodeToString(h.Sum(nil)), Size: n}
-	dst := l.BlobPath(flow, a.SHA)
-	if _, err := os.Stat(dst); err == nil {
-		os.Remove(staged)
-		return a, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return Artifact{}, fmt.Errorf("create blob folder: %w", err)
-	}
-	if err := os.Rename(staged, dst); err != nil {
-		// Staging on another filesystem: copy to a temp file beside dst, then rename.
-		if err := copyAtomic(staged, dst); err != nil {
-			return Artifact{}, err
-		}
-		os.Remove(staged)
-	}
-	return a, nil
-}
-
-func (l *Local) BlobPath(flow, sha string) string {
-	return filepath.Join(l.flowDir(flow), "data", sha[:2], sha)
-}
-
-// AdoptBlob returns the artifact of a blob already in the folder.
-func (l *Local) AdoptBlob(flow, sha string) (Artifact, error) {
-	if !validSHA(sha) {
-		return Artifact{}, fmt.Errorf("%q is not a sha256", sha)
-	}
-	fi, err := os.Stat(l.BlobPath(flow, sha))
-	if err != nil {
-		return Artifact{}, fmt.Errorf("blob %s of %s: %w", sha, flow, err)
-	}
-	return Artifact{SHA: sha, Size: fi.Size()}, nil
-}
-
-func validSHA(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil && strings.ToLower(s) == s
-}
-
-// FetchBlob returns the blob's path: a local store holds every blob.
-func (l *Local) FetchBlob(flow, sha string) (string, error) { return l.BlobPath(flow, sha), nil }
-
-func (l *Local) StagingDir(flow string) string {
-	return filepath.Join(l.flowDir(flow), "_staging")
-}
-
-func (l *Local) LogPath(flow, runID, step, taskID string, attempt int, stream string) string {
-	return filepath.Join(l.taskDir(flow, runID, step, taskID), logName(attempt, stream))
-}
-
-// logName is an attempt's log file: <attempt>.stdout or <attempt>.stderr.
-func logName(attempt int, stream string) string { return fmt.Sprintf("%d.%s", attempt, stream) }
-
-// SaveLogs has nothing to do: the log files are written in place.
-func (l *Local) SaveLogs(flow, runID, step, taskID string, attempt int) error { return nil }
-
-// ReadLog reads a log file; a log never written reads as empty.
-func (l *Local) ReadLog(flow, runID, step, taskID string, attempt int, stream string) ([]byte, error) {
-	b, err := os.ReadFile(l.LogPath(flow, runID, step, taskID, attempt, stream))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return b, err
-}
-
-func copyAtomic(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("open staged artifact: %w", err)
-	}
-	defer in.Close()
-	return writeAtomic(dst, func(w io.Writer) error {
-		_, err := io.Copy(w, in)
+func (l *Local) PutCode(ctx context.Context, flow, runID string, code []byte) error {
+	return writeAtomic(ctx, l.path(CodeBundle(flow, runID)), func(w io.Writer) error {
+		_, err := w.Write(code)
 		return err
 	})
 }
 
-func writeJSON(path string, v any) error {
-	return writeAtomic(path, func(w io.Writer) error {
+// CodeFile is the run's code bundle in the folder.
+func (l *Local) CodeFile(ctx context.Context, flow, runID string) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("code of run %s/%s: %w", flow, runID, err)
+	}
+	p := l.path(CodeBundle(flow, runID))
+	if _, err := os.Stat(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", errs.NotFound("code of run %s/%s not found in %s: %w", flow, runID, l.Root, fs.ErrNotExist)
+		}
+		return "", fmt.Errorf("code of run %s/%s: %w", flow, runID, err)
+	}
+	return p, nil
+}
+
+func writeJSON(ctx context.Context, path string, v any) error {
+	return writeAtomic(ctx, path, func(w io.Writer) error {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	})
 }
 
-func readJSON(path string, v any) error {
+func readJSON(ctx context.Context, path string, v any) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -351,7 +280,10 @@ func readJSON(path string, v any) error {
 
 // writeAtomic writes through a temp file in the target's folder and renames
 // it into place, so readers see either the old file or the whole new one.
-func writeAtomic(path string, fill func(io.Writer) error) error {
+func writeAtomic(ctx context.Context, path string, fill func(io.Writer) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)

@@ -1,6 +1,7 @@
 package datastore
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -9,6 +10,9 @@ import (
 	"sync"
 	"testing"
 )
+
+// bg is the context of the tests' datastore calls.
+var bg = context.Background()
 
 func TestConcurrentRunsGetUniqueIDs(t *testing.T) {
 	store := NewLocal(filepath.Join(t.TempDir(), ".metaflow"))
@@ -20,7 +24,7 @@ func TestConcurrentRunsGetUniqueIDs(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			r := &Run{Flow: "F", Status: StatusRunning}
-			if err := store.NewRun(r); err != nil {
+			if err := store.NewRun(bg, r); err != nil {
 				t.Error(err)
 			}
 			ids[i] = r.RunID
@@ -34,13 +38,13 @@ func TestConcurrentRunsGetUniqueIDs(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	got, _ := store.ListRuns("F")
+	got, _ := store.ListRuns(bg, "F")
 	if len(got) != n || got[0] != "20" {
 		t.Fatalf("ListRuns = %v", got)
 	}
 }
 
-func TestCommitBlobIsContentAddressed(t *testing.T) {
+func TestPutFileIsContentAddressed(t *testing.T) {
 	dir := t.TempDir()
 	store := NewLocal(filepath.Join(dir, ".metaflow"))
 	stage := func(content string) string {
@@ -49,18 +53,22 @@ func TestCommitBlobIsContentAddressed(t *testing.T) {
 		f.Close()
 		return f.Name()
 	}
-	a1, err := store.CommitBlob("F", stage("hello"))
+	a1, err := store.PutFile(bg, "F", stage("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := store.CommitBlob("F", stage("hello"))
+	staged := stage("hello")
+	a2, err := store.PutFile(bg, "F", staged)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a1 != a2 || a1.Size != 5 || a1.SHA != "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" {
 		t.Fatalf("blobs %v %v", a1, a2)
 	}
-	b, _ := os.ReadFile(store.BlobPath("F", a1.SHA))
+	if _, err := os.Stat(staged); !os.IsNotExist(err) {
+		t.Fatalf("the staged copy of a blob already stored is left: %v", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(store.Root, "F", "data", a1.SHA[:2], a1.SHA))
 	if string(b) != "hello" {
 		t.Fatalf("blob content %q", b)
 	}
@@ -70,7 +78,7 @@ func TestCommitBlobIsContentAddressed(t *testing.T) {
 func TestAtomicWriteLeavesNothingOnFailure(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "_task.json")
-	err := writeAtomic(path, func(w io.Writer) error {
+	err := writeAtomic(bg, path, func(w io.Writer) error {
 		w.Write([]byte(`{"status": "compl`))
 		return os.ErrClosed
 	})
@@ -91,13 +99,13 @@ func TestAtomicWriteLeavesNothingOnFailure(t *testing.T) {
 func TestTasksVisibleOnlyWithMetadata(t *testing.T) {
 	store := NewLocal(filepath.Join(t.TempDir(), ".metaflow"))
 	os.MkdirAll(filepath.Join(store.Root, "F", "1", "start", "1"), 0o755) // logs only, no _task.json yet
-	if ids, _ := store.ListTasks("F", "1", "start"); len(ids) != 0 {
+	if ids, _ := store.ListTasks(bg, "F", "1", "start"); len(ids) != 0 {
 		t.Fatalf("task without metadata listed: %v", ids)
 	}
-	if err := store.PutTask(&Task{Flow: "F", RunID: "1", Step: "start", TaskID: "2", Status: StatusCompleted}); err != nil {
+	if err := store.PutTask(bg, &Task{Flow: "F", RunID: "1", Step: "start", TaskID: "2", Status: StatusCompleted}); err != nil {
 		t.Fatal(err)
 	}
-	if ids, _ := store.ListTasks("F", "1", "start"); len(ids) != 1 || ids[0] != "2" {
+	if ids, _ := store.ListTasks(bg, "F", "1", "start"); len(ids) != 1 || ids[0] != "2" {
 		t.Fatalf("ListTasks = %v", ids)
 	}
 }

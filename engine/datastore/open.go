@@ -2,7 +2,6 @@ package datastore
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/metaflow-r/metaflow/internal/mfconfig"
 	"github.com/metaflow-r/metaflow/internal/s3io"
@@ -11,8 +10,7 @@ import (
 // Open returns the datastore Metaflow's settings select (the environment,
 // then the config file): METAFLOW_DEFAULT_DATASTORE local (the default) is
 // the folder localRoot; s3 is METAFLOW_DATASTORE_SYSROOT_S3, with its local
-// cache in localRoot/_s3cache/<bucket>/<prefix> (flow names start with a letter, so no flow
-// folder is ever called that).
+// cache in localRoot (CacheDir).
 func Open(localRoot string) (Store, error) {
 	get, err := mfconfig.Lookup()
 	if err != nil {
@@ -34,7 +32,7 @@ func Open(localRoot string) (Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return NewS3(c, root, filepath.Join(localRoot, "_s3cache", bucket, filepath.FromSlash(prefix)))
+		return NewS3(c, root, CacheDir(localRoot, bucket, prefix))
 	default:
 		return nil, fmt.Errorf("METAFLOW_DEFAULT_DATASTORE is %q: use local or s3", kind)
 	}

@@ -23,24 +23,24 @@ func TestPackageManifestRoundTrips(t *testing.T) {
 		writer, reader Store
 	}{{"local", local, local}, {"s3", a, b}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.writer.NewRun(&Run{Flow: "F", Status: StatusRunning}); err != nil {
+			if err := tc.writer.NewRun(bg, &Run{Flow: "F", Status: StatusRunning}); err != nil {
 				t.Fatal(err)
 			}
-			if got, err := tc.reader.GetPackage("F", "1"); err != nil || got != nil {
+			if got, err := tc.reader.GetPackage(bg, "F", "1"); err != nil || got != nil {
 				t.Fatalf("GetPackage before PutPackage = %v, %v; want none", got, err)
 			}
-			if got, err := tc.reader.GetPackage("F", "99"); err != nil || got != nil {
+			if got, err := tc.reader.GetPackage(bg, "F", "99"); err != nil || got != nil {
 				t.Fatalf("GetPackage of a missing run = %v, %v; want none", got, err)
 			}
-			if err := tc.writer.PutPackage("F", "1", files); err != nil {
+			if err := tc.writer.PutPackage(bg, "F", "1", files); err != nil {
 				t.Fatal(err)
 			}
-			got, err := tc.reader.GetPackage("F", "1")
+			got, err := tc.reader.GetPackage(bg, "F", "1")
 			if err != nil || !reflect.DeepEqual(got, files) {
 				t.Fatalf("GetPackage = %v, %v; want %v", got, err, files)
 			}
 			// The manifest is no step of the run.
-			if steps, err := tc.reader.ListSteps("F", "1"); err != nil || len(steps) != 0 {
+			if steps, err := tc.reader.ListSteps(bg, "F", "1"); err != nil || len(steps) != 0 {
 				t.Fatalf("ListSteps = %v, %v", steps, err)
 			}
 		})
@@ -53,7 +53,7 @@ func TestPackageManifestRoundTrips(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(local.Root, "F", "1", "_package.json"), []byte(`{"flow.R": {"sha"`), 0o644)
-	if _, err := local.GetPackage("F", "1"); err == nil || !strings.Contains(err.Error(), "code package of run F/1") {
+	if _, err := local.GetPackage(bg, "F", "1"); err == nil || !strings.Contains(err.Error(), "code package of run F/1") {
 		t.Fatalf("GetPackage of a torn manifest: %v", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"path"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,72 +19,89 @@ import (
 )
 
 // S3 is the datastore of record in an S3 bucket (METAFLOW_DEFAULT_DATASTORE=s3),
-// under the same layout as Local: <prefix>/<Flow>/<run>/_run.json,
-// .../<step>/<task>/_task.json, _artifacts.json, <attempt>.stdout|stderr,
-// and blobs at <prefix>/<Flow>/data/<aa>/<sha> (where the Batch executor puts
-// them too, so a blob made on Batch is uploaded once).
+// in the layout of layout.go under the root's prefix; the Batch executor and
+// its task runner put blobs through it too, so a blob made on Batch is
+// uploaded once.
 //
-// Metadata is read from and written to S3 only, so every machine sees the
+// Records are read from and written to S3 only, so every machine sees the
 // same runs. Files that tasks and R read by path (code, blobs, logs being
 // written, staged outputs) live in a local cache, a Local; blobs come down
-// into it on demand, by FetchBlob.
+// into it on demand (LocalFile). An S3 without a cache (cacheDir "") serves
+// blobs as streams only: LocalFile, Staging and CodeFile fail, and LogFile is
+// empty.
+//
+// Every request runs under the caller's context: a record within
+// metadataTimeout, a blob within transferTimeout of its size.
 type S3 struct {
 	c              *s3io.Client
 	bucket, prefix string
-	cache          *Local
-	ctx            context.Context
+	cache          *Local // nil: no local copies
 }
 
 // NewS3 returns the datastore at root (s3://bucket/prefix), caching files in
-// the folder cacheDir.
+// the folder cacheDir ("" for none).
 func NewS3(c *s3io.Client, root, cacheDir string) (*S3, error) {
 	bucket, prefix, err := s3io.ParseURL(root)
 	if err != nil {
 		return nil, fmt.Errorf("S3 datastore root: %w", err)
 	}
-	return &S3{c: c, bucket: bucket, prefix: prefix, cache: NewLocal(cacheDir), ctx: context.Background()}, nil
+	s := &S3{c: c, bucket: bucket, prefix: prefix}
+	if cacheDir != "" {
+		s.cache = NewLocal(cacheDir)
+	}
+	return s, nil
 }
 
 // Location is the datastore's s3:// root.
 func (s *S3) Location() string { return "s3://" + path.Join(s.bucket, s.prefix) }
 
 // metadataTimeout bounds one small S3 request (with the SDK's retries), so a
-// stalled connection cannot hold the scheduler; file transfers are unbounded.
+// stalled connection cannot hold the scheduler.
 const metadataTimeout = 2 * time.Minute
 
 // logSaveTimeout bounds one upload of a task's logs.
 const logSaveTimeout = 10 * time.Minute
 
-func (s *S3) op() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.ctx, metadataTimeout)
+// transferTimeout bounds a blob's transfer: ten minutes, plus a second for
+// each 256 KiB (a stalled transfer ends; a slow one gets its time). A size
+// not known (-1) gets a day.
+func transferTimeout(size int64) time.Duration {
+	if size < 0 {
+		return 24 * time.Hour
+	}
+	return 10*time.Minute + time.Duration(size/(256<<10))*time.Second
 }
 
-func (s *S3) key(parts ...string) string { return path.Join(append([]string{s.prefix}, parts...)...) }
-
-func (s *S3) taskKey(flow, runID, step, taskID, name string) string {
-	return s.key(flow, runID, step, taskID, name)
+func (s *S3) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, metadataTimeout)
 }
 
-func (s *S3) blobKey(flow, sha string) string { return s.key(flow, "data", sha[:2], sha) }
+// key is a layout path's key in the bucket.
+func (s *S3) key(rel string) string { return Key(s.prefix, rel) }
 
-func (s *S3) putJSON(key string, v any) error {
+// errNoCache is the error of what needs local files, on an S3 without a cache.
+func (s *S3) errNoCache(what string) error {
+	return errs.Precondition("%s: the S3 datastore %s has no local cache here", what, s.Location())
+}
+
+func (s *S3) putJSON(ctx context.Context, rel string, v any) error {
+	key := s.key(rel)
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	ctx, cancel := s.op()
+	ctx, cancel := s.op(ctx)
 	defer cancel()
 	return s.c.PutBytes(ctx, s.bucket, key, append(b, '\n'))
 }
 
-// getJSON reads key into v; a missing object is an fs.ErrNotExist.
-func (s *S3) getJSON(key string, v any) error {
-	ctx, cancel := s.op()
+// getJSON reads rel into v; a missing object is an s3io.ErrNotFound
+// (errs.ErrNotFound).
+func (s *S3) getJSON(ctx context.Context, rel string, v any) error {
+	key := s.key(rel)
+	ctx, cancel := s.op(ctx)
 	defer cancel()
 	b, err := s.c.GetBytes(ctx, s.bucket, key)
-	if errors.Is(err, s3io.ErrNotFound) {
-		return fmt.Errorf("%w: %w", err, fs.ErrNotExist)
-	}
 	if err != nil {
 		return err
 	}
@@ -95,17 +111,17 @@ func (s *S3) getJSON(key string, v any) error {
 	return nil
 }
 
-// numericDirs lists the integer names below prefix, ascending.
-func (s *S3) numericDirs(prefix string) ([]int, error) {
-	ctx, cancel := s.op()
+// numericDirs lists the ids one level below rel, ascending.
+func (s *S3) numericDirs(ctx context.Context, rel string) ([]int, error) {
+	ctx, cancel := s.op(ctx)
 	defer cancel()
-	names, err := s.c.ListDirs(ctx, s.bucket, prefix)
+	names, err := s.c.ListDirs(ctx, s.bucket, s.key(rel))
 	if err != nil {
 		return nil, err
 	}
 	var ids []int
 	for _, n := range names {
-		if id, err := strconv.Atoi(n); err == nil && strconv.Itoa(id) == n {
+		if id, ok := runIDOf(n); ok {
 			ids = append(ids, id)
 		}
 	}
@@ -114,9 +130,9 @@ func (s *S3) numericDirs(prefix string) ([]int, error) {
 }
 
 // NewRun claims the next integer run id with a conditional PUT of its
-// _run.json, so concurrent runs of one flow from any machine never collide.
-func (s *S3) NewRun(run *Run) error {
-	ids, err := s.ListRuns(run.Flow)
+// record, so concurrent runs of one flow from any machine never collide.
+func (s *S3) NewRun(ctx context.Context, run *Run) error {
+	ids, err := s.ListRuns(ctx, run.Flow)
 	if errors.Is(err, s3io.ErrNoBucket) {
 		return errs.Precondition("the S3 datastore %s has no bucket %s: create it, or set METAFLOW_DATASTORE_SYSROOT_S3 to one that exists", s.Location(), s.bucket)
 	}
@@ -134,10 +150,11 @@ func (s *S3) NewRun(run *Run) error {
 		if err != nil {
 			return fmt.Errorf("encode run: %w", err)
 		}
-		ctx, cancel := s.op()
-		ok, err := s.c.PutIfAbsent(ctx, s.bucket, s.key(run.Flow, run.RunID, "_run.json"), append(b, '\n'))
+		octx, cancel := s.op(ctx)
+		ok, err := s.c.PutIfAbsent(octx, s.bucket, s.key(RunRecord(run.Flow, run.RunID)), append(b, '\n'))
 		cancel()
 		if err != nil {
+			run.RunID = ""
 			return fmt.Errorf("allocate a run id in %s: %w", s.Location(), err)
 		}
 		if ok {
@@ -148,13 +165,15 @@ func (s *S3) NewRun(run *Run) error {
 	return fmt.Errorf("could not allocate a run id for flow %s in %s", run.Flow, s.Location())
 }
 
-func (s *S3) PutRun(run *Run) error { return s.putJSON(s.key(run.Flow, run.RunID, "_run.json"), run) }
+func (s *S3) PutRun(ctx context.Context, run *Run) error {
+	return s.putJSON(ctx, RunRecord(run.Flow, run.RunID), run)
+}
 
-func (s *S3) GetRun(flow, runID string) (*Run, error) {
+func (s *S3) GetRun(ctx context.Context, flow, runID string) (*Run, error) {
 	var r Run
-	if err := s.getJSON(s.key(flow, runID, "_run.json"), &r); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("run %s/%s not found in %s: %w", flow, runID, s.Location(), fs.ErrNotExist)
+	if err := s.getJSON(ctx, RunRecord(flow, runID), &r); err != nil {
+		if errors.Is(err, s3io.ErrNotFound) {
+			return nil, errs.NotFound("run %s/%s not found in %s: %w", flow, runID, s.Location(), fs.ErrNotExist)
 		}
 		return nil, err
 	}
@@ -163,9 +182,9 @@ func (s *S3) GetRun(flow, runID string) (*Run, error) {
 
 // ListRuns returns the flow's run ids, newest first. Batch's transport
 // folders of runs kept in a local datastore may be listed too; GetRun finds
-// no _run.json in them.
-func (s *S3) ListRuns(flow string) ([]string, error) {
-	ids, err := s.numericDirs(s.key(flow))
+// no record in them.
+func (s *S3) ListRuns(ctx context.Context, flow string) ([]string, error) {
+	ids, err := s.numericDirs(ctx, FlowDir(flow))
 	if err != nil {
 		return nil, fmt.Errorf("list runs of %s: %w", flow, err)
 	}
@@ -180,12 +199,12 @@ func (s *S3) ListRuns(flow string) ([]string, error) {
 const listFlowsParallel = 8
 
 // ListFlows returns the flows under the root that have a run, sorted: one
-// LIST of the root, then per flow one LIST of its runs and a HEAD of
-// _run.json, newest run first until one has it (numeric folders without
-// one are Batch's transport folders of runs kept in a local datastore).
-func (s *S3) ListFlows() ([]string, error) {
-	ctx, cancel := s.op()
-	names, err := s.c.ListDirs(ctx, s.bucket, s.prefix)
+// LIST of the root, then per flow one LIST of its runs and a HEAD of a run
+// record, newest run first until one has it (numeric folders without one
+// are Batch's transport folders of runs kept in a local datastore).
+func (s *S3) ListFlows(ctx context.Context) ([]string, error) {
+	octx, cancel := s.op(ctx)
+	names, err := s.c.ListDirs(octx, s.bucket, s.prefix)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("list flows in %s: %w", s.Location(), err)
@@ -205,7 +224,7 @@ func (s *S3) ListFlows() ([]string, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			has[i], errs[i] = s.hasRun(flow)
+			has[i], errs[i] = s.hasRun(ctx, flow)
 		}()
 	}
 	wg.Wait()
@@ -222,15 +241,15 @@ func (s *S3) ListFlows() ([]string, error) {
 	return out, nil
 }
 
-// hasRun reports whether some run folder of flow has its _run.json.
-func (s *S3) hasRun(flow string) (bool, error) {
-	ids, err := s.ListRuns(flow)
+// hasRun reports whether some run folder of flow has its record.
+func (s *S3) hasRun(ctx context.Context, flow string) (bool, error) {
+	ids, err := s.ListRuns(ctx, flow)
 	if err != nil {
 		return false, err
 	}
 	for _, id := range ids {
-		ctx, cancel := s.op()
-		ok, err := s.c.Exists(ctx, s.bucket, s.key(flow, id, "_run.json"))
+		octx, cancel := s.op(ctx)
+		ok, err := s.c.Exists(octx, s.bucket, s.key(RunRecord(flow, id)))
 		cancel()
 		if err != nil || ok {
 			return ok, err
@@ -239,31 +258,90 @@ func (s *S3) hasRun(flow string) (bool, error) {
 	return false, nil
 }
 
-// PutCode keeps the code bundle in the cache (tasks read it by path) and in S3.
-func (s *S3) PutCode(flow, runID string, code []byte) error {
-	if err := s.cache.PutCode(flow, runID, code); err != nil {
-		return err
-	}
-	ctx, cancel := s.op()
+func (s *S3) ListSteps(ctx context.Context, flow, runID string) ([]string, error) {
+	octx, cancel := s.op(ctx)
 	defer cancel()
-	return s.c.PutBytes(ctx, s.bucket, s.key(flow, runID, "_code.rds"), code)
+	names, err := s.c.ListDirs(octx, s.bucket, s.key(RunDir(flow, runID)))
+	if err != nil {
+		return nil, fmt.Errorf("list steps of %s/%s: %w", flow, runID, err)
+	}
+	var out []string
+	for _, n := range names {
+		if isStep(n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil // S3 lists in byte order
 }
 
-func (s *S3) CodePath(flow, runID string) string { return s.cache.CodePath(flow, runID) }
+func (s *S3) PutTask(ctx context.Context, t *Task) error {
+	return s.putJSON(ctx, TaskRecord(t.Flow, t.RunID, t.Step, t.TaskID), t)
+}
 
-// PutPackage writes the run's _package.json (one PUT: atomic).
-func (s *S3) PutPackage(flow, runID string, files map[string]Artifact) error {
-	if err := s.putJSON(s.key(flow, runID, packageFile), files); err != nil {
+func (s *S3) GetTask(ctx context.Context, flow, runID, step, taskID string) (*Task, error) {
+	var t Task
+	if err := s.getJSON(ctx, TaskRecord(flow, runID, step, taskID), &t); err != nil {
+		if errors.Is(err, s3io.ErrNotFound) {
+			return nil, errs.NotFound("task %s/%s/%s/%s not found: %w", flow, runID, step, taskID, fs.ErrNotExist)
+		}
+		return nil, err
+	}
+	return &t, nil
+}
+
+// ListTasks lists the step's task records (one listing of the step's
+// objects, a page per thousand): a task folder holding only logs or a
+// Batch job's files is not a task yet.
+func (s *S3) ListTasks(ctx context.Context, flow, runID, step string) ([]string, error) {
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	keys, err := s.c.ListKeys(octx, s.bucket, s.key(StepDir(flow, runID, step)))
+	if err != nil {
+		return nil, fmt.Errorf("list tasks of %s/%s/%s: %w", flow, runID, step, err)
+	}
+	var ids []int
+	for _, k := range keys {
+		if id, ok := taskOfRecord(k); ok {
+			ids = append(ids, id)
+		}
+	}
+	sort.Ints(ids)
+	out := make([]string, len(ids))
+	for i, n := range ids {
+		out[i] = strconv.Itoa(n)
+	}
+	return out, nil
+}
+
+func (s *S3) PutArtifacts(ctx context.Context, flow, runID, step, taskID string, arts map[string]Artifact) error {
+	return s.putJSON(ctx, ArtifactIndex(flow, runID, step, taskID), arts)
+}
+
+func (s *S3) GetArtifacts(ctx context.Context, flow, runID, step, taskID string) (map[string]Artifact, error) {
+	arts := map[string]Artifact{}
+	err := s.getJSON(ctx, ArtifactIndex(flow, runID, step, taskID), &arts)
+	if errors.Is(err, s3io.ErrNotFound) {
+		return map[string]Artifact{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
+	}
+	return arts, nil
+}
+
+// PutPackage writes the run's code package manifest (one PUT: atomic).
+func (s *S3) PutPackage(ctx context.Context, flow, runID string, files map[string]Artifact) error {
+	if err := s.putJSON(ctx, PackageManifest(flow, runID), files); err != nil {
 		return fmt.Errorf("code package of run %s/%s: %w", flow, runID, err)
 	}
 	return nil
 }
 
-// GetPackage reads the run's _package.json (nil if the run has none).
-func (s *S3) GetPackage(flow, runID string) (map[string]Artifact, error) {
+// GetPackage reads the run's code package manifest (nil if it has none).
+func (s *S3) GetPackage(ctx context.Context, flow, runID string) (map[string]Artifact, error) {
 	files := map[string]Artifact{}
-	err := s.getJSON(s.key(flow, runID, packageFile), &files)
-	if errors.Is(err, fs.ErrNotExist) {
+	err := s.getJSON(ctx, PackageManifest(flow, runID), &files)
+	if errors.Is(err, s3io.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -272,144 +350,41 @@ func (s *S3) GetPackage(flow, runID string) (map[string]Artifact, error) {
 	return files, nil
 }
 
-func (s *S3) PutTask(t *Task) error {
-	return s.putJSON(s.taskKey(t.Flow, t.RunID, t.Step, t.TaskID, "_task.json"), t)
-}
-
-func (s *S3) GetTask(flow, runID, step, taskID string) (*Task, error) {
-	var t Task
-	if err := s.getJSON(s.taskKey(flow, runID, step, taskID, "_task.json"), &t); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("task %s/%s/%s/%s not found: %w", flow, runID, step, taskID, fs.ErrNotExist)
+// PutCode keeps the code bundle in the cache (tasks read it by path) and in S3.
+func (s *S3) PutCode(ctx context.Context, flow, runID string, code []byte) error {
+	if s.cache != nil {
+		if err := s.cache.PutCode(ctx, flow, runID, code); err != nil {
+			return err
 		}
-		return nil, err
 	}
-	return &t, nil
-}
-
-func (s *S3) ListTasks(flow, runID, step string) ([]string, error) {
-	ids, err := s.numericDirs(s.key(flow, runID, step))
-	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
-	}
-	out := make([]string, len(ids))
-	for i, n := range ids {
-		out[i] = strconv.Itoa(n)
-	}
-	return out, nil
-}
-
-func (s *S3) ListSteps(flow, runID string) ([]string, error) {
-	ctx, cancel := s.op()
+	octx, cancel := s.op(ctx)
 	defer cancel()
-	names, err := s.c.ListDirs(ctx, s.bucket, s.key(flow, runID))
-	if err != nil {
-		return nil, fmt.Errorf("list steps: %w", err)
-	}
-	var out []string
-	for _, n := range names {
-		if !strings.HasPrefix(n, "_") {
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
-
-func (s *S3) PutArtifacts(flow, runID, step, taskID string, arts map[string]Artifact) error {
-	return s.putJSON(s.taskKey(flow, runID, step, taskID, "_artifacts.json"), arts)
-}
-
-func (s *S3) GetArtifacts(flow, runID, step, taskID string) (map[string]Artifact, error) {
-	arts := map[string]Artifact{}
-	err := s.getJSON(s.taskKey(flow, runID, step, taskID, "_artifacts.json"), &arts)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]Artifact{}, nil
-	}
-	return arts, err
-}
-
-// CommitBlob moves the staged file into the cache and uploads it unless S3
-// has it already (same name, same content). Nothing points at the blob
-// until PutArtifacts, written after every blob of the task is up.
-func (s *S3) CommitBlob(flow, staged string) (Artifact, error) {
-	a, err := s.cache.CommitBlob(flow, staged)
-	if err != nil {
-		return a, err
-	}
-	key := s.blobKey(flow, a.SHA)
-	if err := s.c.PutFileIfMissing(s.ctx, s.bucket, key, s.cache.BlobPath(flow, a.SHA)); err != nil {
-		return Artifact{}, fmt.Errorf("upload artifact %s: %w", a.SHA, err)
-	}
-	return a, nil
-}
-
-// AdoptBlob returns the artifact of a blob already in S3 (a HEAD).
-func (s *S3) AdoptBlob(flow, sha string) (Artifact, error) {
-	if !validSHA(sha) {
-		return Artifact{}, fmt.Errorf("%q is not a sha256", sha)
-	}
-	ctx, cancel := s.op()
-	defer cancel()
-	size, err := s.c.Size(ctx, s.bucket, s.blobKey(flow, sha))
-	if err != nil {
-		return Artifact{}, fmt.Errorf("blob %s of %s: %w", sha, flow, err)
-	}
-	return Artifact{SHA: sha, Size: size}, nil
-}
-
-func (s *S3) BlobPath(flow, sha string) string { return s.cache.BlobPath(flow, sha) }
-
-// FetchBlob downloads the blob into the cache unless it is there (whole:
-// downloads land in a temp file renamed into place).
-func (s *S3) FetchBlob(flow, sha string) (string, error) {
-	p := s.cache.BlobPath(flow, sha)
-	if _, err := os.Stat(p); err == nil {
-		return p, nil
-	}
-	if err := s.c.GetFile(s.ctx, s.bucket, s.blobKey(flow, sha), p); err != nil {
-		if errors.Is(err, s3io.ErrNotFound) {
-			return "", fmt.Errorf("artifact blob %s of %s: %w: %w", sha, flow, err, fs.ErrNotExist)
-		}
-		return "", fmt.Errorf("download artifact %s: %w", sha, err)
-	}
-	return p, nil
-}
-
-func (s *S3) StagingDir(flow string) string { return s.cache.StagingDir(flow) }
-
-// LogPath is the cache file the attempt's output is written to as it runs.
-func (s *S3) LogPath(flow, runID, step, taskID string, attempt int, stream string) string {
-	return s.cache.LogPath(flow, runID, step, taskID, attempt, stream)
-}
-
-// SaveLogs uploads the attempt's log files from the cache (within
-// logSaveTimeout, so a stalled connection does not hold the scheduler).
-func (s *S3) SaveLogs(flow, runID, step, taskID string, attempt int) error {
-	ctx, cancel := context.WithTimeout(s.ctx, logSaveTimeout)
-	defer cancel()
-	for _, stream := range []string{"stdout", "stderr"} {
-		p := s.cache.LogPath(flow, runID, step, taskID, attempt, stream)
-		if _, err := os.Stat(p); err != nil {
-			continue // nothing was written
-		}
-		if err := s.c.PutFile(ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)), p); err != nil {
-			return fmt.Errorf("upload %s log: %w", stream, err)
-		}
+	if err := s.c.PutBytes(octx, s.bucket, s.key(CodeBundle(flow, runID)), code); err != nil {
+		return fmt.Errorf("code of run %s/%s: %w", flow, runID, err)
 	}
 	return nil
 }
 
-// ReadLog reads this machine's copy when it has one (it ran the attempt:
-// the copy is live, or the one that was uploaded), else the uploaded log.
-func (s *S3) ReadLog(flow, runID, step, taskID string, attempt int, stream string) ([]byte, error) {
-	if b, err := os.ReadFile(s.cache.LogPath(flow, runID, step, taskID, attempt, stream)); err == nil {
-		return b, nil
+// CodeFile is the code bundle in the cache, downloaded first if this
+// machine has no copy.
+func (s *S3) CodeFile(ctx context.Context, flow, runID string) (string, error) {
+	if s.cache == nil {
+		return "", s.errNoCache(fmt.Sprintf("code of run %s/%s", flow, runID))
 	}
-	ctx, cancel := s.op()
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("code of run %s/%s: %w", flow, runID, err)
+	}
+	p := s.cache.path(CodeBundle(flow, runID))
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	tctx, cancel := context.WithTimeout(ctx, transferTimeout(0))
 	defer cancel()
-	b, err := s.c.GetBytes(ctx, s.bucket, s.taskKey(flow, runID, step, taskID, logName(attempt, stream)))
-	if errors.Is(err, s3io.ErrNotFound) {
-		return nil, nil
+	if err := s.c.GetFile(tctx, s.bucket, s.key(CodeBundle(flow, runID)), p); err != nil {
+		if errors.Is(err, s3io.ErrNotFound) {
+			return "", errs.NotFound("code of run %s/%s not found in %s: %w", flow, runID, s.Location(), fs.ErrNotExist)
+		}
+		return "", fmt.Errorf("code of run %s/%s: %w", flow, runID, err)
 	}
-	return b, err
+	return p, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/internal/mototest"
 	"github.com/metaflow-r/metaflow/internal/s3io"
 )
@@ -59,8 +60,8 @@ func machines(t *testing.T) (a, b *S3) {
 
 func stageFile(t *testing.T, s Store, content []byte) string {
 	t.Helper()
-	dir := s.StagingDir("F")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := s.Staging(bg, "F")
+	if err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.CreateTemp(dir, "out")
@@ -80,50 +81,50 @@ func TestS3RunsAndTasksAreSharedBetweenMachines(t *testing.T) {
 			s = b // the other machine continues the sequence
 		}
 		r := &Run{Flow: "F", Status: StatusRunning, User: "u"}
-		if err := s.NewRun(r); err != nil {
+		if err := s.NewRun(bg, r); err != nil {
 			t.Fatal(err)
 		}
 		if r.RunID != fmt.Sprint(want) {
 			t.Fatalf("run id %q, want %d", r.RunID, want)
 		}
 	}
-	if ids, err := b.ListRuns("F"); err != nil || strings.Join(ids, ",") != "3,2,1" {
+	if ids, err := b.ListRuns(bg, "F"); err != nil || strings.Join(ids, ",") != "3,2,1" {
 		t.Fatalf("ListRuns = %v, %v; want 3,2,1", ids, err)
 	}
-	if ids, err := b.ListRuns("Other"); err != nil || len(ids) != 0 {
+	if ids, err := b.ListRuns(bg, "Other"); err != nil || len(ids) != 0 {
 		t.Fatalf("ListRuns of a flow without runs = %v, %v", ids, err)
 	}
-	r, err := b.GetRun("F", "2")
+	r, err := b.GetRun(bg, "F", "2")
 	if err != nil || r.User != "u" || r.RunID != "2" {
 		t.Fatalf("GetRun = %+v, %v", r, err)
 	}
 	r.Status = StatusCompleted
-	if err := b.PutRun(r); err != nil {
+	if err := b.PutRun(bg, r); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := a.GetRun("F", "2"); r.Status != StatusCompleted {
+	if r, _ := a.GetRun(bg, "F", "2"); r.Status != StatusCompleted {
 		t.Fatalf("status seen by the other machine: %s", r.Status)
 	}
-	if _, err := a.GetRun("F", "9"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := a.GetRun(bg, "F", "9"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("GetRun of a missing run: %v; want fs.ErrNotExist", err)
 	}
 
 	for _, id := range []string{"10", "2", "1"} {
-		if err := a.PutTask(&Task{Flow: "F", RunID: "1", Step: "start", TaskID: id, Status: StatusRunning}); err != nil {
+		if err := a.PutTask(bg, &Task{Flow: "F", RunID: "1", Step: "start", TaskID: id, Status: StatusRunning}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a.PutTask(&Task{Flow: "F", RunID: "1", Step: "end", TaskID: "11", Status: StatusRunning})
-	if ids, err := b.ListTasks("F", "1", "start"); err != nil || strings.Join(ids, ",") != "1,2,10" {
+	a.PutTask(bg, &Task{Flow: "F", RunID: "1", Step: "end", TaskID: "11", Status: StatusRunning})
+	if ids, err := b.ListTasks(bg, "F", "1", "start"); err != nil || strings.Join(ids, ",") != "1,2,10" {
 		t.Fatalf("ListTasks = %v, %v; want numeric order 1,2,10", ids, err)
 	}
-	if steps, err := b.ListSteps("F", "1"); err != nil || strings.Join(steps, ",") != "end,start" {
+	if steps, err := b.ListSteps(bg, "F", "1"); err != nil || strings.Join(steps, ",") != "end,start" {
 		t.Fatalf("ListSteps = %v, %v", steps, err)
 	}
-	if _, err := b.GetTask("F", "1", "start", "3"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := b.GetTask(bg, "F", "1", "start", "3"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("GetTask of a missing task: %v", err)
 	}
-	if arts, err := b.GetArtifacts("F", "1", "start", "1"); err != nil || len(arts) != 0 {
+	if arts, err := b.GetArtifacts(bg, "F", "1", "start", "1"); err != nil || len(arts) != 0 {
 		t.Fatalf("artifacts before any: %v, %v", arts, err)
 	}
 }
@@ -132,21 +133,21 @@ func TestS3BlobsAreUploadedOnceAndFetchedWhole(t *testing.T) {
 	a, b := machines(t)
 	content := make([]byte, 9<<20+7) // two parts: multipart
 	rand.Read(content)
-	art, err := a.CommitBlob("F", stageFile(t, a, content))
+	art, err := a.PutFile(bg, "F", stageFile(t, a, content))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := a.CommitBlob("F", stageFile(t, a, content))
+	again, err := a.PutFile(bg, "F", stageFile(t, a, content))
 	if err != nil || again != art {
-		t.Fatalf("second commit of the same content = %+v, %v; want %+v", again, err, art)
+		t.Fatalf("second put of the same content = %+v, %v; want %+v", again, err, art)
 	}
-	if p, err := a.FetchBlob("F", art.SHA); err != nil || p != a.BlobPath("F", art.SHA) {
-		t.Fatalf("FetchBlob on the machine that made it = %q, %v", p, err)
+	if p, err := a.LocalFile(bg, "F", art.SHA); err != nil || p != a.cache.path(Blob("F", art.SHA)) {
+		t.Fatalf("LocalFile on the machine that made it = %q, %v", p, err)
 	}
-	if _, err := os.Stat(b.BlobPath("F", art.SHA)); err == nil {
+	if _, err := os.Stat(b.cache.path(Blob("F", art.SHA))); err == nil {
 		t.Fatal("the other machine's cache has the blob before fetching it")
 	}
-	p, err := b.FetchBlob("F", art.SHA)
+	p, err := b.LocalFile(bg, "F", art.SHA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,41 +155,41 @@ func TestS3BlobsAreUploadedOnceAndFetchedWhole(t *testing.T) {
 	if err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("fetched blob differs (%d bytes, %v)", len(got), err)
 	}
-	if err := a.PutArtifacts("F", "1", "start", "1", map[string]Artifact{"x": art}); err != nil {
+	if err := a.PutArtifacts(bg, "F", "1", "start", "1", map[string]Artifact{"x": art}); err != nil {
 		t.Fatal(err)
 	}
-	if arts, err := b.GetArtifacts("F", "1", "start", "1"); err != nil || arts["x"] != art {
+	if arts, err := b.GetArtifacts(bg, "F", "1", "start", "1"); err != nil || arts["x"] != art {
 		t.Fatalf("GetArtifacts = %v, %v", arts, err)
 	}
 	missing := strings.Repeat("ab", 32)
-	if _, err := b.FetchBlob("F", missing); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("FetchBlob of a missing blob: %v; want fs.ErrNotExist", err)
+	if _, err := b.LocalFile(bg, "F", missing); !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, errs.ErrNotFound) {
+		t.Fatalf("LocalFile of a missing blob: %v; want fs.ErrNotExist and errs.ErrNotFound", err)
 	}
-	if _, err := os.Stat(b.BlobPath("F", missing)); err == nil {
+	if _, err := os.Stat(b.cache.path(Blob("F", missing))); err == nil {
 		t.Fatal("a failed fetch left a file in the cache")
 	}
 }
 
 func TestS3LogsWhileRunningAndAfter(t *testing.T) {
 	a, b := machines(t)
-	out := a.LogPath("F", "1", "start", "1", 0, "stdout")
+	out := a.LogFile("F", "1", "start", "1", 0, "stdout")
 	os.MkdirAll(filepath.Dir(out), 0o755)
 	os.WriteFile(out, []byte("line 1\n"), 0o644)
 	// Running: the machine running it reads its cache; the store has nothing yet.
-	if got, err := a.ReadLog("F", "1", "start", "1", 0, "stdout"); err != nil || string(got) != "line 1\n" {
+	if got, err := a.ReadLog(bg, "F", "1", "start", "1", 0, "stdout"); err != nil || string(got) != "line 1\n" {
 		t.Fatalf("log while running = %q, %v", got, err)
 	}
-	if got, err := b.ReadLog("F", "1", "start", "1", 0, "stdout"); err != nil || len(got) != 0 {
+	if got, err := b.ReadLog(bg, "F", "1", "start", "1", 0, "stdout"); err != nil || len(got) != 0 {
 		t.Fatalf("other machine's log while running = %q, %v; want empty", got, err)
 	}
 	os.WriteFile(out, []byte("line 1\nline 2\n"), 0o644)
-	if err := a.SaveLogs("F", "1", "start", "1", 0); err != nil {
+	if err := a.SaveLogs(bg, "F", "1", "start", "1", 0); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.ReadLog("F", "1", "start", "1", 0, "stdout"); err != nil || string(got) != "line 1\nline 2\n" {
+	if got, err := b.ReadLog(bg, "F", "1", "start", "1", 0, "stdout"); err != nil || string(got) != "line 1\nline 2\n" {
 		t.Fatalf("saved log = %q, %v", got, err)
 	}
-	if got, err := b.ReadLog("F", "1", "start", "1", 0, "stderr"); err != nil || len(got) != 0 {
+	if got, err := b.ReadLog(bg, "F", "1", "start", "1", 0, "stderr"); err != nil || len(got) != 0 {
 		t.Fatalf("a stream never written = %q, %v; want empty", got, err)
 	}
 }
@@ -222,34 +223,34 @@ func TestOpenSelectsTheDatastore(t *testing.T) {
 	}
 }
 
-func TestAdoptBlobFindsWhatTheStoreHolds(t *testing.T) {
+func TestHasFindsWhatTheStoreHolds(t *testing.T) {
 	a, b := machines(t)
 	local := NewLocal(filepath.Join(t.TempDir(), ".metaflow"))
 	for name, s := range map[string]Store{"local": local, "s3": b} {
-		art, err := s.CommitBlob("F", stageFile(t, s, []byte("made by a task")))
+		art, err := s.PutFile(bg, "F", stageFile(t, s, []byte("made by a task")))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := s.AdoptBlob("F", art.SHA); err != nil || got != art {
-			t.Errorf("%s: AdoptBlob = %+v, %v; want %+v", name, got, err, art)
+		if size, ok, err := s.Has(bg, "F", art.SHA); err != nil || !ok || size != art.Size {
+			t.Errorf("%s: Has = %d, %v, %v; want %d, true", name, size, ok, err, art.Size)
 		}
-		if _, err := s.AdoptBlob("F", strings.Repeat("0", 64)); err == nil {
-			t.Errorf("%s: adopting a blob the store does not hold succeeded", name)
+		if _, ok, err := s.Has(bg, "F", strings.Repeat("0", 64)); err != nil || ok {
+			t.Errorf("%s: Has of a blob the store does not hold = %v, %v", name, ok, err)
 		}
-		if _, err := s.AdoptBlob("F", "../../etc"); err == nil {
-			t.Errorf("%s: adopting a name that is no sha256 succeeded", name)
+		if _, _, err := s.Has(bg, "F", "../../etc"); !errors.Is(err, errs.ErrInvalid) {
+			t.Errorf("%s: Has of a name that is no sha256: %v, want ErrInvalid", name, err)
 		}
 	}
-	// A blob another machine put in S3 is adopted without coming down.
-	art, err := a.CommitBlob("F", stageFile(t, a, []byte("remote")))
+	// A blob another machine put in S3 is found without coming down.
+	art, err := a.PutFile(bg, "F", stageFile(t, a, []byte("remote")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := b.AdoptBlob("F", art.SHA); err != nil || got != art {
-		t.Errorf("AdoptBlob of another machine's blob = %+v, %v", got, err)
+	if size, ok, err := b.Has(bg, "F", art.SHA); err != nil || !ok || size != art.Size {
+		t.Errorf("Has of another machine's blob = %d, %v, %v", size, ok, err)
 	}
-	if _, err := os.Stat(b.BlobPath("F", art.SHA)); err == nil {
-		t.Error("adopting downloaded the blob")
+	if _, err := os.Stat(b.cache.path(Blob("F", art.SHA))); err == nil {
+		t.Error("Has downloaded the blob")
 	}
 }
 
@@ -296,35 +297,121 @@ func BenchmarkS3TaskRecord(b *testing.B) {
 				id := fmt.Sprint(i + 1)
 				t := &Task{Flow: "F", RunID: "1", Step: "work", TaskID: id, Status: StatusRunning,
 					Attempts: []Attempt{{Status: StatusRunning}}}
-				if err := s.PutTask(t); err != nil {
+				if err := s.PutTask(bg, t); err != nil {
 					b.Fatal(err)
 				}
 				t.Attempts[0].PID = 42
-				if err := s.PutTask(t); err != nil {
+				if err := s.PutTask(bg, t); err != nil {
 					b.Fatal(err)
 				}
-				staged := filepath.Join(s.StagingDir("F"), "x"+id)
-				os.MkdirAll(filepath.Dir(staged), 0o755)
-				os.WriteFile(staged, []byte("artifact "+id), 0o644)
-				art, err := s.CommitBlob("F", staged)
+				dir, err := s.Staging(bg, "F")
 				if err != nil {
 					b.Fatal(err)
 				}
-				log := s.LogPath("F", "1", "work", id, 0, "stdout")
-				os.MkdirAll(filepath.Dir(log), 0o755)
-				os.WriteFile(log, []byte("a line\n"), 0o644)
-				if err := s.SaveLogs("F", "1", "work", id, 0); err != nil {
+				staged := filepath.Join(dir, "x"+id)
+				os.WriteFile(staged, []byte("artifact "+id), 0o644)
+				art, err := s.PutFile(bg, "F", staged)
+				if err != nil {
 					b.Fatal(err)
 				}
-				if err := s.PutArtifacts("F", "1", "work", id, map[string]Artifact{"x": art}); err != nil {
+				log := s.LogFile("F", "1", "work", id, 0, "stdout")
+				os.MkdirAll(filepath.Dir(log), 0o755)
+				os.WriteFile(log, []byte("a line\n"), 0o644)
+				if err := s.SaveLogs(bg, "F", "1", "work", id, 0); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.PutArtifacts(bg, "F", "1", "work", id, map[string]Artifact{"x": art}); err != nil {
 					b.Fatal(err)
 				}
 				t.Status = StatusCompleted
-				if err := s.PutTask(t); err != nil {
+				if err := s.PutTask(bg, t); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(ct.n.Load())/float64(b.N), "requests/task")
 		})
+	}
+}
+
+// An S3 without a cache (the Batch executor's) serves blobs as streams and
+// refuses what needs local files; it reads what the others saved.
+func TestS3WithoutCacheServesStreamsOnly(t *testing.T) {
+	a, _ := machines(t)
+	s, err := NewS3(a.c, a.Location(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := s.Put(bg, "F", strings.NewReader("streamed"))
+	if err != nil || put.SHA != shaHex([]byte("streamed")) {
+		t.Fatalf("Put = %+v, %v", put, err)
+	}
+	staged := filepath.Join(t.TempDir(), "out.mpk")
+	os.WriteFile(staged, []byte("from a file"), 0o644)
+	file, err := s.PutFile(bg, "F", staged)
+	if err != nil || file.SHA != shaHex([]byte("from a file")) || exists(staged) {
+		t.Fatalf("PutFile = %+v, %v (staged file left: %v)", file, err, exists(staged))
+	}
+	known := []byte("known")
+	if _, err := s.PutSHA(bg, "F", shaHex(known), bytes.NewReader(known)); err != nil {
+		t.Fatal(err)
+	}
+	for _, wrong := range [][]byte{[]byte("not known"), make([]byte, 9<<20+1)} {
+		_, err := s.PutSHA(bg, "F", shaHex(append(wrong, '!')), bytes.NewReader(wrong))
+		wantKind(t, "streamed PutSHA of the wrong content", err, errs.ErrCorrupt, "F")
+		if _, ok, err := a.Has(bg, "F", shaHex(append(wrong, '!'))); err != nil || ok {
+			t.Errorf("a refused streamed PutSHA stored its blob (%v)", err)
+		}
+	}
+	// A streamed upload stops when its context is cancelled, storing nothing.
+	ctx, cancel := context.WithCancel(bg)
+	big := shaHex(bytes.Repeat([]byte{0}, 20<<20))
+	_, err = s.PutSHA(ctx, "F", big, &cancellingReader{n: 20 << 20, at: 9 << 20, cancel: cancel})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("streamed PutSHA cancelled under way: %v; want context.Canceled", err)
+	}
+	if _, ok, err := a.Has(bg, "F", big); err != nil || ok {
+		t.Errorf("a cancelled streamed PutSHA stored its blob (%v)", err)
+	}
+	for content, sha := range map[string]string{"streamed": put.SHA, "from a file": file.SHA, "known": shaHex(known)} {
+		if got, err := readAll(a, "F", sha); err != nil || string(got) != content {
+			t.Errorf("the cached store reads %q, %v; want %q", got, err, content)
+		}
+		if got, err := readAll(s, "F", sha); err != nil || string(got) != content {
+			t.Errorf("Open = %q, %v; want %q", got, err, content)
+		}
+	}
+	_, err = s.LocalFile(bg, "F", put.SHA)
+	wantKind(t, "LocalFile without a cache", err, errs.ErrPrecondition, "no local cache")
+	_, err = s.Staging(bg, "F")
+	wantKind(t, "Staging without a cache", err, errs.ErrPrecondition, "no local cache")
+	if err := a.PutCode(bg, "F", "1", []byte("code")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.CodeFile(bg, "F", "1")
+	wantKind(t, "CodeFile without a cache", err, errs.ErrPrecondition, "no local cache")
+	if p := s.LogFile("F", "1", "start", "1", 0, Stdout); p != "" {
+		t.Errorf("LogFile without a cache = %q", p)
+	}
+	writeFile(t, a.LogFile("F", "1", "start", "1", 0, Stdout), []byte("saved\n"))
+	if err := a.SaveLogs(bg, "F", "1", "start", "1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveLogs(bg, "F", "1", "start", "1", 0); err != nil {
+		t.Errorf("SaveLogs without a cache: %v; want nothing to do", err)
+	}
+	if b, err := s.ReadLog(bg, "F", "1", "start", "1", 0, Stdout); err != nil || string(b) != "saved\n" {
+		t.Errorf("ReadLog = %q, %v", b, err)
+	}
+	if _, ok := LocalCopy(s, "F", put.SHA); ok {
+		t.Error("LocalCopy without a cache found a file")
+	}
+	if p, ok := LocalCopy(a, "F", put.SHA); ok || p != "" && exists(p) {
+		t.Errorf("LocalCopy of a blob the machine never fetched = %q, %v", p, ok)
+	}
+	if _, err := a.LocalFile(bg, "F", put.SHA); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := LocalCopy(a, "F", put.SHA); !ok || !bytes.Equal(mustRead(t, p), []byte("streamed")) {
+		t.Errorf("LocalCopy of a fetched blob = %q, %v", p, ok)
 	}
 }

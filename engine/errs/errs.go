@@ -1,7 +1,8 @@
 // Package errs names the kinds of engine errors that callers tell apart: a
 // bad request, something that does not exist, a missing setting or resource
-// (the request cannot succeed until someone changes that), and a datastore or
-// service that could not be reached (trying again may help). Errors keep
+// (the request cannot succeed until someone changes that), a datastore or
+// service that could not be reached (trying again may help), and stored data
+// that is corrupt. Errors keep
 // their messages and chains; a kind is a mark on the chain (errors.Is). The
 // gRPC service maps each kind to a status code (rpc.grpcError).
 package errs
@@ -22,6 +23,9 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 	// ErrUnavailable: a datastore or service could not be read or written.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrCorrupt: stored data is damaged (a blob whose content does not
+	// hash to its address): reading it again will not help.
+	ErrCorrupt = errors.New("data loss")
 )
 
 // kinded is an error marked with a kind.
@@ -80,4 +84,9 @@ func Precondition(format string, args ...any) error {
 // Unavailable formats an error of kind ErrUnavailable.
 func Unavailable(format string, args ...any) error {
 	return Mark(ErrUnavailable, fmt.Errorf(format, args...))
+}
+
+// Corrupt formats an error of kind ErrCorrupt.
+func Corrupt(format string, args ...any) error {
+	return Mark(ErrCorrupt, fmt.Errorf(format, args...))
 }

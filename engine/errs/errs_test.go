@@ -22,6 +22,7 @@ func TestKinds(t *testing.T) {
 		{"wrapped keeps its kind", fmt.Errorf("run 3: %w", NotFound("no such run: %w", fs.ErrNotExist)), ErrNotFound, "run 3: no such run: file does not exist", fs.ErrNotExist},
 		{"outermost kind wins", Precondition("cannot: %w", Unavailable("down")), ErrPrecondition, "cannot: down", ErrUnavailable},
 		{"mark if none keeps a kind", MarkIfNone(ErrPrecondition, Unavailable("down")), ErrUnavailable, "down", nil},
+		{"corrupt", Corrupt("blob %s of flow F: wrong content", "ab"), ErrCorrupt, "blob ab of flow F: wrong content", nil},
 		{"mark if none marks", MarkIfNone(ErrPrecondition, errors.New("no queue")), ErrPrecondition, "no queue", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

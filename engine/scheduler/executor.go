@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
@@ -36,19 +37,21 @@ type Launch struct {
 	StdoutPath string
 	StderrPath string
 	// Datastore is where the datastore of record is (Store.Location(): a
-	// folder, or s3://bucket/prefix). A remote executor whose tasks write
-	// blobs under that same root leaves their outputs there and reports them
-	// with Stored instead of staging them in the output folder.
+	// folder, or s3://bucket/prefix), and Blobs its blobs: where a remote
+	// executor reads the inputs and code package its tasks cannot reach,
+	// and puts their outputs, which it then reports with Stored instead of
+	// staging them in the output folder.
 	Datastore string
+	Blobs     datastore.Blobs
 	// Started is called once the process exists.
 	Started func(pid int)
 	// Submitted is called by a remote executor once its job exists, with
 	// the job's id and the URL of the folder its logs are uploaded to while
 	// it runs; both are kept in the attempt's record, for LogSource.
 	Submitted func(jobID, logsURL string)
-	// Stored is called by an executor whose task left outputs in the
-	// datastore of record (name -> sha256) instead of staging them: the
-	// scheduler adopts those blobs (checking that the store has them).
+	// Stored is called by an executor whose task's outputs are in the
+	// datastore of record's Blobs (name -> sha256) instead of staged: the
+	// scheduler adopts those blobs by sha (Blobs.Has), reading none.
 	Stored func(outputs map[string]string)
 	// Line is called for every line the task prints.
 	Line func(stderr bool, text string)
@@ -60,9 +63,10 @@ type Launch struct {
 
 // Remote is an executor whose tasks run away from this machine and reach
 // the datastore on their own:
-//   - the scheduler gives it input blobs by path (Store.BlobPath) without
-//     fetching them from a remote datastore first: the executor ships what
-//     its tasks cannot reach, so a path may name a file this machine lacks;
+//   - the scheduler gives it input blobs by sha only (SpecArtifact.Path and
+//     SpecSplit.Path empty) without fetching them from a remote datastore
+//     first: the executor ships what its tasks cannot reach, from
+//     Launch.Blobs;
 //   - the scheduler does not store the attempt's local log files while it
 //     runs: its tasks publish their logs themselves, where Launch.Submitted
 //     says (the plugin's LogSource reads them from there).

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,12 +144,12 @@ func TestStepsOwnExecutorWinsOverWith(t *testing.T) {
 	}
 	r, store := newRun(t, g, &fakeExec{}, Options{With: []graph.Decorator{{Name: fakeOther}, {Name: fakeCloud}}})
 	r.Executors = reg
-	err = r.Prepare()
+	err = r.Prepare(bg)
 	want := `--with: decorators "fakeother" and "fakecloud" both choose where the steps run: keep one`
 	if err == nil || err.Error() != want || !errors.Is(err, errs.ErrInvalid) {
 		t.Errorf("two executors in --with: %v, want %q", err, want)
 	}
-	if runs, _ := store.ListRuns("F"); len(runs) != 0 {
+	if runs, _ := store.ListRuns(bg, "F"); len(runs) != 0 {
 		t.Errorf("runs written: %v", runs)
 	}
 }
@@ -194,7 +195,7 @@ func TestExecutorsAreMadeOnFirstUse(t *testing.T) {
 				if err == nil || err.Error() != tc.wantErr || !errors.Is(err, errs.ErrPrecondition) {
 					t.Fatalf("run = %v, want the precondition %q", err, tc.wantErr)
 				}
-				if runs, _ := store.ListRuns("F"); len(runs) != 0 {
+				if runs, _ := store.ListRuns(bg, "F"); len(runs) != 0 {
 					t.Errorf("runs written: %v", runs)
 				}
 			}
@@ -212,19 +213,16 @@ func TestExecutorsAreMadeOnFirstUse(t *testing.T) {
 }
 
 // storedExec is an executor whose tasks leave their outputs in the
-// datastore (as remote jobs do in an S3 datastore) and only name them.
+// datastore's blobs (as remote jobs do) and only name them.
 type storedExec struct {
-	store datastore.Store
-	sha   string // the blob named as output x ("" : put one in the store)
+	sha string // the blob named as output x ("" : put one in the store)
 }
 
 func (e *storedExec) Run(ctx context.Context, l *Launch) (int, error) {
 	l.Started(0)
 	sha := e.sha
 	if sha == "" {
-		staged := filepath.Join(l.Spec.OutputDir, "elsewhere")
-		os.WriteFile(staged, []byte("made remotely by "+l.Spec.Step), 0o644)
-		a, err := e.store.CommitBlob(l.Spec.Flow, staged)
+		a, err := l.Blobs.Put(ctx, l.Spec.Flow, strings.NewReader("made remotely by "+l.Spec.Step))
 		if err != nil {
 			return -1, err
 		}
@@ -247,8 +245,10 @@ func TestOutputsLeftInTheStoreAreAdopted(t *testing.T) {
 		{"missing from the store", strings.Repeat("ab", 32), "store artifact x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, store := newRun(t, g, nil, Options{})
-			r.Exec = &storedExec{store: store, sha: tc.sha}
+			r, local := newRun(t, g, nil, Options{})
+			store := &readsStore{Local: local, reads: map[string]int{}}
+			r.Store = store
+			r.Exec = &storedExec{sha: tc.sha}
 			err := execute(t, r)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -259,16 +259,56 @@ func TestOutputsLeftInTheStoreAreAdopted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			arts, err := store.GetArtifacts("F", r.RunID(), "end", "2")
+			arts, err := store.GetArtifacts(bg, "F", r.RunID(), "end", "2")
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := os.ReadFile(store.BlobPath("F", arts["x"].SHA))
-			if err != nil || string(b) != "made remotely by end" {
+			// Adopted by sha: the scheduler neither read nor stored it.
+			if n := store.count(arts["x"].SHA); n != 0 {
+				t.Errorf("end's x was read or stored %d times by the engine, want 0", n)
+			}
+			b, err := readBlob(store, "F", arts["x"].SHA)
+			if err != nil || string(b) != "made remotely by end" || arts["x"].Size != int64(len(b)) {
 				t.Fatalf("end's x = %q, %v", b, err)
 			}
 		})
 	}
+}
+
+// readsStore is a local store that counts, by sha, the blobs read
+// (Open, LocalFile) or stored from staged files (PutFile).
+type readsStore struct {
+	*datastore.Local
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (s *readsStore) note(sha string) {
+	s.mu.Lock()
+	s.reads[sha]++
+	s.mu.Unlock()
+}
+
+func (s *readsStore) count(sha string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads[sha]
+}
+
+func (s *readsStore) Open(ctx context.Context, flow, sha string) (io.ReadCloser, error) {
+	s.note(sha)
+	return s.Local.Open(ctx, flow, sha)
+}
+
+func (s *readsStore) LocalFile(ctx context.Context, flow, sha string) (string, error) {
+	s.note(sha)
+	return s.Local.LocalFile(ctx, flow, sha)
+}
+
+func (s *readsStore) PutFile(ctx context.Context, flow, path string) (datastore.Artifact, error) {
+	a, err := s.Local.PutFile(ctx, flow, path)
+	s.note(a.SHA)
+	return a, err
 }
 
 // refusingExec runs tasks like fakeExec but refuses steps in Preflight.
@@ -314,7 +354,7 @@ func TestPreflightChecksOnlyStepsThatWillRun(t *testing.T) {
 		b.asked = nil
 		r2 := &Run{Graph: g, Store: store, Executors: reg, Code: []byte("code"),
 			Opts: Options{MaxWorkers: 1, MaxNumSplits: 10, Resume: true, ResumeStep: tc.from, OriginRunID: r.RunID()}}
-		err := r2.Prepare()
+		err := r2.Prepare(bg)
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr || !errors.Is(err, tc.kind)) {
 			t.Errorf("resume %s: Prepare = %v, want %q", tc.from, err, tc.wantErr)
 		}
@@ -325,16 +365,17 @@ func TestPreflightChecksOnlyStepsThatWillRun(t *testing.T) {
 	// A check that could not be made is not a refusal.
 	b.refuse = map[string]error{"end": errors.New("DescribeJobQueues: connection refused")}
 	r3 := &Run{Graph: g, Store: store, Executors: reg, Code: []byte("code"), Opts: Options{MaxWorkers: 1, MaxNumSplits: 10}}
-	if err := r3.Prepare(); err == nil || !strings.HasPrefix(err.Error(), "could not check Fake Cloud for step end:") || !errors.Is(err, errs.ErrUnavailable) {
+	if err := r3.Prepare(bg); err == nil || !strings.HasPrefix(err.Error(), "could not check Fake Cloud for step end:") || !errors.Is(err, errs.ErrUnavailable) {
 		t.Errorf("Prepare with a failing check = %v", err)
 	}
 }
 
-// remoteExec is a Remote executor: it records the input paths and the
-// datastore it was given, and writes to its log file while it runs.
+// remoteExec is a Remote executor: it records the inputs and the datastore
+// it was given, and writes to its log file while it runs.
 type remoteExec struct {
 	*fakeExec
-	inputs []string
+	inputs []SpecArtifact
+	blobs  []datastore.Blobs
 	where  []string
 }
 
@@ -344,9 +385,10 @@ func (e *remoteExec) Run(ctx context.Context, l *Launch) (int, error) {
 	e.mu.Lock()
 	for _, in := range l.Spec.Inputs {
 		for _, a := range in.Artifacts {
-			e.inputs = append(e.inputs, a.Path)
+			e.inputs = append(e.inputs, a)
 		}
 	}
+	e.blobs = append(e.blobs, l.Blobs)
 	e.where = append(e.where, l.Datastore)
 	e.mu.Unlock()
 	return logRun(ctx, l, e.fakeExec)
@@ -383,23 +425,24 @@ type countingStore struct {
 
 func (s *countingStore) Location() string { return "s3://bucket/prefix" }
 
-func (s *countingStore) FetchBlob(flow, sha string) (string, error) {
+func (s *countingStore) LocalFile(ctx context.Context, flow, sha string) (string, error) {
 	s.mu.Lock()
 	s.fetched++
 	s.mu.Unlock()
-	return s.Local.FetchBlob(flow, sha)
+	return s.Local.LocalFile(ctx, flow, sha)
 }
 
-func (s *countingStore) SaveLogs(flow, runID, step, taskID string, attempt int) error {
+func (s *countingStore) SaveLogs(ctx context.Context, flow, runID, step, taskID string, attempt int) error {
 	s.mu.Lock()
 	s.saves[step]++
 	s.mu.Unlock()
-	return s.Local.SaveLogs(flow, runID, step, taskID, attempt)
+	return s.Local.SaveLogs(ctx, flow, runID, step, taskID, attempt)
 }
 
-// A Remote executor gets its inputs by path, without fetches from the
-// datastore, and the scheduler leaves its running tasks' logs to it; other
-// executors' inputs are fetched and their logs stored while they grow.
+// A Remote executor gets its inputs by sha, without fetches from the
+// datastore, and the datastore's blobs to ship them from; the scheduler
+// leaves its running tasks' logs to it. Other executors' inputs are fetched
+// and their logs stored while they grow.
 func TestRemoteExecutorsShipInputsAndLogsThemselves(t *testing.T) {
 	old := logSaveInterval
 	logSaveInterval = 5 * time.Millisecond
@@ -427,13 +470,17 @@ func TestRemoteExecutorsShipInputsAndLogsThemselves(t *testing.T) {
 	if store.fetched != 2 {
 		t.Errorf("%d blob fetches, want 2 (end's inputs only)", store.fetched)
 	}
-	for _, p := range remote.inputs {
-		if p != store.BlobPath("F", filepath.Base(p)) {
-			t.Errorf("remote input path %s is not a blob path", p)
+	want := map[string]bool{shaOf([]byte("A")): true, shaOf([]byte("B")): true}
+	for _, a := range remote.inputs {
+		if !want[a.SHA] || a.Path != "" {
+			t.Errorf("remote input %+v: want one of start's blobs, by sha only", a)
+		}
+		if b, err := readBlob(remote.blobs[0], "F", a.SHA); err != nil || shaOf(b) != a.SHA {
+			t.Errorf("remote input %s from the launch's blobs: %q, %v", a.SHA, b, err)
 		}
 	}
-	if len(remote.inputs) != 2 || strings.Join(remote.where, ",") != "s3://bucket/prefix" {
-		t.Errorf("remote executor got inputs %v and datastore %v", remote.inputs, remote.where)
+	if len(remote.inputs) != 2 || strings.Join(remote.where, ",") != "s3://bucket/prefix" || remote.blobs[0] != datastore.Blobs(store) {
+		t.Errorf("remote executor got inputs %v, datastore %v and blobs %v", remote.inputs, remote.where, remote.blobs)
 	}
 	if store.saves["mid"] != 1 {
 		t.Errorf("the remote task's logs were saved %d times, want once (when it ended)", store.saves["mid"])

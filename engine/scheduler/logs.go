@@ -1,9 +1,12 @@
 package scheduler
 
 import (
+	"context"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
 )
 
 // logSaveInterval is how often a running task's logs go to a remote
@@ -14,7 +17,7 @@ var logSaveInterval = 5 * time.Second
 // datastore every logSaveInterval while they grow, so that logs RUN/STEP
 // on another machine shows them; the local datastore needs nothing. The
 // returned func stops it (the final save follows the attempt).
-func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int) (stop func()) {
+func (r *Run) saveLogsWhileRunning(ctx context.Context, flow, runID, step, taskID string, attempt int) (stop func()) {
 	if !strings.HasPrefix(r.Store.Location(), "s3://") {
 		return func() {}
 	}
@@ -29,11 +32,13 @@ func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int
 			select {
 			case <-done:
 				return
+			case <-ctx.Done():
+				return // the final save follows the attempt
 			case <-t.C:
 			}
 			var size int64
-			for _, s := range []string{"stdout", "stderr"} {
-				if fi, err := os.Stat(r.Store.LogPath(flow, runID, step, taskID, attempt, s)); err == nil {
+			for _, s := range datastore.Streams {
+				if fi, err := os.Stat(r.Store.LogFile(flow, runID, step, taskID, attempt, s)); err == nil {
 					size += fi.Size()
 				}
 			}
@@ -41,7 +46,7 @@ func (r *Run) saveLogsWhileRunning(flow, runID, step, taskID string, attempt int
 				continue
 			}
 			began := time.Now()
-			if r.Store.SaveLogs(flow, runID, step, taskID, attempt) == nil {
+			if r.Store.SaveLogs(ctx, flow, runID, step, taskID, attempt) == nil {
 				saved = size
 			}
 			// A big log takes a while to send: spend at most a tenth of

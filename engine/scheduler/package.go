@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -29,14 +31,12 @@ type PackageFile struct {
 }
 
 // CodeFile is one stored file of a run's code package, as executors get it:
-// a remote task finds it at Path (relative to its working directory).
+// a remote task finds it at Path (relative to its working directory); its
+// content is the blob SHA of the flow (in Launch.Blobs).
 type CodeFile struct {
 	Path string
 	SHA  string
 	Size int64
-	// Local is the blob's file on this machine, or where it would be (an
-	// S3 datastore that already held the blob need not have a copy).
-	Local string
 }
 
 // ValidatePackagePath checks one code package path: relative, clean,
@@ -128,7 +128,7 @@ const packageParallel = 8
 // of the flow (each distinct content once; one the store holds already is
 // not written again) and then the run's manifest, before any task starts.
 // The contents are released afterwards.
-func (r *Run) storePackage() error {
+func (r *Run) storePackage(ctx context.Context) error {
 	if len(r.Package) == 0 {
 		return nil
 	}
@@ -149,11 +149,6 @@ func (r *Run) storePackage() error {
 		shas = append(shas, sha)
 	}
 	sort.Strings(shas)
-	dir, err := r.stagingDir("package")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	errs := make([]error, len(shas))
 	sem := make(chan struct{}, packageParallel)
 	var wg sync.WaitGroup
@@ -162,7 +157,7 @@ func (r *Run) storePackage() error {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := r.storePackageBlob(flow, dir, sha, contents[sha]); err != nil {
+			if err := r.storePackageBlob(ctx, flow, sha, contents[sha]); err != nil {
 				errs[i] = fmt.Errorf("store %s of the code package: %w", named[sha], err)
 			}
 		}()
@@ -173,33 +168,27 @@ func (r *Run) storePackage() error {
 			return err
 		}
 	}
-	if err := r.Store.PutPackage(flow, runID, byPath); err != nil {
+	if err := r.Store.PutPackage(ctx, flow, runID, byPath); err != nil {
 		return fmt.Errorf("store the code package: %w", err)
 	}
 	r.pkg = make([]CodeFile, 0, len(byPath))
 	for p, a := range byPath {
-		r.pkg = append(r.pkg, CodeFile{Path: p, SHA: a.SHA, Size: a.Size, Local: r.Store.BlobPath(flow, a.SHA)})
+		r.pkg = append(r.pkg, CodeFile{Path: p, SHA: a.SHA, Size: a.Size})
 	}
 	sort.Slice(r.pkg, func(i, j int) bool { return r.pkg[i].Path < r.pkg[j].Path })
 	r.Package = nil
 	return nil
 }
 
-// storePackageBlob stores one content unless the store holds it already.
-func (r *Run) storePackageBlob(flow, dir, sha string, content []byte) error {
-	if a, err := r.Store.AdoptBlob(flow, sha); err == nil && a.Size == int64(len(content)) {
-		return nil
-	}
-	staged := filepath.Join(dir, sha)
-	if err := os.WriteFile(staged, content, 0o644); err != nil {
-		return fmt.Errorf("stage %s: %w", sha, err)
-	}
-	a, err := r.Store.CommitBlob(flow, staged)
+// storePackageBlob stores one content (hashed already) unless the store
+// holds it.
+func (r *Run) storePackageBlob(ctx context.Context, flow, sha string, content []byte) error {
+	a, err := r.Store.PutSHA(ctx, flow, sha, bytes.NewReader(content))
 	if err != nil {
 		return err
 	}
-	if a.SHA != sha {
-		return fmt.Errorf("blob %s was stored as %s", sha, a.SHA)
+	if a.Size != int64(len(content)) {
+		return fmt.Errorf("the datastore's blob %s has %d bytes, not %d", sha, a.Size, len(content))
 	}
 	return nil
 }
@@ -208,7 +197,7 @@ func (r *Run) storePackageBlob(flow, dir, sha string, content []byte) error {
 // on another machine (serve --listen) names a folder this machine does not
 // have: the run then works in a private folder holding its code package, as
 // a remote executor's task does, removed when the run ends.
-func (r *Run) runWorkdir() (func(), error) {
+func (r *Run) runWorkdir(ctx context.Context) (func(), error) {
 	if !r.foreignWorkdir {
 		return func() {}, nil
 	}
@@ -219,12 +208,7 @@ func (r *Run) runWorkdir() (func(), error) {
 	}
 	cleanup := func() { os.RemoveAll(dir) }
 	for _, f := range r.pkg {
-		src, err := r.Store.FetchBlob(flow, f.SHA)
-		if err != nil {
-			cleanup()
-			return nil, fmt.Errorf("code package file %s: %w", f.Path, err)
-		}
-		if err := copyFile(src, filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
+		if err := PlaceBlob(ctx, r.Store, flow, f.SHA, filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
 			cleanup()
 			return nil, fmt.Errorf("code package file %s: %w", f.Path, err)
 		}
@@ -240,12 +224,14 @@ func isDir(path string) bool {
 	return path != "" && err == nil && st.IsDir()
 }
 
-// copyFile copies src to dst, making dst's folder.
-func copyFile(src, dst string) error {
+// PlaceBlob writes the blob sha of flow to the file dst (a code package
+// file in a task's working folder), making dst's folder. The content is
+// checked as it is read (Blobs.Open): a corrupt blob leaves no file.
+func PlaceBlob(ctx context.Context, blobs datastore.Blobs, flow, sha, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	in, err := os.Open(src)
+	in, err := blobs.Open(ctx, flow, sha)
 	if err != nil {
 		return err
 	}
@@ -256,6 +242,7 @@ func copyFile(src, dst string) error {
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
+		os.Remove(dst)
 		return err
 	}
 	return out.Close()

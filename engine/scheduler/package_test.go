@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -85,17 +86,19 @@ func TestValidatePackage(t *testing.T) {
 	}
 }
 
-// pkgExec records the code package each task was launched with and checks
-// that each file's blob holds its content.
+// pkgExec records the code package each task was launched with and the
+// blobs it can read the files from.
 type pkgExec struct {
 	fakeExec
-	mu   sync.Mutex
-	seen map[string][]CodeFile // step -> package
+	mu    sync.Mutex
+	seen  map[string][]CodeFile // step -> package
+	blobs map[string]datastore.Blobs
 }
 
 func (e *pkgExec) Run(ctx context.Context, l *Launch) (int, error) {
 	e.mu.Lock()
 	e.seen[l.Spec.Step] = l.Package
+	e.blobs[l.Spec.Step] = l.Blobs
 	e.mu.Unlock()
 	return e.fakeExec.Run(ctx, l)
 }
@@ -112,6 +115,16 @@ func blobs(t *testing.T, root string) map[string]int64 {
 		return nil
 	})
 	return out
+}
+
+// readBlob reads a blob whole, through its checked reader.
+func readBlob(blobs datastore.Blobs, flow, sha string) ([]byte, error) {
+	rc, err := blobs.Open(bg, flow, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
 
 func shaOf(b []byte) string {
@@ -134,7 +147,7 @@ func TestCodePackageIsStoredOnceAndGivenToTasks(t *testing.T) {
 	root := filepath.Join(t.TempDir(), ".metaflow")
 	store := datastore.NewLocal(root)
 	run := func() (*Run, *pkgExec) {
-		ex := &pkgExec{seen: map[string][]CodeFile{}}
+		ex := &pkgExec{seen: map[string][]CodeFile{}, blobs: map[string]datastore.Blobs{}}
 		r := &Run{Graph: g, Store: store, Exec: ex, Code: []byte("code"), Opts: Options{MaxWorkers: 2, MaxNumSplits: 10},
 			Package: append([]PackageFile(nil), files...)}
 		if err := execute(t, r); err != nil {
@@ -147,7 +160,7 @@ func TestCodePackageIsStoredOnceAndGivenToTasks(t *testing.T) {
 	if len(first) != 4 { // four distinct contents, no artifacts
 		t.Fatalf("blobs after the first run: %v; want 4", first)
 	}
-	man, err := store.GetPackage("F", r1.RunID())
+	man, err := store.GetPackage(bg, "F", r1.RunID())
 	if err != nil || len(man) != len(files) {
 		t.Fatalf("manifest = %v, %v", man, err)
 	}
@@ -164,7 +177,7 @@ func TestCodePackageIsStoredOnceAndGivenToTasks(t *testing.T) {
 		var paths []string
 		for _, cf := range got {
 			paths = append(paths, cf.Path)
-			b, err := os.ReadFile(cf.Local)
+			b, err := readBlob(ex.blobs[step], "F", cf.SHA)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", step, cf.Path, err)
 			}
@@ -192,7 +205,7 @@ func TestCodePackageIsStoredOnceAndGivenToTasks(t *testing.T) {
 			}
 		}
 	}
-	if man2, err := store.GetPackage("F", r2.RunID()); err != nil || len(man2) != len(man) || man2["movies.csv"] != man["movies.csv"] {
+	if man2, err := store.GetPackage(bg, "F", r2.RunID()); err != nil || len(man2) != len(man) || man2["movies.csv"] != man["movies.csv"] {
 		t.Fatalf("second manifest = %v, %v", man2, err)
 	}
 }
@@ -204,7 +217,7 @@ func TestBadPackageWritesNothing(t *testing.T) {
 	}
 	r, store := newRun(t, g, &fakeExec{}, Options{})
 	r.Package = []PackageFile{{Path: "ok.R", Content: []byte("1")}, {Path: "/abs.R", Content: []byte("2")}}
-	if err := r.Prepare(); err == nil || !strings.Contains(err.Error(), `invalid path "/abs.R"`) {
+	if err := r.Prepare(bg); err == nil || !strings.Contains(err.Error(), `invalid path "/abs.R"`) {
 		t.Fatalf("Prepare = %v", err)
 	}
 	if _, err := os.Stat(store.Root); !os.IsNotExist(err) {
@@ -217,12 +230,12 @@ func TestRunWithoutPackageHasNone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := &pkgExec{seen: map[string][]CodeFile{}}
+	ex := &pkgExec{seen: map[string][]CodeFile{}, blobs: map[string]datastore.Blobs{}}
 	r, store := newRun(t, g, ex, Options{})
 	if err := execute(t, r); err != nil {
 		t.Fatal(err)
 	}
-	if man, err := store.GetPackage("F", r.RunID()); err != nil || man != nil {
+	if man, err := store.GetPackage(bg, "F", r.RunID()); err != nil || man != nil {
 		t.Fatalf("GetPackage = %v, %v; want none", man, err)
 	}
 	if got, ok := ex.seen["start"]; !ok || len(got) != 0 {

@@ -66,11 +66,12 @@ type JobQuery struct {
 // Latest reports whether q selects the user's latest run.
 func (q JobQuery) Latest() bool { return !q.AllRuns && q.RunID == "" }
 
-// RunReader is what a JobManager reads of the datastore (datastore.Store).
+// RunReader is what a JobManager reads of the datastore (of its
+// datastore.Metadata).
 type RunReader interface {
 	Location() string
-	ListRuns(flow string) ([]string, error)
-	GetRun(flow, runID string) (*datastore.Run, error)
+	ListRuns(ctx context.Context, flow string) ([]string, error)
+	GetRun(ctx context.Context, flow, runID string) (*datastore.Run, error)
 }
 
 // JobReport is what JobManager.Jobs found (and terminated).

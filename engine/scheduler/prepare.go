@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -91,8 +90,8 @@ func (r *Run) clonesAll(step string) bool {
 
 // preflight asks each step's executor, if it can, to check the step before
 // anything runs (steps a resume clones are not checked: they do not run).
-func (r *Run) preflight() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+func (r *Run) preflight(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for _, name := range r.Graph.Order {
 		se := r.execs[name]
@@ -116,7 +115,8 @@ func storeErr(err error) error { return errs.MarkIfNone(errs.ErrUnavailable, err
 
 // Prepare validates everything and allocates the run id; nothing is written
 // when it fails. After it succeeds, RunID is known and Execute runs the flow.
-func (r *Run) Prepare() error {
+// ctx bounds the datastore's and the executors' checks.
+func (r *Run) Prepare(ctx context.Context) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
@@ -165,15 +165,15 @@ func (r *Run) Prepare() error {
 		r.meta.With = append(r.meta.With, datastore.DecoratorMeta{Name: d.Name, Args: d.Args})
 	}
 	if r.Opts.Resume {
-		if err := r.prepareResume(); err != nil {
+		if err := r.prepareResume(ctx); err != nil {
 			return err
 		}
 		r.meta.OriginRunID = r.Opts.OriginRunID
 	}
-	if err := r.preflight(); err != nil {
+	if err := r.preflight(ctx); err != nil {
 		return err
 	}
-	if err := r.Store.NewRun(r.meta); err != nil {
+	if err := r.Store.NewRun(ctx, r.meta); err != nil {
 		return storeErr(err)
 	}
 	return nil
@@ -190,16 +190,16 @@ func reservedName(s string) bool {
 	return strings.HasPrefix(s, "_")
 }
 
-func (r *Run) prepareResume() error {
+func (r *Run) prepareResume(ctx context.Context) error {
 	store, flow := r.Store, r.Graph.Flow
 	if r.Opts.OriginRunID == "" {
-		ids, err := store.ListRuns(flow)
+		ids, err := store.ListRuns(ctx, flow)
 		if err != nil {
 			return storeErr(fmt.Errorf("find the run to resume: %w", err))
 		}
 		// The newest run that has ended: not one being created or still running.
 		for _, id := range ids {
-			if run, err := store.GetRun(flow, id); err == nil && run.Status != datastore.StatusRunning {
+			if run, err := store.GetRun(ctx, flow, id); err == nil && run.Status != datastore.StatusRunning {
 				r.Opts.OriginRunID = id
 				break
 			}
@@ -208,7 +208,7 @@ func (r *Run) prepareResume() error {
 			return errs.Precondition("nothing to resume: flow %s has no finished runs yet; use run first", flow)
 		}
 	}
-	if _, err := store.GetRun(flow, r.Opts.OriginRunID); errors.Is(err, fs.ErrNotExist) {
+	if _, err := store.GetRun(ctx, flow, r.Opts.OriginRunID); errors.Is(err, errs.ErrNotFound) {
 		return errs.NotFound("cannot resume: run %s of flow %s does not exist (see --origin-run-id)", r.Opts.OriginRunID, flow)
 	} else if err != nil {
 		return storeErr(fmt.Errorf("cannot resume: read run %s of flow %s: %w", r.Opts.OriginRunID, flow, err))
@@ -216,15 +216,15 @@ func (r *Run) prepareResume() error {
 	r.origin = map[string]*datastore.Task{}
 	okSteps := map[string]bool{}
 	for _, step := range r.Graph.Order {
-		ids, err := store.ListTasks(flow, r.Opts.OriginRunID, step)
+		ids, err := store.ListTasks(ctx, flow, r.Opts.OriginRunID, step)
 		if err != nil {
 			return storeErr(fmt.Errorf("cannot resume: list the tasks of %s/%s: %w", r.Opts.OriginRunID, step, err))
 		}
 		all := len(ids) > 0
 		for _, id := range ids {
-			t, err := store.GetTask(flow, r.Opts.OriginRunID, step, id)
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // listed without metadata (an S3 datastore): never completed
+			t, err := store.GetTask(ctx, flow, r.Opts.OriginRunID, step, id)
+			if errors.Is(err, errs.ErrNotFound) {
+				continue // its record went away since it was listed: never completed
 			}
 			if err != nil {
 				return storeErr(fmt.Errorf("cannot resume: read task %s/%s/%s: %w", r.Opts.OriginRunID, step, id, err))

@@ -5,11 +5,11 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,7 +118,9 @@ func (r *Run) Execute(ctx context.Context) error {
 	} else {
 		r.meta.Status = datastore.StatusCompleted
 	}
-	if perr := r.Store.PutRun(r.meta); perr != nil && err == nil {
+	// Recorded also when ctx was cancelled (Ctrl-C): the run's end must be
+	// written (within the store's own deadline for a record).
+	if perr := r.Store.PutRun(context.WithoutCancel(ctx), r.meta); perr != nil && err == nil {
 		err = perr
 	}
 	return err
@@ -133,18 +135,18 @@ func (r *Run) Killed() int {
 
 func (r *Run) execute(ctx context.Context) error {
 	store, flow, runID := r.Store, r.Graph.Flow, r.meta.RunID
-	if err := store.PutCode(flow, runID, r.Code); err != nil {
+	if err := store.PutCode(ctx, flow, runID, r.Code); err != nil {
 		return err
 	}
-	if err := r.storePackage(); err != nil {
+	if err := r.storePackage(ctx); err != nil {
 		return err
 	}
-	cleanup, err := r.runWorkdir()
+	cleanup, err := r.runWorkdir(ctx)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	params, err := r.commitParams()
+	params, err := r.commitParams(ctx)
 	if err != nil {
 		return err
 	}
@@ -282,39 +284,32 @@ func (r *Run) advance(ref *taskRef, joins map[string]*joinSlot) ([]*pending, err
 }
 
 // commitParams stores parameter values as the artifacts of the run's
-// _parameters/0 pseudo-task, which start inherits.
-func (r *Run) commitParams() (*taskRef, error) {
+// parameters pseudo-task (datastore.ParamsStep), which start inherits.
+func (r *Run) commitParams(ctx context.Context) (*taskRef, error) {
 	flow, runID := r.Graph.Flow, r.meta.RunID
 	arts := map[string]datastore.Artifact{}
-	dir, err := r.stagingDir("params")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
 	for _, p := range r.Params {
 		if !p.HasValue {
 			continue
 		}
-		path := filepath.Join(dir, p.Name+".mpk")
-		if err := os.WriteFile(path, p.Value, 0o644); err != nil {
-			return nil, fmt.Errorf("stage parameter %s: %w", p.Name, err)
-		}
-		a, err := r.Store.CommitBlob(flow, path)
+		a, err := r.Store.Put(ctx, flow, bytes.NewReader(p.Value))
 		if err != nil {
 			return nil, fmt.Errorf("store parameter %s: %w", p.Name, err)
 		}
 		arts[p.Name] = a
 	}
-	if err := r.Store.PutArtifacts(flow, runID, "_parameters", "0", arts); err != nil {
+	if err := r.Store.PutArtifacts(ctx, flow, runID, datastore.ParamsStep, datastore.ParamsTask, arts); err != nil {
 		return nil, err
 	}
-	return &taskRef{step: "_parameters", id: "0", arts: arts, foreachCount: -1}, nil
+	return &taskRef{step: datastore.ParamsStep, id: datastore.ParamsTask, arts: arts, foreachCount: -1}, nil
 }
 
-func (r *Run) stagingDir(name string) (string, error) {
-	base := r.Store.StagingDir(r.Graph.Flow)
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", fmt.Errorf("create staging folder: %w", err)
+// stagingDir makes a private folder for a task's outputs in the store's
+// staging folder (where they are renamed into the store from).
+func (r *Run) stagingDir(ctx context.Context, name string) (string, error) {
+	base, err := r.Store.Staging(ctx, r.Graph.Flow)
+	if err != nil {
+		return "", err
 	}
 	dir, err := os.MkdirTemp(base, r.meta.RunID+"-"+name+"-")
 	if err != nil {

@@ -19,6 +19,9 @@ import (
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
+// bg is the context of the tests' datastore reads.
+var bg = context.Background()
+
 // stepFunc simulates a step: it returns the artifacts to store (name -> bytes),
 // the foreach count (-1 if none) and an exit code.
 type stepFunc func(s *TaskSpec) (map[string][]byte, int, int)
@@ -121,7 +124,7 @@ func splits(n int) stepFunc {
 
 func execute(t *testing.T, r *Run) error {
 	t.Helper()
-	if err := r.Prepare(); err != nil {
+	if err := r.Prepare(context.Background()); err != nil {
 		return err
 	}
 	return r.Execute(context.Background())
@@ -147,7 +150,7 @@ func TestForeachJoinRespectsMaxWorkers(t *testing.T) {
 	}
 	// Inputs arrive in split order, whatever order the splits finished in.
 	for i, in := range joins[0].Inputs {
-		task, err := store.GetTask("F", r.RunID(), "work", in.TaskID)
+		task, err := store.GetTask(bg, "F", r.RunID(), "work", in.TaskID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +164,7 @@ func TestForeachJoinRespectsMaxWorkers(t *testing.T) {
 			t.Fatalf("split task without its input: %+v", w)
 		}
 	}
-	run, _ := store.GetRun("F", r.RunID())
+	run, _ := store.GetRun(bg, "F", r.RunID())
 	if run.Status != datastore.StatusCompleted {
 		t.Fatalf("run status %s", run.Status)
 	}
@@ -186,7 +189,7 @@ func TestMaxNumSplitsFailsBeforeLaunching(t *testing.T) {
 	if n := len(ex.stepCalls("work")); n != 0 {
 		t.Fatalf("%d splits launched", n)
 	}
-	run, _ := store.GetRun("F", r.RunID())
+	run, _ := store.GetRun(bg, "F", r.RunID())
 	if run.Status != datastore.StatusFailed {
 		t.Fatalf("run status %s", run.Status)
 	}
@@ -244,12 +247,12 @@ func TestRetryCatchAndFailure(t *testing.T) {
 			if n := len(ex.stepCalls("start")); n != c.attempts {
 				t.Fatalf("%d attempts, want %d", n, c.attempts)
 			}
-			task, _ := store.GetTask("L", r.RunID(), "start", "1")
+			task, _ := store.GetTask(bg, "L", r.RunID(), "start", "1")
 			if len(task.Attempts) != c.attempts {
 				t.Fatalf("recorded %d attempts, want %d", len(task.Attempts), c.attempts)
 			}
 			if c.ok {
-				arts, _ := store.GetArtifacts("L", r.RunID(), "start", "1")
+				arts, _ := store.GetArtifacts(bg, "L", r.RunID(), "start", "1")
 				if _, ok := arts["err"]; !ok {
 					t.Fatalf("catch var not stored: %v", arts)
 				}
@@ -292,8 +295,8 @@ func TestResumeClonesSuccessfulTasks(t *testing.T) {
 	if n := len(ex2.stepCalls("work")); n != 4 {
 		t.Fatalf("work ran %d times, want 4", n)
 	}
-	ids, _ := store.ListTasks("F", r2.RunID(), "start")
-	task, _ := store.GetTask("F", r2.RunID(), "start", ids[0])
+	ids, _ := store.ListTasks(bg, "F", r2.RunID(), "start")
+	task, _ := store.GetTask(bg, "F", r2.RunID(), "start", ids[0])
 	if task.ClonedFrom != r.RunID()+"/start/1" {
 		t.Fatalf("cloned_from = %q", task.ClonedFrom)
 	}
@@ -302,7 +305,7 @@ func TestResumeClonesSuccessfulTasks(t *testing.T) {
 func TestCancelKillsRunningTasks(t *testing.T) {
 	ex := &fakeExec{steps: map[string]stepFunc{"start": splits(5)}, block: "work"}
 	r, store := newRun(t, foreachGraph(t), ex, Options{MaxWorkers: 3})
-	if err := r.Prepare(); err != nil {
+	if err := r.Prepare(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -318,7 +321,7 @@ func TestCancelKillsRunningTasks(t *testing.T) {
 	if !IsInterrupted(err) {
 		t.Fatalf("want interrupted, got %v", err)
 	}
-	run, _ := store.GetRun("F", r.RunID())
+	run, _ := store.GetRun(bg, "F", r.RunID())
 	if run.Status != datastore.StatusFailed {
 		t.Fatalf("run status %s", run.Status)
 	}
@@ -349,7 +352,7 @@ func TestPrepareErrorsWriteNothing(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			r, store := newRun(t, foreachGraph(t), &fakeExec{}, c.opts)
 			r.Params = c.par
-			err := r.Prepare()
+			err := r.Prepare(context.Background())
 			if err == nil || !strings.Contains(err.Error(), c.want) || errs.Kind(err) != c.kind {
 				t.Fatalf("got %v (kind %v), want %q of kind %v", err, errs.Kind(err), c.want, c.kind)
 			}
@@ -369,7 +372,7 @@ func BenchmarkForeach200(b *testing.B) {
 		ex := &fakeExec{steps: map[string]stepFunc{"start": splits(200)}, fast: true}
 		store := datastore.NewLocal(filepath.Join(b.TempDir(), ".metaflow"))
 		r := &Run{Graph: g, Store: store, Exec: ex, Code: []byte("code"), Opts: Options{MaxWorkers: 2, MaxNumSplits: 200}}
-		if err := r.Prepare(); err != nil {
+		if err := r.Prepare(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		if err := r.Execute(context.Background()); err != nil {

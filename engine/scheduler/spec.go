@@ -36,19 +36,29 @@ type SpecInput struct {
 	Artifacts map[string]SpecArtifact `msgpack:"artifacts"`
 }
 
-// SpecArtifact locates one artifact blob.
+// SpecArtifact locates one artifact blob: its file on the task's machine
+// (empty in the spec a Remote executor gets: it finds the blob by SHA).
 type SpecArtifact struct {
 	SHA  string `msgpack:"sha"`
 	Path string `msgpack:"path"`
 }
 
-// SpecSplit is the foreach element a split task receives as self$input.
+// SpecSplit is the foreach element a split task receives as self$input:
+// element Index of the blob SHA, read from Path (as in SpecArtifact).
 type SpecSplit struct {
+	SHA   string `msgpack:"sha"`
 	Path  string `msgpack:"path"`
 	Index int    `msgpack:"index"`
 }
 
-// TaskResult is what the runtime reports in <output_dir>/_result.mpk.
+// The files a task's runtime leaves in its output folder besides the
+// artifacts it stages (<name>.mpk): the result, and why it failed.
+const (
+	ResultFile = "_result.mpk"
+	ErrorFile  = "_error.txt"
+)
+
+// TaskResult is what the runtime reports in <output_dir>/ResultFile.
 type TaskResult struct {
 	Artifacts    []string
 	Merged       map[string]int

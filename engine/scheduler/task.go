@@ -90,7 +90,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	id := r.newTaskID()
 	if r.origin != nil && !r.rerun[p.step] {
 		if ot, ok := r.origin[p.step+"|"+stackKey(p.stack)]; ok {
-			return r.clone(p, id, ot)
+			return r.clone(ctx, p, id, ot)
 		}
 	}
 	pol := r.policy(st)
@@ -101,8 +101,12 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	for _, in := range p.inputs {
 		task.Parents = append(task.Parents, runID+"/"+in.step+"/"+in.id)
 	}
+	code, err := r.Store.CodeFile(ctx, flow, runID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: code of step %s: %v", errFatal, p.step, err)
+	}
 	spec := &TaskSpec{
-		Flow: flow, RunID: runID, Step: p.step, TaskID: id, Code: r.Store.CodePath(flow, runID),
+		Flow: flow, RunID: runID, Step: p.step, TaskID: id, Code: code,
 		Join: st.Join, ForeachVar: st.Foreach, Index: -1, Parameters: r.meta.Parameters,
 		QuietErrors: pol.quietErrors,
 	}
@@ -112,7 +116,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	for _, in := range p.inputs {
 		si := SpecInput{Step: in.step, TaskID: in.id, Artifacts: map[string]SpecArtifact{}}
 		for name, a := range in.arts {
-			path, err := r.inputPath(flow, a.SHA, p.step)
+			path, err := r.inputPath(ctx, flow, a.SHA, p.step)
 			if err != nil {
 				return nil, fmt.Errorf("%w: input %s of step %s: %v", errFatal, name, p.step, err)
 			}
@@ -126,11 +130,11 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 		parent := g.Steps[top.Step]
 		a := p.inputs[0].arts[parent.Foreach]
 		spec.Index = top.Index
-		path, err := r.inputPath(flow, a.SHA, p.step)
+		path, err := r.inputPath(ctx, flow, a.SHA, p.step)
 		if err != nil {
 			return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
 		}
-		spec.Input = &SpecSplit{Path: path, Index: top.Index}
+		spec.Input = &SpecSplit{SHA: a.SHA, Path: path, Index: top.Index}
 	}
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -152,7 +156,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 			continue
 		}
 		if pol.catchVar != "" && !errors.Is(err, errFatal) {
-			return r.caught(task, p, pol.catchVar, err)
+			return r.caught(ctx, task, p, pol.catchVar, err)
 		}
 		return nil, lastErr
 	}
@@ -163,7 +167,10 @@ var errFatal = errors.New("engine error")
 
 func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec, p *pending, attempt int, pol stepPolicy) (*taskRef, error) {
 	flow, runID := task.Flow, task.RunID
-	outDir, err := r.stagingDir(task.Step + "-" + task.TaskID)
+	// Records are written to the end, also after Ctrl-C (each within the
+	// store's deadline for a record); blob transfers stop with ctx.
+	rec := context.WithoutCancel(ctx)
+	outDir, err := r.stagingDir(ctx, task.Step+"-"+task.TaskID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errFatal, err)
 	}
@@ -180,7 +187,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	task.Attempts = append(task.Attempts, at)
 	cur := &task.Attempts[len(task.Attempts)-1]
 	task.Status = datastore.StatusRunning
-	if err := r.Store.PutTask(task); err != nil {
+	if err := r.Store.PutTask(rec, task); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFatal, err)
 	}
 	actx, cancel := ctx, context.CancelFunc(func() {})
@@ -196,14 +203,15 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	var stored map[string]string // outputs the task left in the datastore
 	l := &Launch{
 		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env, Decorators: pol.decos, Timeout: pol.timeout,
-		StdoutPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stdout"),
-		StderrPath: r.Store.LogPath(flow, runID, task.Step, task.TaskID, attempt, "stderr"),
+		StdoutPath: r.Store.LogFile(flow, runID, task.Step, task.TaskID, attempt, datastore.Stdout),
+		StderrPath: r.Store.LogFile(flow, runID, task.Step, task.TaskID, attempt, datastore.Stderr),
 		Started: func(pid int) {
 			cur.PID = pid
-			_ = r.Store.PutTask(task)
+			_ = r.Store.PutTask(rec, task)
 			r.taskSay(task, "Task is starting.")
 		},
 		Datastore: r.Store.Location(),
+		Blobs:     r.Store,
 		Submitted: func(jobID, logsURL string) {
 			cur.JobID, cur.LogsURL = jobID, logsURL
 		},
@@ -219,18 +227,18 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	}
 	stopSaving := func() {}
 	if _, remote := exec.(Remote); !remote { // a remote task publishes its own logs
-		stopSaving = r.saveLogsWhileRunning(flow, runID, task.Step, task.TaskID, attempt)
+		stopSaving = r.saveLogsWhileRunning(ctx, flow, runID, task.Step, task.TaskID, attempt)
 	}
 	code, runErr := exec.Run(actx, l)
 	stopSaving()
 	cur.FinishedAt, cur.ExitCode = r.Now(), code
-	if err := r.Store.SaveLogs(flow, runID, task.Step, task.TaskID, attempt); err != nil {
+	if err := r.Store.SaveLogs(rec, flow, runID, task.Step, task.TaskID, attempt); err != nil {
 		r.taskSay(task, "Warning: the task's logs were not saved: %v", err)
 	}
 	fail := func(msg string) (*taskRef, error) {
 		cur.Status, cur.Error = datastore.StatusFailed, msg
 		task.Status, task.FinishedAt = datastore.StatusFailed, r.Now()
-		_ = r.Store.PutTask(task)
+		_ = r.Store.PutTask(rec, task)
 		return nil, fmt.Errorf("step %s failed (task %s/%s/%s): %s", task.Step, runID, task.Step, task.TaskID, msg)
 	}
 	switch {
@@ -245,13 +253,13 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		return fail(runErr.Error())
 	case code != 0:
 		msg := fmt.Sprintf("exit status %d", code)
-		if b, err := os.ReadFile(filepath.Join(outDir, "_error.txt")); err == nil && len(b) > 0 {
+		if b, err := os.ReadFile(filepath.Join(outDir, ErrorFile)); err == nil && len(b) > 0 {
 			msg = strings.TrimSpace(string(b))
 		}
 		r.taskSay(task, "Task failed.")
 		return fail(msg)
 	}
-	res, err := ReadResult(filepath.Join(outDir, "_result.mpk"))
+	res, err := ReadResult(filepath.Join(outDir, ResultFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		// Exit status 0 without a result: the R process ended before the
 		// runtime could store the step's artifacts (base::quit() in the step).
@@ -279,9 +287,13 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	for _, name := range res.Artifacts {
 		var a datastore.Artifact
 		if sha, ok := remote[name]; ok {
-			a, err = r.Store.AdoptBlob(flow, sha)
+			a, err = r.adopt(ctx, flow, sha)
 		} else {
-			a, err = r.Store.CommitBlob(flow, filepath.Join(outDir, name+".mpk"))
+			a, err = r.Store.PutFile(ctx, flow, filepath.Join(outDir, name+".mpk"))
+		}
+		if err != nil && ctx.Err() != nil { // Ctrl-C stopped the transfer
+			r.taskSay(task, "Task was killed.")
+			return fail("killed: the run was interrupted")
 		}
 		if err != nil {
 			return fail(fmt.Sprintf("store artifact %s: %v", name, err))
@@ -292,7 +304,20 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		return fail(fmt.Sprintf("foreach artifact %q was not produced", spec.ForeachVar))
 	}
 	task.ForeachCount = res.ForeachCount
-	return r.complete(task, p, arts, cur)
+	return r.complete(rec, task, p, arts, cur)
+}
+
+// adopt returns the artifact of a blob an executor's task put in the
+// datastore itself (Launch.Stored): it is not read, only found.
+func (r *Run) adopt(ctx context.Context, flow, sha string) (datastore.Artifact, error) {
+	size, ok, err := r.Store.Has(ctx, flow, sha)
+	if err != nil {
+		return datastore.Artifact{}, err
+	}
+	if !ok {
+		return datastore.Artifact{}, fmt.Errorf("blob %s of flow %s is not in the datastore %s", sha, flow, r.Store.Location())
+	}
+	return datastore.Artifact{SHA: sha, Size: size}, nil
 }
 
 // inherited is what a task sees before it assigns anything: its parent's
@@ -313,17 +338,17 @@ func (r *Run) inherited(task *datastore.Task, p *pending) map[string]datastore.A
 	return arts
 }
 
-func (r *Run) complete(task *datastore.Task, p *pending, arts map[string]datastore.Artifact, cur *datastore.Attempt) (*taskRef, error) {
+func (r *Run) complete(ctx context.Context, task *datastore.Task, p *pending, arts map[string]datastore.Artifact, cur *datastore.Attempt) (*taskRef, error) {
 	// Artifacts first, then the completed status: a reader never sees a
 	// completed task whose artifacts are missing.
-	if err := r.Store.PutArtifacts(task.Flow, task.RunID, task.Step, task.TaskID, arts); err != nil {
+	if err := r.Store.PutArtifacts(ctx, task.Flow, task.RunID, task.Step, task.TaskID, arts); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFatal, err)
 	}
 	if cur != nil {
 		cur.Status = datastore.StatusCompleted
 	}
 	task.Status, task.FinishedAt = datastore.StatusCompleted, r.Now()
-	if err := r.Store.PutTask(task); err != nil {
+	if err := r.Store.PutTask(ctx, task); err != nil {
 		return nil, fmt.Errorf("%w: %v", errFatal, err)
 	}
 	if task.ForeachCount >= 0 && r.Graph.Steps[task.Step].Foreach != "" {
@@ -337,27 +362,18 @@ func (r *Run) complete(task *datastore.Task, p *pending, arts map[string]datasto
 
 // caught turns a failed task into a completed one whose catch variable holds
 // the error message (the catch decorator).
-func (r *Run) caught(task *datastore.Task, p *pending, varName string, cause error) (*taskRef, error) {
+func (r *Run) caught(ctx context.Context, task *datastore.Task, p *pending, varName string, cause error) (*taskRef, error) {
 	if r.Graph.Steps[task.Step].Foreach != "" {
 		return nil, cause // a foreach step must yield its splits
 	}
-	dir, err := r.stagingDir("catch")
+	a, err := r.Store.Put(ctx, task.Flow, bytes.NewReader(encodeRString(cause.Error())))
 	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, varName+".mpk")
-	if err := os.WriteFile(path, encodeRString(cause.Error()), 0o644); err != nil {
-		return nil, fmt.Errorf("stage catch variable: %w", err)
-	}
-	a, err := r.Store.CommitBlob(task.Flow, path)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store catch variable %s: %w", varName, err)
 	}
 	arts := r.inherited(task, p)
 	arts[varName] = a
 	r.taskSay(task, "Task failed; the catch decorator stored the error in %s and the flow goes on.", varName)
-	return r.complete(task, p, arts, nil)
+	return r.complete(context.WithoutCancel(ctx), task, p, arts, nil)
 }
 
 // encodeRString encodes a character(1) as an R-value msgpack document.
@@ -374,9 +390,9 @@ func encodeRString(s string) []byte {
 }
 
 // clone reuses a task that completed in the origin run (resume).
-func (r *Run) clone(p *pending, id string, ot *datastore.Task) (*taskRef, error) {
+func (r *Run) clone(ctx context.Context, p *pending, id string, ot *datastore.Task) (*taskRef, error) {
 	flow, runID := r.Graph.Flow, r.meta.RunID
-	arts, err := r.Store.GetArtifacts(flow, ot.RunID, ot.Step, ot.TaskID)
+	arts, err := r.Store.GetArtifacts(ctx, flow, ot.RunID, ot.Step, ot.TaskID)
 	if err != nil {
 		return nil, err
 	}
@@ -390,28 +406,28 @@ func (r *Run) clone(p *pending, id string, ot *datastore.Task) (*taskRef, error)
 	}
 	if n := len(ot.Attempts); n > 0 {
 		last := ot.Attempts[n-1].Attempt
-		for _, s := range []string{"stdout", "stderr"} {
-			if b, err := r.Store.ReadLog(flow, ot.RunID, ot.Step, ot.TaskID, last, s); err == nil && len(b) > 0 {
-				writeFile(r.Store.LogPath(flow, runID, p.step, id, last, s), b)
+		for _, s := range datastore.Streams {
+			if b, err := r.Store.ReadLog(ctx, flow, ot.RunID, ot.Step, ot.TaskID, last, s); err == nil && len(b) > 0 {
+				writeFile(r.Store.LogFile(flow, runID, p.step, id, last, s), b)
 			}
 		}
-		if err := r.Store.SaveLogs(flow, runID, p.step, id, last); err != nil {
+		if err := r.Store.SaveLogs(ctx, flow, runID, p.step, id, last); err != nil {
 			r.say("[%s/%s/%s] Warning: the cloned task's logs were not saved: %v", runID, p.step, id, err)
 		}
 	}
 	r.say("[%s/%s/%s] Cloning results of a previously run task %s.", runID, p.step, id, task.ClonedFrom)
-	return r.complete(task, p, arts, nil)
+	return r.complete(ctx, task, p, arts, nil)
 }
 
-// inputPath is the file a task reads an input blob from. A remote executor
-// only needs the file when the blob is not in its tasks' store yet, so for
-// its steps blobs are not downloaded from a remote datastore just to be found
-// there.
-func (r *Run) inputPath(flow, sha, step string) (string, error) {
+// inputPath is the file a task reads an input blob from: this machine's
+// copy (fetched if need be). A remote executor gets inputs by sha only (no
+// path) and ships what its tasks cannot reach from Launch.Blobs, so for its
+// steps nothing is fetched from a remote datastore just to be found there.
+func (r *Run) inputPath(ctx context.Context, flow, sha, step string) (string, error) {
 	if _, remote := r.execs[step].exec.(Remote); remote {
-		return r.Store.BlobPath(flow, sha), nil
+		return "", nil
 	}
-	return r.Store.FetchBlob(flow, sha)
+	return r.Store.LocalFile(ctx, flow, sha)
 }
 
 // executorDecorator returns the decorator among ds that chooses an executor

@@ -248,6 +248,22 @@ func (c *Client) PutFile(ctx context.Context, bucket, key, path string) error {
 	return nil
 }
 
+// PutReader uploads what r holds until EOF, streamed in parts (multipart
+// when longer than one part). An error from r aborts the upload: nothing
+// is stored at the key.
+func (c *Client) PutReader(ctx context.Context, bucket, key string, r io.Reader) error {
+	if _, err := c.uploader.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: r}); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("upload s3://%s/%s: %w", bucket, key, ctx.Err())
+		}
+		if errs.Kind(err) != nil { // r's own error (a corrupt stream) keeps its kind
+			return fmt.Errorf("upload s3://%s/%s: %w", bucket, key, err)
+		}
+		return s3Err("upload", bucket, key, err)
+	}
+	return nil
+}
+
 // PutFileIfMissing uploads a file unless the key exists (a HEAD first): for
 // content-addressed keys, where an existing object has the same bytes.
 func (c *Client) PutFileIfMissing(ctx context.Context, bucket, key, path string) error {
@@ -270,6 +286,38 @@ func (c *Client) GetBytes(ctx context.Context, bucket, key string) ([]byte, erro
 		return nil, errs.Unavailable("download s3://%s/%s: %w", bucket, key, err)
 	}
 	return b, nil
+}
+
+// GetReader opens an object for reading as one streamed GET and returns
+// its size (ErrNotFound if absent). The caller closes the body.
+func (c *Client) GetReader(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error) {
+	out, err := c.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, 0, s3Err("GET", bucket, key, err)
+	}
+	return out.Body, aws.ToInt64(out.ContentLength), nil
+}
+
+// ListKeys returns the keys below prefix/ ("" lists the bucket), relative
+// to it, in S3's (byte) order: every page of a listing without delimiter.
+func (c *Client) ListKeys(ctx context.Context, bucket, prefix string) ([]string, error) {
+	dir := prefix + "/"
+	if prefix == "" {
+		dir = ""
+	}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(dir)}
+	var out []string
+	p := s3.NewListObjectsV2Paginator(c.client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, s3Err("LIST", bucket, dir, err)
+		}
+		for _, o := range page.Contents {
+			out = append(out, strings.TrimPrefix(aws.ToString(o.Key), dir))
+		}
+	}
+	return out, nil
 }
 
 // GetFile downloads an object into path (via a temp file and rename),

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/internal/mototest"
 )
 
@@ -221,5 +222,68 @@ func TestEmuS3GetFrom(t *testing.T) {
 		if _, err := s.GetFrom(ctx, bucket, "log", off); !errors.Is(err, ErrNoNewBytes) {
 			t.Errorf("from %d (the end or past it): %v, want ErrNoNewBytes", off, err)
 		}
+	}
+}
+
+// failAfter gives n bytes of x, then fails with err.
+type failAfter struct {
+	n   int
+	err error
+}
+
+func (f *failAfter) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, f.err
+	}
+	k := min(len(p), f.n)
+	for i := range p[:k] {
+		p[i] = 'x'
+	}
+	f.n -= k
+	return k, nil
+}
+
+// Streams up and down: a failing stream stores nothing (single PUT or
+// multipart), its error keeps its kind; listings list every key below a
+// prefix.
+func TestEmuS3Streams(t *testing.T) {
+	s, bucket, ctx := testS3(t)
+	want := bytes.Repeat([]byte("0123456789"), (PartSize+PartSize/2)/10)
+	if err := s.PutReader(ctx, bucket, "d/big", bytes.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	body, size, err := s.GetReader(ctx, bucket, "d/big")
+	if err != nil || size != int64(len(want)) {
+		t.Fatalf("GetReader = %d, %v", size, err)
+	}
+	got, err := io.ReadAll(body)
+	body.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("streamed %d bytes back, %v; want %d", len(got), err, len(want))
+	}
+	if _, _, err := s.GetReader(ctx, bucket, "d/none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetReader of a missing object: %v", err)
+	}
+	corrupt := errs.Corrupt("content does not match")
+	for _, n := range []int{10, PartSize + 10} {
+		key := fmt.Sprintf("d/failed-%d", n)
+		err := s.PutReader(ctx, bucket, key, &failAfter{n: n, err: corrupt})
+		if !errors.Is(err, errs.ErrCorrupt) || errs.Kind(err) != errs.ErrCorrupt {
+			t.Errorf("PutReader of a stream failing after %d bytes: %v; want its error, of its kind", n, err)
+		}
+		if ok, err := s.Exists(ctx, bucket, key); err != nil || ok {
+			t.Errorf("a failed stream of %d bytes stored an object (%v)", n, err)
+		}
+	}
+	for _, k := range []string{"d/sub/a", "d/sub/b/c", "e/x"} {
+		if err := s.PutBytes(ctx, bucket, k, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, err := s.ListKeys(ctx, bucket, "d"); err != nil || strings.Join(keys, ",") != "big,sub/a,sub/b/c" {
+		t.Errorf("ListKeys(d) = %v, %v", keys, err)
+	}
+	if keys, err := s.ListKeys(ctx, bucket, "nothing"); err != nil || len(keys) != 0 {
+		t.Errorf("ListKeys of an empty prefix = %v, %v", keys, err)
 	}
 }
