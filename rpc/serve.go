@@ -59,16 +59,19 @@ func NewGRPCServer(srv *Server, token string) *grpc.Server {
 			return status.Error(codes.Unauthenticated, "missing or wrong token: set METAFLOW_ENGINE_TOKEN to the engine's token")
 		}
 		opts = append(opts,
-			grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				if err := check(ctx); err != nil {
 					return nil, err
 				}
 				return h(ctx, req)
 			}),
-			grpc.StreamInterceptor(func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			grpc.ChainStreamInterceptor(func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 				return h(s, &authStream{ServerStream: ss, check: check})
 			}))
 	}
+	// After the token check: names are checked, and panics recovered, for
+	// authenticated callers only.
+	opts = append(opts, grpc.ChainUnaryInterceptor(guardUnary), grpc.ChainStreamInterceptor(guardStream))
 	gs := grpc.NewServer(opts...)
 	pb.RegisterEngineServer(gs, srv)
 	return gs
