@@ -62,6 +62,7 @@ func (s *Server) ListRuns(ctx context.Context, req *pb.ListRunsRequest) (*pb.Lis
 		if err != nil {
 			return err
 		}
+		datastore.Settle(time.Now(), r)
 		runs[i] = runInfo(r)
 		return nil
 	})
@@ -87,6 +88,9 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 	if err != nil {
 		return nil, grpcError(err)
 	}
+	// The run first (once), then its tasks (concurrently).
+	now := time.Now()
+	datastore.Settle(now, r)
 	info := runInfo(r)
 	pkg, err := store.GetPackage(ctx, req.Flow, req.RunId)
 	if err != nil {
@@ -112,6 +116,7 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 			if err != nil {
 				return err
 			}
+			datastore.Settle(now, r, t)
 			tasks[i] = taskInfo(store, t)
 			return nil
 		})
@@ -181,6 +186,13 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskI
 	t, err := store.GetTask(ctx, req.Flow, req.RunId, req.Step, req.TaskId)
 	if err != nil {
 		return nil, grpcError(err)
+	}
+	if t.Status == datastore.StatusRunning { // its engine may have stopped
+		r, err := store.GetRun(ctx, req.Flow, req.RunId)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		datastore.Settle(time.Now(), r, t)
 	}
 	ti := taskInfo(store, t)
 	if t.Status == datastore.StatusCompleted {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metaflow-r/metaflow/engine/scheduler"
+	"github.com/metaflow-r/metaflow/internal/ownedtmp"
 )
 
 //go:embed runtime/*.R
@@ -56,9 +57,14 @@ type Local struct {
 	KillGrace time.Duration
 }
 
-// NewLocal writes the runtime into a fresh temp folder.
+// RuntimePrefix starts the names of the runtime folders engines make in
+// the temp folder, followed by the engine's pid (internal/ownedtmp).
+const RuntimePrefix = "metaflow-runtime-"
+
+// NewLocal writes the runtime into a fresh temp folder, named after this
+// process (CleanRuntimes removes it once the process is gone).
 func NewLocal() (*Local, error) {
-	dir, err := os.MkdirTemp("", "metaflow-runtime-")
+	dir, err := ownedtmp.Make(RuntimePrefix, "")
 	if err != nil {
 		return nil, fmt.Errorf("create runtime folder: %w", err)
 	}
@@ -67,6 +73,10 @@ func NewLocal() (*Local, error) {
 	}
 	return &Local{RuntimeDir: dir, KillGrace: 2 * time.Second}, nil
 }
+
+// CleanRuntimes removes the runtime folders in the temp folder left by
+// engines that are gone (killed with kill -9, ...), and returns them.
+func CleanRuntimes() ([]string, error) { return ownedtmp.Clean("", RuntimePrefix) }
 
 // Close removes the runtime folder.
 func (l *Local) Close() error { return os.RemoveAll(l.RuntimeDir) }

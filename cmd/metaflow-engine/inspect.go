@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +48,7 @@ func runsCmd() *cobra.Command {
 				if err != nil {
 					continue
 				}
+				datastore.Settle(time.Now(), r)
 				fin := ""
 				if !r.FinishedAt.IsZero() {
 					fin = r.FinishedAt.Format("2006-01-02 15:04:05")

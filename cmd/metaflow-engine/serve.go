@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +60,10 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 				// the R client, which then cancels the run through us.
 				_, _ = syscall.Setsid()
 			}
+			if err := setHeartbeat(os.Getenv("METAFLOW_ENGINE_HEARTBEAT_SECONDS")); err != nil {
+				return err
+			}
+			cleanLeftovers(os.Stderr)
 			exec, err := shim.NewLocal()
 			if err != nil {
 				return err
@@ -107,6 +114,31 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the token (default: $METAFLOW_ENGINE_TOKEN)")
 	cmd.Flags().IntVar(&parentPID, "parent-pid", 0, "exit when this process dies (embedded engine)")
 	return cmd
+}
+
+// setHeartbeat sets how often running runs refresh their heartbeat, from
+// METAFLOW_ENGINE_HEARTBEAT_SECONDS ("" keeps the default).
+func setHeartbeat(v string) error {
+	if v == "" {
+		return nil
+	}
+	secs, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(secs > 0) || math.IsInf(secs, 0) {
+		return fmt.Errorf("METAFLOW_ENGINE_HEARTBEAT_SECONDS must be a positive number of seconds, got %q", v)
+	}
+	scheduler.HeartbeatInterval = time.Duration(secs * float64(time.Second))
+	return nil
+}
+
+// cleanLeftovers removes the temp folders (task runtimes, private working
+// folders) of engines that are gone (killed with kill -9, machine
+// rebooted); folders of live engines are kept. A failure only warns.
+func cleanLeftovers(w io.Writer) {
+	for _, clean := range []func() ([]string, error){shim.CleanRuntimes, scheduler.CleanWorkdirs} {
+		if _, err := clean(); err != nil {
+			fmt.Fprintf(w, "metaflow-engine: warning: leftovers of stopped engines were not all removed: %v\n", err)
+		}
+	}
 }
 
 // registerExecutors registers the executors step decorators choose: AWS

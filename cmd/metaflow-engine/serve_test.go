@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/metaflow-r/metaflow/engine/scheduler"
 )
 
 func TestReadToken(t *testing.T) {
@@ -45,5 +48,38 @@ func TestReadToken(t *testing.T) {
 				t.Fatalf("readToken(%q) = %q, %v; want %q", tc.file, got, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestHeartbeatSecondsFromTheEnvironment(t *testing.T) {
+	old := scheduler.HeartbeatInterval
+	t.Cleanup(func() { scheduler.HeartbeatInterval = old })
+	cases := []struct {
+		value string
+		want  time.Duration
+		ok    bool
+	}{
+		{"", old, true},
+		{"2", 2 * time.Second, true},
+		{"0.5", 500 * time.Millisecond, true},
+		{"0", 0, false},
+		{"-1", 0, false},
+		{"soon", 0, false},
+		{"NaN", 0, false},
+		{"Inf", 0, false},
+	}
+	for _, tc := range cases {
+		scheduler.HeartbeatInterval = old
+		err := setHeartbeat(tc.value)
+		if (err == nil) != tc.ok {
+			t.Errorf("setHeartbeat(%q) error %v, want ok %v", tc.value, err, tc.ok)
+			continue
+		}
+		if tc.ok && scheduler.HeartbeatInterval != tc.want {
+			t.Errorf("setHeartbeat(%q) set %v, want %v", tc.value, scheduler.HeartbeatInterval, tc.want)
+		}
+		if !tc.ok && !strings.Contains(err.Error(), "METAFLOW_ENGINE_HEARTBEAT_SECONDS") {
+			t.Errorf("setHeartbeat(%q) error %q does not name the variable", tc.value, err)
+		}
 	}
 }

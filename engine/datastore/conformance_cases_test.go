@@ -58,6 +58,27 @@ var behaviours = []struct {
 			t.Fatalf("ListRuns of a flow without runs = %v, %v", ids, err)
 		}
 	}},
+	{"runs: the heartbeat is in the record, and readers settle a stale one", func(t *testing.T, e *env) {
+		beat := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+		r := &Run{Flow: "H", Status: StatusRunning, CreatedAt: beat, HeartbeatAt: beat, HeartbeatSeconds: 1}
+		if err := e.NewRun(bg, r); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.other().GetRun(bg, "H", r.RunID)
+		if err != nil || !got.HeartbeatAt.Equal(beat) || got.HeartbeatSeconds != 1 || got.Status != StatusRunning {
+			t.Fatalf("GetRun = %+v, %v; want the heartbeat as put", got, err)
+		}
+		if !Settle(time.Now(), got) || got.Status != StatusFailed || !strings.Contains(got.Error, "its engine stopped") {
+			t.Fatalf("a run whose heartbeat is a minute old (1 s beats) read as %s %q", got.Status, got.Error)
+		}
+		r.HeartbeatAt = time.Now()
+		if err := e.PutRun(bg, r); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = e.other().GetRun(bg, "H", r.RunID); err != nil || Settle(time.Now(), got) || got.Status != StatusRunning {
+			t.Fatalf("a run with a fresh heartbeat read as %+v, %v", got, err)
+		}
+	}},
 	{"runs: concurrent NewRun never shares an id", func(t *testing.T, e *env) {
 		const n = 8
 		ids := make([]string, n)

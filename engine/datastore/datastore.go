@@ -83,6 +83,13 @@ type Run struct {
 	Error       string          `json:"error,omitempty"`
 	CreatedAt   time.Time       `json:"created_at"`
 	FinishedAt  time.Time       `json:"finished_at,omitempty"`
+	// HeartbeatAt is refreshed by the engine running the run, every
+	// HeartbeatSeconds, while it is running (see Settle).
+	HeartbeatAt      time.Time `json:"heartbeat_at,omitempty"`
+	HeartbeatSeconds float64   `json:"heartbeat_seconds,omitempty"`
+
+	// engineStopped: Settle found the run's engine gone (never stored).
+	engineStopped bool
 }
 
 // StepMeta is one step of a run's graph.

@@ -16,6 +16,7 @@ import (
 //
 //	<Flow>/data/<sha[0:2]>/<sha>                  blobs (Blob)
 //	<Flow>/_staging/                              files about to become blobs (StagingDir)
+//	<Flow>/_staging/<run>-<task>-<random>/        a task attempt's outputs (TaskStagingPrefix)
 //	<Flow>/<run>/_run.json                        run record (RunRecord)
 //	<Flow>/<run>/_code.rds                        code bundle (CodeBundle)
 //	<Flow>/<run>/_package.json                    code package manifest (PackageManifest)
@@ -117,6 +118,24 @@ func BlobDir(flow string) string { return flow + "/" + dataDir }
 // StagingDir is the folder of a flow's files about to become blobs (on the
 // blobs' filesystem, so that they are renamed into place).
 func StagingDir(flow string) string { return flow + "/" + stagingDir }
+
+// TaskStagingPrefix starts the name of the private folder, in a flow's
+// staging folder, where an attempt of a task of run runID (name tells the
+// task apart) leaves its outputs; a random suffix completes it.
+func TaskStagingPrefix(runID, name string) string { return runID + "-" + name + "-" }
+
+// TaskStagingRun returns the run whose task made the staging folder called
+// name (TaskStagingPrefix).
+func TaskStagingRun(name string) (string, bool) {
+	id, _, ok := strings.Cut(name, "-")
+	if !ok {
+		return "", false
+	}
+	if _, ok := runIDOf(id); !ok {
+		return "", false
+	}
+	return id, true
+}
 
 // JobDir is the folder of one Batch job of a task attempt (nonce tells
 // apart jobs of the same attempt number, as after a resume).

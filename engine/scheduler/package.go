@@ -18,6 +18,7 @@ import (
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/errs"
+	"github.com/metaflow-r/metaflow/internal/ownedtmp"
 )
 
 // MaxPackageBytes bounds a run's code package (the sum of its files).
@@ -193,6 +194,16 @@ func (r *Run) storePackageBlob(ctx context.Context, flow, sha string, content []
 	return nil
 }
 
+// WorkdirPrefix starts the names of the private working folders of runs
+// whose working directory is not on the engine's machine, followed by the
+// engine's pid (internal/ownedtmp); CleanWorkdirs removes those of engines
+// that are gone.
+const WorkdirPrefix = "metaflow-work-"
+
+// CleanWorkdirs removes the private working folders (WorkdirPrefix) in the
+// temp folder left by engines that are gone, and returns them.
+func CleanWorkdirs() ([]string, error) { return ownedtmp.Clean("", WorkdirPrefix) }
+
 // runWorkdir makes sure the run's tasks have a working directory. A client
 // on another machine (serve --listen) names a folder this machine does not
 // have: the run then works in a private folder holding its code package, as
@@ -202,7 +213,7 @@ func (r *Run) runWorkdir(ctx context.Context) (func(), error) {
 		return func() {}, nil
 	}
 	flow := r.Graph.Flow
-	dir, err := os.MkdirTemp("", "metaflow-work-"+flow+"-"+r.meta.RunID+"-")
+	dir, err := ownedtmp.Make(WorkdirPrefix, flow+"-"+r.meta.RunID+"-")
 	if err != nil {
 		return nil, fmt.Errorf("make the run's working directory: %w", err)
 	}

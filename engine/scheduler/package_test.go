@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -293,7 +294,7 @@ func TestMissingWorkdirRunsInAPrivateFolderWithThePackage(t *testing.T) {
 					}
 					continue
 				}
-				if dir == tc.workdir || !strings.Contains(filepath.Base(dir), "metaflow-work-F-") {
+				if dir == tc.workdir || !strings.HasPrefix(filepath.Base(dir), fmt.Sprintf("metaflow-work-%d-F-1-", os.Getpid())) {
 					t.Fatalf("%s ran in %q, want a private folder", step, dir)
 				}
 				if ex.read[step]["flow.R"] != "f\n" || ex.read[step]["data/x.csv"] != "x\n1\n" {

@@ -152,7 +152,9 @@ func (r *Run) Prepare(ctx context.Context) error {
 	r.meta = &datastore.Run{
 		Flow: r.Graph.Flow, Status: datastore.StatusRunning, User: r.Opts.User,
 		Tags: r.Opts.Tags, Steps: r.Graph.Order, Parameters: names, CreatedAt: r.Now(),
+		HeartbeatSeconds: HeartbeatInterval.Seconds(),
 	}
+	r.meta.HeartbeatAt = r.meta.CreatedAt
 	for _, name := range r.Graph.Order {
 		st := r.Graph.Steps[name]
 		sm := datastore.StepMeta{Name: name, Next: st.Next, Foreach: st.Foreach, Join: st.Join}
@@ -197,9 +199,15 @@ func (r *Run) prepareResume(ctx context.Context) error {
 		if err != nil {
 			return storeErr(fmt.Errorf("find the run to resume: %w", err))
 		}
-		// The newest run that has ended: not one being created or still running.
+		// The newest run that has ended: not one being created or still
+		// running (a run whose engine stopped has ended: datastore.Settle).
+		now := time.Now()
 		for _, id := range ids {
-			if run, err := store.GetRun(ctx, flow, id); err == nil && run.Status != datastore.StatusRunning {
+			run, err := store.GetRun(ctx, flow, id)
+			if err == nil {
+				datastore.Settle(now, run)
+			}
+			if err == nil && run.Status != datastore.StatusRunning {
 				r.Opts.OriginRunID = id
 				break
 			}

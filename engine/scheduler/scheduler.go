@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
@@ -73,13 +75,17 @@ type Run struct {
 	pkg   []CodeFile          // the stored code package, by path
 	// foreignWorkdir: Opts.Workdir is not a folder of this machine.
 	foreignWorkdir bool
-	origin         map[string]*datastore.Task // "step|stack" -> completed origin task
-	rerun          map[string]bool
-	nextID         int
-	killed         int
-	mu             sync.Mutex
-	emitMu         sync.Mutex
-	started        chan struct{}
+	// splits: foreach values cut into one file per element (split.go).
+	splitMu   sync.Mutex
+	splits    map[string]*splitSet
+	splitDirs []string
+	origin    map[string]*datastore.Task // "step|stack" -> completed origin task
+	rerun     map[string]bool
+	nextID    int
+	killed    int
+	mu        sync.Mutex
+	emitMu    sync.Mutex
+	started   chan struct{}
 }
 
 // taskRef is a finished task as later tasks see it.
@@ -108,9 +114,19 @@ type outcome struct {
 	p   *pending
 }
 
+// HeartbeatInterval is how often a running run's record gets a fresh
+// heartbeat (datastore.Run.HeartbeatAt): readers take a run whose heartbeat
+// is datastore.StaleBeats intervals old for one whose engine stopped
+// (datastore.Settle). The engine sets it from
+// METAFLOW_ENGINE_HEARTBEAT_SECONDS; tests shorten it.
+var HeartbeatInterval = datastore.DefaultHeartbeat
+
 // Execute runs the prepared flow until it ends or ctx is cancelled.
 func (r *Run) Execute(ctx context.Context) error {
+	stopBeating := r.heartbeat(ctx)
 	err := r.execute(ctx)
+	// No heartbeat may land after (and overwrite) the run's end.
+	stopBeating()
 	r.meta.FinishedAt = r.Now()
 	if err != nil {
 		r.meta.Status = datastore.StatusFailed
@@ -124,6 +140,45 @@ func (r *Run) Execute(ctx context.Context) error {
 		err = perr
 	}
 	return err
+}
+
+// heartbeat refreshes the run record's heartbeat every HeartbeatInterval
+// until the returned function is called (which waits for a write in
+// flight). A failed write is reported once, and tried again next beat.
+func (r *Run) heartbeat(ctx context.Context) (stop func()) {
+	interval := time.Duration(r.meta.HeartbeatSeconds * float64(time.Second))
+	if interval <= 0 {
+		interval = HeartbeatInterval
+	}
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		warned := false
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			beat := *r.meta // the record as Prepare wrote it, tasks only read it
+			beat.HeartbeatAt = r.Now()
+			err := r.Store.PutRun(context.WithoutCancel(ctx), &beat)
+			switch {
+			case err != nil && !warned:
+				r.say("Warning: the run's heartbeat could not be recorded (readers will take the run for failed if this lasts): %v", err)
+				warned = true
+			case err == nil:
+				warned = false
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
 }
 
 // Killed is the number of running tasks killed by a cancellation.
@@ -146,9 +201,14 @@ func (r *Run) execute(ctx context.Context) error {
 		return err
 	}
 	defer cleanup()
+	defer r.removeSplits()
 	params, err := r.commitParams(ctx)
 	if err != nil {
 		return err
+	}
+	// What the tasks of runs whose engine was killed left behind.
+	if _, err := CleanStaging(ctx, store, flow, time.Now()); err != nil {
+		r.say("Warning: leftovers of ended runs were not all removed: %v", err)
 	}
 	if r.Opts.Resume {
 		r.say("Resuming run %s from step %s (origin run %s).", runID, r.Opts.ResumeStep, r.Opts.OriginRunID)
@@ -311,11 +371,60 @@ func (r *Run) stagingDir(ctx context.Context, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp(base, r.meta.RunID+"-"+name+"-")
+	dir, err := os.MkdirTemp(base, datastore.TaskStagingPrefix(r.meta.RunID, name))
 	if err != nil {
 		return "", fmt.Errorf("create staging folder: %w", err)
 	}
 	return dir, nil
+}
+
+// CleanStaging removes the task staging folders (datastore.TaskStagingPrefix)
+// that a flow's runs which are no longer running left in the store's
+// staging folder (their engine was killed before the attempt could remove
+// its folder), and returns them. A run is no longer running when its
+// record says so, or its engine stopped (datastore.Settle); the folders of
+// runs that are running, here or in another engine, and of runs without a
+// record, are kept. now is the readers' clock.
+func CleanStaging(ctx context.Context, store datastore.Store, flow string, now time.Time) ([]string, error) {
+	base, err := store.Staging(ctx, flow)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		return nil, fmt.Errorf("list the staging folder of flow %s: %w", flow, err)
+	}
+	ended := map[string]bool{} // by run id
+	var removed []string
+	var failed []error
+	for _, e := range ents {
+		runID, ok := datastore.TaskStagingRun(e.Name())
+		if !ok || !e.IsDir() {
+			continue
+		}
+		done, seen := ended[runID]
+		if !seen {
+			run, err := store.GetRun(ctx, flow, runID)
+			if err != nil && !errors.Is(err, errs.ErrNotFound) {
+				return removed, fmt.Errorf("clean the staging folder of flow %s: %w", flow, err)
+			}
+			if err == nil {
+				datastore.Settle(now, run)
+				done = run.Status != datastore.StatusRunning
+			}
+			ended[runID] = done
+		}
+		if !done {
+			continue
+		}
+		path := filepath.Join(base, e.Name())
+		if err := os.RemoveAll(path); err != nil {
+			failed = append(failed, fmt.Errorf("remove staging folder %s of run %s/%s: %w", path, flow, runID, err))
+			continue
+		}
+		removed = append(removed, path)
+	}
+	return removed, errors.Join(failed...)
 }
 
 func (r *Run) newTaskID() string {

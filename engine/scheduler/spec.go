@@ -49,6 +49,8 @@ type SpecSplit struct {
 	SHA   string `msgpack:"sha"`
 	Path  string `msgpack:"path"`
 	Index int    `msgpack:"index"`
+	// Whole: Path holds the element itself (x[[index + 1]]), not the value.
+	Whole bool `msgpack:"whole"`
 }
 
 // The files a task's runtime leaves in its output folder besides the

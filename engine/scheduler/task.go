@@ -135,6 +135,15 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 			return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
 		}
 		spec.Input = &SpecSplit{SHA: a.SHA, Path: path, Index: top.Index}
+		if _, remote := r.execs[p.step].exec.(Remote); !remote {
+			elem, err := r.splitFile(ctx, flow, a.SHA, top.Index)
+			if err != nil {
+				return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
+			}
+			if elem != "" {
+				spec.Input.Path, spec.Input.Whole = elem, true
+			}
+		}
 	}
 	var lastErr error
 	for attempt := 0; ; attempt++ {

@@ -50,7 +50,9 @@ local({
     if (exists(name, envir = vals, inherits = FALSE)) return(get(name, envir = vals))
     if (name == "input" && !is.null(.subset2(x, ".input"))) {
       inp <- .subset2(x, ".input")
-      v <- rt$mp_read(inp$path)[[inp$index + 1L]]
+      # The engine usually gives the element alone ("whole"); else the
+      # foreach value, whose element R takes itself.
+      v <- if (isTRUE(inp$whole)) rt$mp_read(inp$path) else rt$mp_read(inp$path)[[inp$index + 1L]]
       assign(name, v, envir = vals)
       return(v)
     }

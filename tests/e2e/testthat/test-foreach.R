@@ -122,3 +122,11 @@ test_that("the engine CLI lists runs and prints artifacts without R", {
   expect_failure_exit(res)
   expect_output_match(res, "nothere")
 })
+
+test_that("self$input is x[[i]] for every kind of foreach value", {
+  res <- run_flow("foreachkindsflow.R", c("run", "--max-workers", "4"), timeout = 300)
+  expect_exit(res, 0)
+  expect_line(res$stdout, task_line_re(1, "end", paste0(
+    "report: chr:3:TRUE dates:2:TRUE dbl:4:TRUE df:2:TRUE fct:3:TRUE lst:3:TRUE named:3:TRUE ?")), res)
+  expect_no_line(c(res$stdout, res$stderr), "MISMATCH", res)
+})
