@@ -9,6 +9,8 @@ echo "== artifact throughput and memory (MiB: ${ARTIFACT_MIB:-1024})"
 Rscript "$here/artifact_bench.R" "${ARTIFACT_MIB:-1024}"
 echo "== client API latency (one engine per R session)"
 CLIENT_BENCH_RUNS=100 Rscript "$here/client_bench.R"
+echo "== foreach split cost, 200 vs 2000 splits"
+FOREACH_SPLITS=2000 Rscript "$here/foreach_scale.R"
 echo "== Go benchmarks"
 (cd "$here/../.." && go test -run '^$' -bench . -benchtime 3x ./engine/graph/ ./engine/rvalue/ ./engine/scheduler/ )
 echo "== S3 datastore against moto_server: requests and time per task record, local as baseline"
