@@ -22,6 +22,7 @@ import (
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/internal/s3io"
+	"github.com/metaflow-r/metaflow/shim"
 )
 
 // ErrNoLogs: the job has no log stream (yet). Batch creates it when the
@@ -227,6 +228,9 @@ type logStream struct {
 	found      bool   // the object exists in S3
 	size       int64  // bytes written to the local file
 	pending    []byte // an incomplete last line, not printed yet
+	// dropped counts the bytes of a long pending line kept out of memory:
+	// the console gets its first shim.MaxConsoleLine bytes and its length.
+	dropped int
 }
 
 func newLogFollower(get func(ctx context.Context, key string, off int64) ([]byte, error), taskPrefix string,
@@ -298,19 +302,40 @@ func (s *logStream) append(b []byte) error {
 	return nil
 }
 
-// print prints the complete lines that b finishes and keeps the rest.
+// print prints the complete lines that b finishes and keeps the rest; a
+// line longer than shim.MaxConsoleLine is cut on the console (the log file
+// keeps every byte) and never held in memory whole.
 func (f *logFollower) print(s *logStream, b []byte) {
-	s.pending = append(s.pending, b...)
-	i := bytes.LastIndexByte(s.pending, '\n')
-	if i < 0 {
-		return
-	}
-	if f.line != nil {
-		for _, ln := range strings.Split(string(s.pending[:i]), "\n") {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			s.hold(b)
+			return
+		}
+		s.hold(b[:i])
+		if f.line != nil {
+			ln := string(s.pending)
+			if s.dropped > 0 {
+				ln = shim.CutLine(ln, len(s.pending)+s.dropped)
+			}
 			f.line(s.stderr, ln)
 		}
+		s.pending, s.dropped = s.pending[:0], 0
+		b = b[i+1:]
 	}
-	s.pending = append([]byte(nil), s.pending[i+1:]...)
+}
+
+// hold adds part of a line to the pending one, up to shim.MaxConsoleLine.
+func (s *logStream) hold(b []byte) {
+	room := shim.MaxConsoleLine - len(s.pending)
+	if room < 0 {
+		room = 0
+	}
+	if len(b) > room {
+		s.dropped += len(b) - room
+		b = b[:room]
+	}
+	s.pending = append(s.pending, b...)
 }
 
 // finishRetryWait is the first wait before the last fetch is tried again
@@ -336,9 +361,13 @@ func (f *logFollower) finish(ctx context.Context) bool {
 	for _, s := range f.streams {
 		found = found || s.found
 		if len(s.pending) > 0 && f.line != nil {
-			f.line(s.stderr, string(s.pending))
+			ln := string(s.pending)
+			if s.dropped > 0 {
+				ln = shim.CutLine(ln, len(s.pending)+s.dropped)
+			}
+			f.line(s.stderr, ln)
 		}
-		s.pending = nil
+		s.pending, s.dropped = nil, 0
 	}
 	return found
 }

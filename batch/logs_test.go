@@ -13,6 +13,7 @@ import (
 
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	"github.com/metaflow-r/metaflow/internal/s3io"
+	"github.com/metaflow-r/metaflow/shim"
 )
 
 func TestParseLogInterval(t *testing.T) {
@@ -270,5 +271,43 @@ func TestLogFollowerFinishRetriesThenWarns(t *testing.T) {
 				t.Errorf("lines %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestLogFollowerCutsLongLines(t *testing.T) {
+	dir := t.TempDir()
+	var got []string
+	l := &scheduler.Launch{
+		StdoutPath: filepath.Join(dir, "0.stdout"), StderrPath: filepath.Join(dir, "0.stderr"),
+		Line: func(stderr bool, text string) { got = append(got, text) },
+	}
+	o := &fakeObjects{objs: map[string][]byte{}}
+	f := newLogFollower(o.from, "p", l)
+	ctx := context.Background()
+	long := strings.Repeat("x", 2*shim.MaxConsoleLine+7)
+	// The long line arrives in three uploads, then a short one; then a
+	// long last line without a newline.
+	content := "a\n"
+	for _, part := range []string{long[:100], long[100 : shim.MaxConsoleLine+50], long[shim.MaxConsoleLine+50:] + "\nb\n"} {
+		content += part
+		o.put("p/stdout.log", content)
+		if err := f.fetch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.put("p/stdout.log", content+long)
+	f.finish(ctx)
+	cut := shim.CutLine(long[:shim.MaxConsoleLine], len(long))
+	want := []string{"a", cut, "b", cut}
+	if len(got) != len(want) {
+		t.Fatalf("%d lines, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("line %d: %.60q... (%d bytes), want %.60q... (%d bytes)", i, got[i], len(got[i]), want[i], len(want[i]))
+		}
+	}
+	if b, _ := os.ReadFile(l.StdoutPath); string(b) != content+long {
+		t.Fatalf("the log file has %d bytes, want all %d", len(b), len(content+long))
 	}
 }

@@ -217,6 +217,13 @@ func createLog(path string) (*os.File, error) {
 // costs about what writing it to the file costs.
 const MaxConsoleLine = 64 << 10
 
+// CutLine is the console's form of a line of total bytes that starts with
+// head (its first MaxConsoleLine bytes).
+func CutLine(head string, total int) string {
+	return fmt.Sprintf("%s [... line cut at %d KiB: it has %d bytes; the task's log file has all of it]",
+		head, MaxConsoleLine>>10, total)
+}
+
 // pump copies a stream to its log file and hands each line to the console.
 func pump(wg *sync.WaitGroup, r io.Reader, log io.Writer, isErr bool, line func(bool, string)) {
 	defer wg.Done()
@@ -238,8 +245,7 @@ func pump(wg *sync.WaitGroup, r io.Reader, log io.Writer, isErr bool, line func(
 		if line != nil && (len(chunk) > 0 || total > 0) {
 			s := strings.TrimSuffix(string(chunk), "\n")
 			if total > 0 {
-				s = fmt.Sprintf("%s [... line cut at %d KiB: it has %d bytes; the task's log file has all of it]",
-					head, MaxConsoleLine>>10, total+len(s))
+				s = CutLine(head, total+len(s))
 			}
 			line(isErr, s)
 		}
