@@ -34,7 +34,7 @@ func TestPlacePackage(t *testing.T) {
 		}
 		var mu sync.Mutex
 		var keys []string
-		err := placePackage(pkg, dir, func(sha, dst string) error {
+		err := scheduler.PlacePackage(pkg, dir, func(sha, dst string) error {
 			mu.Lock()
 			keys = append(keys, sha)
 			mu.Unlock()
@@ -65,9 +65,9 @@ func TestPlacePackage(t *testing.T) {
 		t.Run("refused", func(t *testing.T) {
 			dir := t.TempDir()
 			called := false
-			err := placePackage(bad, dir, func(key, dst string) error { called = true; return nil })
+			err := scheduler.PlacePackage(bad, dir, func(key, dst string) error { called = true; return nil })
 			if err == nil || !strings.HasPrefix(err.Error(), "code package: ") {
-				t.Fatalf("placePackage(%v) = %v; want a refusal", bad, err)
+				t.Fatalf("scheduler.PlacePackage(%v) = %v; want a refusal", bad, err)
 			}
 			if called {
 				t.Fatal("a file was downloaded although the package was refused")
@@ -75,7 +75,7 @@ func TestPlacePackage(t *testing.T) {
 		})
 	}
 	t.Run("a failed download fails", func(t *testing.T) {
-		err := placePackage(map[string]string{"a.R": "k1", "b.csv": "k2"}, t.TempDir(), func(key, dst string) error {
+		err := scheduler.PlacePackage(map[string]string{"a.R": "k1", "b.csv": "k2"}, t.TempDir(), func(key, dst string) error {
 			if key == "k2" {
 				return errors.New("no such S3 object")
 			}

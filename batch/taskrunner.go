@@ -27,43 +27,6 @@ const sigtermUploadTime = 20 * time.Second
 // liveUploadTimeout bounds one upload of a running task's log.
 const liveUploadTimeout = 2 * time.Minute
 
-// placePackage puts each file of a code package (relative path -> sha256
-// of its blob) at its path under dir with get, creating folders. The paths
-// are checked again here: none may leave dir.
-func placePackage(pkg map[string]string, dir string, get func(sha, dst string) error) error {
-	if len(pkg) == 0 {
-		return nil
-	}
-	files := make([]scheduler.PackageFile, 0, len(pkg))
-	for p := range pkg {
-		files = append(files, scheduler.PackageFile{Path: p})
-	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	if err := scheduler.ValidatePackage(files); err != nil {
-		return err
-	}
-	errs := make([]error, len(files))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, f := range files {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := get(pkg[f.Path], filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
-				errs[i] = fmt.Errorf("download code package file %s: %w", f.Path, err)
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // RunTask is `metaflow-engine task-runner --spec s3://...`, run inside a
 // Batch job: it downloads the code bundle, and the input blobs the spec
 // names from the S3 datastore at its root (checked as they come down), runs
@@ -127,7 +90,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 	}
 	// The code package, at the paths the flow's folder has them, so that
 	// read.csv("./movies.csv") in a step works here as it does locally.
-	err = placePackage(rs.Package, cwd, func(sha, dst string) error { return scheduler.PlaceBlob(ctx, blobs, spec.Flow, sha, dst) })
+	err = scheduler.PlacePackage(rs.Package, cwd, func(sha, dst string) error { return scheduler.PlaceBlob(ctx, blobs, spec.Flow, sha, dst) })
 	if err != nil {
 		return 1, err
 	}

@@ -118,23 +118,8 @@ func eachListElement(d *msgpack.Decoder, each func([]byte) error) error {
 func eachAtomicElement(v Value, each func([]byte) error) error {
 	var buf bytes.Buffer
 	for i := 0; i < v.Len(); i++ {
-		e := Value{Type: v.Type}
-		switch v.Type {
-		case Logical:
-			e.Logical = v.Logical[i : i+1]
-		case Integer:
-			e.Integer = v.Integer[i : i+1]
-		case Double:
-			e.Double = v.Double[i : i+1]
-		case Complex:
-			e.Complex = v.Complex[i : i+1]
-		case Character:
-			e.Character = v.Character[i : i+1]
-		case Raw:
-			e.Raw = v.Raw[i : i+1]
-		}
 		buf.Reset()
-		if err := Encode(&buf, e); err != nil {
+		if err := Encode(&buf, v.Element(i)); err != nil {
 			return err
 		}
 		if err := each(buf.Bytes()); err != nil {
@@ -142,4 +127,28 @@ func eachAtomicElement(v Value, each func([]byte) error) error {
 		}
 	}
 	return nil
+}
+
+// Element is R's x[[i + 1]] of a list (its element) or of an atomic vector
+// (a vector of length one, without attributes).
+func (v Value) Element(i int) Value {
+	if v.Type == List {
+		return v.List[i]
+	}
+	e := Value{Type: v.Type}
+	switch v.Type {
+	case Logical:
+		e.Logical = v.Logical[i : i+1]
+	case Integer:
+		e.Integer = v.Integer[i : i+1]
+	case Double:
+		e.Double = v.Double[i : i+1]
+	case Complex:
+		e.Complex = v.Complex[i : i+1]
+	case Character:
+		e.Character = v.Character[i : i+1]
+	case Raw:
+		e.Raw = v.Raw[i : i+1]
+	}
+	return e
 }

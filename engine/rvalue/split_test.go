@@ -47,26 +47,7 @@ func TestElementsSplitsWhatRExtractsPlainly(t *testing.T) {
 				t.Fatalf("%d elements, want %d", len(got), whole.Len())
 			}
 			for i, e := range got {
-				var want Value
-				if whole.Type == List {
-					want = whole.List[i]
-				} else {
-					want = Value{Type: whole.Type}
-					switch whole.Type {
-					case Logical:
-						want.Logical = whole.Logical[i : i+1]
-					case Integer:
-						want.Integer = whole.Integer[i : i+1]
-					case Double:
-						want.Double = whole.Double[i : i+1]
-					case Complex:
-						want.Complex = whole.Complex[i : i+1]
-					case Character:
-						want.Character = whole.Character[i : i+1]
-					case Raw:
-						want.Raw = whole.Raw[i : i+1]
-					}
-				}
+				want := whole.Element(i)
 				if e.Len() != want.Len() || !reflect.DeepEqual(Format(e), Format(want)) || !reflect.DeepEqual(e.Attrs, want.Attrs) {
 					t.Fatalf("element %d = %s, want %s", i+1, Format(e), Format(want))
 				}

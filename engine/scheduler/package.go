@@ -218,16 +218,57 @@ func (r *Run) runWorkdir(ctx context.Context) (func(), error) {
 		return nil, fmt.Errorf("make the run's working directory: %w", err)
 	}
 	cleanup := func() { os.RemoveAll(dir) }
+	pkg := make(map[string]string, len(r.pkg))
 	for _, f := range r.pkg {
-		if err := PlaceBlob(ctx, r.Store, flow, f.SHA, filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
-			cleanup()
-			return nil, fmt.Errorf("code package file %s: %w", f.Path, err)
-		}
+		pkg[f.Path] = f.SHA
+	}
+	if err := PlacePackage(pkg, dir, func(sha, dst string) error { return PlaceBlob(ctx, r.Store, flow, sha, dst) }); err != nil {
+		cleanup()
+		return nil, err
 	}
 	r.say("The working directory %q is not on the engine's machine: tasks run in %s with the code package's %d file(s).",
 		r.Opts.Workdir, dir, len(r.pkg))
 	r.Opts.Workdir = dir
 	return cleanup, nil
+}
+
+// PlacePackage puts each file of a code package (relative path -> sha256
+// of its blob) at its path under dir with get (PlaceBlob, or a download),
+// in parallel. The paths are checked again here: none may leave dir. Used
+// for a Batch task's working folder and for a run whose client's folder is
+// not on this machine.
+func PlacePackage(pkg map[string]string, dir string, get func(sha, dst string) error) error {
+	if len(pkg) == 0 {
+		return nil
+	}
+	files := make([]PackageFile, 0, len(pkg))
+	for p := range pkg {
+		files = append(files, PackageFile{Path: p})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	if err := ValidatePackage(files); err != nil {
+		return err
+	}
+	errs := make([]error, len(files))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := get(pkg[f.Path], filepath.Join(dir, filepath.FromSlash(f.Path))); err != nil {
+				errs[i] = fmt.Errorf("download code package file %s: %w", f.Path, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isDir(path string) bool {
