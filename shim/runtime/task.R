@@ -284,21 +284,13 @@ local({
   }
   # Values that cannot survive the end of this process (an external pointer,
   # a connection) are refused by name rather than stored broken.
-  rt$unstorable <- function(x, depth = 0L) {
-    if (depth > 50L) return(NULL)
-    if (typeof(x) == "externalptr") return("an external pointer")
-    if (inherits(x, "connection")) return("a connection")
-    if (is.list(x) || is.pairlist(x)) {
-      for (el in x) {
-        why <- rt$unstorable(el, depth + 1L)
-        if (!is.null(why)) return(why)
-      }
-    }
-    for (a in attributes(x)) {
-      why <- rt$unstorable(a, depth + 1L)
-      if (!is.null(why)) return(why)
-    }
-    NULL
+  # rapply calls the function only on leaves of those classes, so a large
+  # list costs no R call per element.
+  rt$unstorable <- function(x) {
+    hits <- rapply(list(x), function(e) {
+      if (typeof(e) == "externalptr") "an external pointer" else "a connection"
+    }, classes = c("externalptr", "connection"), deflt = NULL, how = "unlist")
+    if (length(hits)) hits[[1L]] else NULL
   }
   written <- character()
   for (nm in .subset2(self, ".assigned")) {
