@@ -172,6 +172,10 @@ func (r *Run) Prepare(ctx context.Context) error {
 		}
 		r.meta.OriginRunID = r.Opts.OriginRunID
 	}
+	// After prepareResume: steps a resume clones are not warned about.
+	if err := r.planResources(); err != nil {
+		return err
+	}
 	if err := r.preflight(ctx); err != nil {
 		return err
 	}

@@ -69,6 +69,9 @@ type Run struct {
 	Emit func(Event)
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
+	// Machine is the size local tasks share (resources.go); nil: this
+	// machine's (LocalMachine), set by Prepare.
+	Machine *Machine
 
 	meta  *datastore.Run
 	execs map[string]stepExec // by step, chosen by Prepare
@@ -86,6 +89,11 @@ type Run struct {
 	mu        sync.Mutex
 	emitMu    sync.Mutex
 	started   chan struct{}
+
+	// demands: what each step's tasks take from the machine, and the
+	// warnings for steps that ask for more than it has (planResources).
+	demands          map[string]taskDemand
+	resourceWarnings []string
 }
 
 // taskRef is a finished task as later tasks see it.
@@ -101,6 +109,7 @@ type pending struct {
 	step   string
 	stack  []datastore.Frame
 	inputs []*taskRef
+	held   *machineGrant // what it took from the machine while it runs
 }
 
 type joinSlot struct {
@@ -213,6 +222,9 @@ func (r *Run) execute(ctx context.Context) error {
 	if r.Opts.Resume {
 		r.say("Resuming run %s from step %s (origin run %s).", runID, r.Opts.ResumeStep, r.Opts.OriginRunID)
 	}
+	for _, w := range r.resourceWarnings {
+		r.say("%s", w)
+	}
 	r.say("Workflow starting (run-id %s):", runID)
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -222,11 +234,22 @@ func (r *Run) execute(ctx context.Context) error {
 	results := make(chan outcome)
 	running := 0
 	var failure error
+	machine := newMachinePool(*r.Machine)
+	demandAt := func(i int) (taskDemand, string) { return r.demandOf(queue[i]), queue[i].step }
 
 	for {
 		for failure == nil && running < r.Opts.MaxWorkers && len(queue) > 0 {
-			p := queue[0]
-			queue = queue[1:]
+			i, held := machine.pick(len(queue), demandAt)
+			if i < 0 {
+				break // what is queued waits for running tasks to end
+			}
+			p := queue[i]
+			if i == 0 {
+				queue = queue[1:]
+			} else {
+				queue = append(queue[:i], queue[i+1:]...)
+			}
+			p.held = held
 			running++
 			go func(p *pending) {
 				ref, err := r.runTask(runCtx, p, params)
@@ -234,6 +257,9 @@ func (r *Run) execute(ctx context.Context) error {
 			}(p)
 		}
 		if running == 0 {
+			if failure == nil && len(queue) > 0 { // the machine pool would never let them start
+				failure = fmt.Errorf("%w: %d task(s) of step %s could not be started", errFatal, len(queue), queue[0].step)
+			}
 			break
 		}
 		var out outcome
@@ -250,6 +276,7 @@ func (r *Run) execute(ctx context.Context) error {
 			out = <-results
 		}
 		running--
+		machine.give(out.p.held)
 		if out.err != nil {
 			if failure == nil {
 				failure = out.err

@@ -211,7 +211,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	var storedMu sync.Mutex
 	var stored map[string]string // outputs the task left in the datastore
 	l := &Launch{
-		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: pol.env, Decorators: pol.decos, Timeout: pol.timeout,
+		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: taskEnv(pol.env, p.held), Decorators: pol.decos, Timeout: pol.timeout,
 		StdoutPath: r.Store.LogFile(flow, runID, task.Step, task.TaskID, attempt, datastore.Stdout),
 		StderrPath: r.Store.LogFile(flow, runID, task.Step, task.TaskID, attempt, datastore.Stderr),
 		Started: func(pid int) {
