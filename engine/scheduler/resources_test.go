@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
@@ -527,5 +528,45 @@ func TestBadMachineSettingWritesNothing(t *testing.T) {
 	}
 	if runs, _ := store.ListRuns(bg, "F"); len(runs) != 0 {
 		t.Errorf("runs written: %v", runs)
+	}
+}
+
+// BenchmarkForeach200Resources is BenchmarkForeach200 with the splits
+// asking for resources (two fit at a time): the pool's cost per task.
+func BenchmarkForeach200Resources(b *testing.B) {
+	t := &testing.T{}
+	g := resGraph(t, deco("resources", "memory", "4000"))
+	for i := 0; i < b.N; i++ {
+		ex := &fakeExec{steps: map[string]stepFunc{"start": splits(200)}, fast: true}
+		store := datastore.NewLocal(filepath.Join(b.TempDir(), ".metaflow"))
+		r := &Run{Graph: g, Store: store, Exec: ex, Code: []byte("code"), Machine: &Machine{CPUs: 2, MemoryMB: 8000},
+			Opts: Options{MaxWorkers: 4, MaxNumSplits: 200}}
+		if err := r.Prepare(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Execute(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*203), "us/task")
+}
+
+// BenchmarkPickFull10000: a pick when the machine is full and 10,000 splits
+// wait (the worst scan: one per task that ends).
+func BenchmarkPickFull10000(b *testing.B) {
+	d := taskDemand{req: Request{CPU: 1, MemoryMB: 4000}, local: true}
+	p := newMachinePool(Machine{CPUs: 2, MemoryMB: 8000})
+	p.take(d)
+	p.take(d)
+	queue := make([]*pending, 10000)
+	for i := range queue {
+		queue[i] = &pending{step: "work"}
+	}
+	demands := map[string]taskDemand{"work": d}
+	at := func(i int) (taskDemand, string) { return demands[queue[i].step], queue[i].step }
+	for i := 0; i < b.N; i++ {
+		if j, _ := p.pick(len(queue), at); j >= 0 {
+			b.Fatal("picked on a full machine")
+		}
 	}
 }
