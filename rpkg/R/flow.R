@@ -197,10 +197,19 @@ parse_python_dict <- function(txt) {
 #'
 #' \code{batch()} runs the step as an AWS Batch job of this size, in this
 #' queue and image; \code{resources()} sizes the step's Batch job when the
-#' flow runs with \code{--with batch} (\code{run(batch = TRUE)}) and is only
-#' recorded for local runs. When a step has both, the larger of each value
-#' is used. Defaults are those of the documentation: 1 CPU, 4000 MB of
-#' memory, no GPU.
+#' flow runs with \code{--with batch} (\code{run(batch = TRUE)}). When a step
+#' has both, the larger of each value is used. Defaults are those of the
+#' documentation: 1 CPU, 4000 MB of memory, no GPU.
+#'
+#' Locally, \code{resources()} sizes are honoured: the step's tasks run
+#' beside others only while what they all ask for fits the machine (with
+#' \code{--max-workers} still the upper bound), a task asking for GPUs gets
+#' its own in \code{CUDA_VISIBLE_DEVICES}, and a step asking for more than
+#' the machine has is warned about before the run starts and runs alone.
+#' Steps without \code{resources()} are bounded by \code{--max-workers}
+#' only. The environment variables \code{METAFLOW_LOCAL_CPUS},
+#' \code{METAFLOW_LOCAL_MEMORY} (MB) and \code{METAFLOW_LOCAL_GPUS} set the
+#' machine's size instead of what is detected.
 #'
 #' @param cpu number of CPUs.
 #' @param gpu number of GPUs.
