@@ -142,9 +142,9 @@ func listing(xs []string) string {
 	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
 }
 
-// planResources works out each step's taskDemand on the machine (Run.Machine,
-// detected when nil) and the warnings for steps that ask for more than it
-// has. Nothing is written.
+// planResources works out what each step's tasks take from the machine
+// (Run.Machine, detected when nil) and the warnings for steps that ask for
+// more than it has. Nothing is written.
 func (r *Run) planResources() error {
 	if r.Machine == nil {
 		m, err := LocalMachine()
