@@ -42,8 +42,8 @@ type Machine struct {
 	GPUs []string
 }
 
-// Request is what a task asks of the machine.
-type Request struct {
+// ResourceRequest is what a task asks of the machine.
+type ResourceRequest struct {
 	CPU      float64
 	MemoryMB float64
 	GPU      int
@@ -58,8 +58,8 @@ const (
 // StepRequest is what a step's merged decorators (its own and --with) ask
 // for, and whether they ask at all: the larger of the resources and batch
 // decorators' values, as on Batch.
-func StepRequest(decos map[string]graph.Decorator) (Request, bool) {
-	var q Request
+func StepRequest(decos map[string]graph.Decorator) (ResourceRequest, bool) {
+	var q ResourceRequest
 	asked := false
 	num := func(d graph.Decorator, k string, def float64) float64 {
 		if f, err := strconv.ParseFloat(d.Args[k], 64); err == nil && f >= 0 && !math.IsInf(f, 0) {
@@ -83,7 +83,7 @@ func StepRequest(decos map[string]graph.Decorator) (Request, bool) {
 // taskDemand is what one task takes from the machine while it runs. The zero
 // value takes nothing (a task on a remote executor, a cloned task).
 type taskDemand struct {
-	req Request
+	req ResourceRequest
 	// local: the task runs on this machine (an oversize task waits for
 	// every local task to end).
 	local bool
@@ -94,7 +94,7 @@ type taskDemand struct {
 
 // exceeds names what q asks for beyond m, and what m has of it (for the
 // warning); none when q fits.
-func (m Machine) exceeds(q Request) (asks, has []string) {
+func (m Machine) exceeds(q ResourceRequest) (asks, has []string) {
 	if q.CPU > m.CPUs+sizeEps {
 		asks = append(asks, fmtCount(q.CPU, "CPU"))
 		has = append(has, fmtCount(m.CPUs, "CPU"))
@@ -228,7 +228,7 @@ func newMachinePool(m Machine) *machinePool {
 // lack names the resources q lacks now.
 type lack struct{ cpu, mem, gpu bool }
 
-func (p *machinePool) lacks(q Request) lack {
+func (p *machinePool) lacks(q ResourceRequest) lack {
 	return lack{
 		cpu: q.CPU > 0 && p.cpu+q.CPU > p.m.CPUs+sizeEps,
 		mem: q.MemoryMB > 0 && p.m.MemoryMB > 0 && p.mem+q.MemoryMB > p.m.MemoryMB+sizeEps,

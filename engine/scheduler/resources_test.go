@@ -143,14 +143,14 @@ func TestStepRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		decos []graph.Decorator
-		want  Request
+		want  ResourceRequest
 		asked bool
 	}{
-		{"no decorator asks for nothing", []graph.Decorator{d("retry", "times", "2")}, Request{}, false},
-		{"resources with Metaflow's defaults", []graph.Decorator{d("resources", "gpu", "1")}, Request{CPU: 1, MemoryMB: 4000, GPU: 1}, true},
-		{"resources as given", []graph.Decorator{d("resources", "cpu", "0.5", "memory", "60000")}, Request{CPU: 0.5, MemoryMB: 60000}, true},
+		{"no decorator asks for nothing", []graph.Decorator{d("retry", "times", "2")}, ResourceRequest{}, false},
+		{"resources with Metaflow's defaults", []graph.Decorator{d("resources", "gpu", "1")}, ResourceRequest{CPU: 1, MemoryMB: 4000, GPU: 1}, true},
+		{"resources as given", []graph.Decorator{d("resources", "cpu", "0.5", "memory", "60000")}, ResourceRequest{CPU: 0.5, MemoryMB: 60000}, true},
 		{"the larger of resources and batch", []graph.Decorator{d("resources", "cpu", "4", "memory", "1000"), d("batch", "cpu", "2", "memory", "8000", "gpu", "2")},
-			Request{CPU: 4, MemoryMB: 8000, GPU: 2}, true},
+			ResourceRequest{CPU: 4, MemoryMB: 8000, GPU: 2}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			decos := map[string]graph.Decorator{}
@@ -169,11 +169,11 @@ func TestStepRequest(t *testing.T) {
 func TestMachinePoolPick(t *testing.T) {
 	m := Machine{CPUs: 4, MemoryMB: 8000, GPUs: []string{"0", "1"}}
 	req := func(cpu, mem float64, gpu int) taskDemand {
-		return taskDemand{req: Request{CPU: cpu, MemoryMB: mem, GPU: gpu}, local: true}
+		return taskDemand{req: ResourceRequest{CPU: cpu, MemoryMB: mem, GPU: gpu}, local: true}
 	}
 	plain := taskDemand{local: true} // a step without resources
 	remote := taskDemand{}
-	alone := taskDemand{req: Request{CPU: 1, MemoryMB: 60000}, local: true, alone: true}
+	alone := taskDemand{req: ResourceRequest{CPU: 1, MemoryMB: 60000}, local: true, alone: true}
 	gpu1 := req(1, 1000, 1)
 	type task struct {
 		step string
@@ -204,7 +204,7 @@ func TestMachinePoolPick(t *testing.T) {
 		{"nothing local passes a waiting oversize task", []taskDemand{plain}, []task{{"big", alone}, {"b", plain}}, -1, nil},
 		{"but remote tasks do", []taskDemand{plain}, []task{{"big", alone}, {"b", plain}, {"r", remote}}, 2, nil},
 		{"an oversize task runs on an empty machine, with every GPU", []taskDemand{remote},
-			[]task{{"big", taskDemand{req: Request{CPU: 1, MemoryMB: 10, GPU: 3}, local: true, alone: true}}}, 0, []string{"0", "1"}},
+			[]task{{"big", taskDemand{req: ResourceRequest{CPU: 1, MemoryMB: 10, GPU: 3}, local: true, alone: true}}}, 0, []string{"0", "1"}},
 		{"nothing local starts beside an oversize task", []taskDemand{alone}, []task{{"b", plain}, {"r", remote}}, 1, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,7 +226,7 @@ func TestMachinePoolPick(t *testing.T) {
 // What is taken is given back: GPUs return lowest first, sums to zero.
 func TestMachinePoolGivesBack(t *testing.T) {
 	p := newMachinePool(Machine{CPUs: 1, MemoryMB: 100, GPUs: []string{"0", "1", "2"}})
-	d := taskDemand{req: Request{CPU: 0.1, MemoryMB: 10, GPU: 1}, local: true}
+	d := taskDemand{req: ResourceRequest{CPU: 0.1, MemoryMB: 10, GPU: 1}, local: true}
 	var gs []*machineGrant
 	for i := 0; i < 3; i++ {
 		gs = append(gs, p.take(d))
@@ -268,7 +268,7 @@ func resGraph(t *testing.T, decos ...graph.Decorator) *graph.Graph {
 type resExec struct {
 	*fakeExec
 	m     Machine
-	req   map[string]Request
+	req   map[string]ResourceRequest
 	alone string
 	wait  int
 
@@ -283,7 +283,7 @@ type resExec struct {
 	reachOnce sync.Once
 }
 
-func newResExec(m Machine, req map[string]Request) *resExec {
+func newResExec(m Machine, req map[string]ResourceRequest) *resExec {
 	return &resExec{fakeExec: &fakeExec{steps: map[string]stepFunc{"start": splits(8)}}, m: m, req: req,
 		running: map[string]int{}, gpus: map[string]bool{}, cuda: map[string][]string{}, reached: make(chan struct{})}
 }
@@ -371,7 +371,7 @@ func TestResourcesBoundLocalConcurrency(t *testing.T) {
 		name       string
 		m          Machine
 		decos      []graph.Decorator
-		req        Request // work's, as the executor counts it
+		req        ResourceRequest // work's, as the executor counts it
 		maxWorkers int
 		alone      bool
 		wait       int // tasks of work that must run together
@@ -380,31 +380,31 @@ func TestResourcesBoundLocalConcurrency(t *testing.T) {
 		warnings   []string
 	}{
 		{"memory: two of 3000 MB fit in 8000", small, []graph.Decorator{deco("resources", "memory", "3000")},
-			Request{CPU: 1, MemoryMB: 3000}, 16, false, 2, 2, nil, nil},
+			ResourceRequest{CPU: 1, MemoryMB: 3000}, 16, false, 2, 2, nil, nil},
 		{"cpus: two of 3 fit in 8", small, []graph.Decorator{deco("resources", "cpu", "3", "memory", "10")},
-			Request{CPU: 3, MemoryMB: 10}, 16, false, 2, 2, nil, nil},
-		{"--with resources counts too", small, nil, Request{CPU: 1, MemoryMB: 4000}, 16, false, 2, 2, nil, nil},
+			ResourceRequest{CPU: 3, MemoryMB: 10}, 16, false, 2, 2, nil, nil},
+		{"--with resources counts too", small, nil, ResourceRequest{CPU: 1, MemoryMB: 4000}, 16, false, 2, 2, nil, nil},
 		{"--max-workers still bounds", small, []graph.Decorator{deco("resources", "memory", "10")},
-			Request{CPU: 1, MemoryMB: 10}, 3, false, 3, 3, nil, nil},
+			ResourceRequest{CPU: 1, MemoryMB: 10}, 3, false, 3, 3, nil, nil},
 		{"no resources: only --max-workers, even on a tiny machine", Machine{CPUs: 1, MemoryMB: 100}, nil,
-			Request{}, 5, false, 5, 5, nil, nil},
+			ResourceRequest{}, 5, false, 5, 5, nil, nil},
 		{"oversize: alone, one warning", small, []graph.Decorator{deco("resources", "memory", "60000")},
-			Request{}, 16, true, 0, 1, nil, []string{warning}},
+			ResourceRequest{}, 16, true, 0, 1, nil, []string{warning}},
 		{"GPUs: one task per device", Machine{CPUs: 8, MemoryMB: 8000, GPUs: []string{"0", "1"}},
-			[]graph.Decorator{deco("resources", "gpu", "1", "memory", "10")}, Request{CPU: 1, MemoryMB: 10}, 16, false, 2, 2,
+			[]graph.Decorator{deco("resources", "gpu", "1", "memory", "10")}, ResourceRequest{CPU: 1, MemoryMB: 10}, 16, false, 2, 2,
 			[]string{"0", "1"}, nil},
 		{"an environment decorator's CUDA_VISIBLE_DEVICES wins", Machine{CPUs: 8, MemoryMB: 8000, GPUs: []string{"0"}},
 			[]graph.Decorator{deco("resources", "gpu", "1", "memory", "10"), deco("environment", "CUDA_VISIBLE_DEVICES", "7")},
-			Request{CPU: 1, MemoryMB: 10}, 16, false, 1, 1, []string{"7"}, nil},
+			ResourceRequest{CPU: 1, MemoryMB: 10}, 16, false, 1, 1, []string{"7"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ex := newResExec(tc.m, map[string]Request{"work": tc.req})
+			ex := newResExec(tc.m, map[string]ResourceRequest{"work": tc.req})
 			ex.wait = tc.wait
 			if tc.alone {
 				ex.alone = "work"
 			}
 			opts := Options{MaxWorkers: tc.maxWorkers}
-			if tc.decos == nil && tc.req != (Request{}) {
+			if tc.decos == nil && tc.req != (ResourceRequest{}) {
 				opts.With = []graph.Decorator{deco("resources")}
 			}
 			r, _ := newRun(t, resGraph(t, tc.decos...), ex, opts)
@@ -554,7 +554,7 @@ func BenchmarkForeach200Resources(b *testing.B) {
 // BenchmarkPickFull10000: a pick when the machine is full and 10,000 splits
 // wait (the worst scan: one per task that ends).
 func BenchmarkPickFull10000(b *testing.B) {
-	d := taskDemand{req: Request{CPU: 1, MemoryMB: 4000}, local: true}
+	d := taskDemand{req: ResourceRequest{CPU: 1, MemoryMB: 4000}, local: true}
 	p := newMachinePool(Machine{CPUs: 2, MemoryMB: 8000})
 	p.take(d)
 	p.take(d)
