@@ -29,10 +29,8 @@ func TestArtifactReadsCheckedBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.PutArtifacts(ctx, "F", "1", "start", "1", map[string]datastore.Artifact{"x": a}); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.PutTask(ctx, &datastore.Task{Flow: "F", RunID: "1", Step: "start", TaskID: "1", Status: datastore.StatusCompleted}); err != nil {
+	if err := store.PutTask(ctx, &datastore.Task{Flow: "F", RunID: "1", Step: "start", TaskID: "1", Status: datastore.StatusCompleted,
+		Artifacts: map[string]datastore.Artifact{"x": a}}); err != nil {
 		t.Fatal(err)
 	}
 	run := func(args ...string) (string, error) {

@@ -139,7 +139,7 @@ var behaviours = []struct {
 		// A task folder with a log or a Batch job's files only is no task.
 		e.write(AttemptLog("F", "1", "start", "3", 0, Stdout), []byte("a line\n"))
 		e.write(JobFile(JobDir("F", "1", "start", "4", 0, "abcd"), JobSpec), []byte("spec"))
-		if err := e.PutArtifacts(bg, "F", "1", ParamsStep, ParamsTask, map[string]Artifact{}); err != nil {
+		if err := e.PutTask(bg, &Task{Flow: "F", RunID: "1", Step: ParamsStep, TaskID: ParamsTask, Status: StatusCompleted, Artifacts: map[string]Artifact{}}); err != nil {
 			t.Fatal(err)
 		}
 		o := e.other()
@@ -169,11 +169,26 @@ var behaviours = []struct {
 		if got, err := e.GetArtifacts(bg, "F", "1", "start", "1"); err != nil || got == nil || len(got) != 0 {
 			t.Fatalf("GetArtifacts before any = %#v, %v; want empty", got, err)
 		}
-		if err := e.PutArtifacts(bg, "F", "1", "start", "1", arts); err != nil {
+		running := &Task{Flow: "F", RunID: "1", Step: "start", TaskID: "1", Status: StatusRunning}
+		if err := e.PutTask(bg, running); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.other().GetArtifacts(bg, "F", "1", "start", "1"); err != nil || got == nil || len(got) != 0 {
+			t.Fatalf("GetArtifacts of a running task = %#v, %v; want empty", got, err)
+		}
+		done := *running
+		done.Status, done.Artifacts = StatusCompleted, arts
+		if err := e.PutTask(bg, &done); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := e.other().GetArtifacts(bg, "F", "1", "start", "1"); err != nil || !reflect.DeepEqual(got, arts) {
 			t.Fatalf("GetArtifacts = %v, %v; want %v", got, err, arts)
+		}
+		// Runs recorded before records carried the index: _artifacts.json.
+		e.write(TaskRecord("F", "1", "start", "3"), []byte(`{"flow":"F","run_id":"1","step":"start","task_id":"3","status":"completed"}`))
+		e.write(ArtifactIndex("F", "1", "start", "3"), []byte(`{"x":{"sha":"`+arts["x"].SHA+`","size":3}}`))
+		if got, err := e.other().GetArtifacts(bg, "F", "1", "start", "3"); err != nil || !reflect.DeepEqual(got, map[string]Artifact{"x": arts["x"]}) {
+			t.Fatalf("GetArtifacts of an older record = %v, %v", got, err)
 		}
 		if got, err := e.GetPackage(bg, "F", "1"); err != nil || got != nil {
 			t.Fatalf("GetPackage of a run without one = %v, %v; want nil", got, err)
@@ -185,7 +200,7 @@ var behaviours = []struct {
 			t.Fatalf("GetPackage = %v, %v", got, err)
 		}
 		// Torn records are errors naming what they are, never empty.
-		e.write(ArtifactIndex("F", "1", "start", "2"), []byte(`{"x": {"sha"`))
+		e.write(TaskRecord("F", "1", "start", "2"), []byte(`{"status":"completed","artifacts":{"x": {"sha"`))
 		_, err := e.GetArtifacts(bg, "F", "1", "start", "2")
 		if err == nil || !strings.Contains(err.Error(), "artifacts of task F/1/start/2") {
 			t.Errorf("GetArtifacts of a torn index: %v", err)

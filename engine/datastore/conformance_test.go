@@ -295,8 +295,8 @@ var cancellable = []struct {
 		_, err := e.ListTasks(ctx, "F", "1", "s")
 		return err
 	}},
-	{"PutArtifacts", func(ctx context.Context, e *env, _ string) error {
-		return e.PutArtifacts(ctx, "F", "1", "s", "1", map[string]Artifact{})
+	{"PutTask with artifacts", func(ctx context.Context, e *env, _ string) error {
+		return e.PutTask(ctx, &Task{Flow: "F", RunID: "1", Step: "s", TaskID: "1", Status: StatusCompleted, Artifacts: map[string]Artifact{}})
 	}},
 	{"GetArtifacts", func(ctx context.Context, e *env, _ string) error {
 		_, err := e.GetArtifacts(ctx, "F", "1", "s", "1")

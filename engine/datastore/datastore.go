@@ -64,6 +64,10 @@ type Task struct {
 	ClonedFrom   string    `json:"cloned_from,omitempty"`
 	StartedAt    time.Time `json:"started_at"`
 	FinishedAt   time.Time `json:"finished_at,omitempty"`
+	// Artifacts is a completed task's artifact index (name -> blob): the
+	// record that marks the task completed carries it, so one write makes a
+	// task visible with all it can be read for. Nil until then.
+	Artifacts map[string]Artifact `json:"artifacts"`
 }
 
 // Run is a run's metadata (RunRecord).
@@ -138,15 +142,17 @@ type Metadata interface {
 	// ListSteps returns the steps of a run that have a task folder, sorted.
 	ListSteps(ctx context.Context, flow, runID string) ([]string, error)
 
+	// PutTask records a task; a completed task's record carries its
+	// artifact index (Task.Artifacts), stored with it in one atomic write.
 	PutTask(ctx context.Context, t *Task) error
 	GetTask(ctx context.Context, flow, runID, step, taskID string) (*Task, error)
 	// ListTasks returns the ids of a step's tasks that have their record,
 	// in numeric order.
 	ListTasks(ctx context.Context, flow, runID, step string) ([]string, error)
 
-	// PutArtifacts records a task's artifact index; call before marking it
-	// completed. GetArtifacts of a task without one is empty.
-	PutArtifacts(ctx context.Context, flow, runID, step, taskID string, arts map[string]Artifact) error
+	// GetArtifacts is a task's artifact index: its record's, or for runs
+	// recorded before records carried it, its _artifacts.json. A task with
+	// none (running, failed, absent) has an empty one.
 	GetArtifacts(ctx context.Context, flow, runID, step, taskID string) (map[string]Artifact, error)
 
 	// PutPackage records a run's code package: relative path -> blob (put
@@ -196,4 +202,13 @@ type Logs interface {
 	SaveLogs(ctx context.Context, flow, runID, step, taskID string, attempt int) error
 	// ReadLog returns an attempt's stream so far (empty if none).
 	ReadLog(ctx context.Context, flow, runID, step, taskID string, attempt int, stream string) ([]byte, error)
+}
+
+// indexOf is a task's artifact index as its record holds it (empty, never
+// nil, when it holds none).
+func indexOf(t *Task) map[string]Artifact {
+	if t.Artifacts == nil {
+		return map[string]Artifact{}
+	}
+	return t.Artifacts
 }

@@ -240,8 +240,8 @@ func (s *S3) SaveLogs(ctx context.Context, flow, runID, step, taskID string, att
 	defer cancel()
 	for _, stream := range Streams {
 		p := s.cache.LogFile(flow, runID, step, taskID, attempt, stream)
-		if _, err := os.Stat(p); err != nil {
-			continue // nothing was written
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			continue // nothing was written (ReadLog of no object is empty)
 		}
 		if err := s.c.PutFile(ctx, s.bucket, s.key(AttemptLog(flow, runID, step, taskID, attempt, stream)), p); err != nil {
 			return fmt.Errorf("upload %s log: %w", stream, err)

@@ -385,8 +385,11 @@ func (r *Run) commitParams(ctx context.Context) (*taskRef, error) {
 		}
 		arts[p.Name] = a
 	}
-	if err := r.Store.PutArtifacts(ctx, flow, runID, datastore.ParamsStep, datastore.ParamsTask, arts); err != nil {
-		return nil, err
+	now := r.Now()
+	rec := &datastore.Task{Flow: flow, RunID: runID, Step: datastore.ParamsStep, TaskID: datastore.ParamsTask,
+		Status: datastore.StatusCompleted, ForeachCount: -1, StartedAt: now, FinishedAt: now, Artifacts: arts}
+	if err := r.Store.PutTask(ctx, rec); err != nil {
+		return nil, fmt.Errorf("store the parameters: %w", err)
 	}
 	return &taskRef{step: datastore.ParamsStep, id: datastore.ParamsTask, arts: arts, foreachCount: -1}, nil
 }

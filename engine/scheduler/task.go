@@ -171,6 +171,10 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	}
 }
 
+// RunningRecordAfter is how long an attempt runs before its running record
+// is written (a variable for tests).
+var RunningRecordAfter = time.Second
+
 // errFatal marks failures that catch must not hide (broken engine state).
 var errFatal = errors.New("engine error")
 
@@ -196,9 +200,19 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	task.Attempts = append(task.Attempts, at)
 	cur := &task.Attempts[len(task.Attempts)-1]
 	task.Status = datastore.StatusRunning
-	if err := r.Store.PutTask(rec, task); err != nil {
-		return nil, fmt.Errorf("%w: %v", errFatal, err)
-	}
+	// The running record is written only once the attempt has run for
+	// RunningRecordAfter: most tasks end sooner, and every record is a
+	// write (an S3 PUT), so their final record is the only one. recMu
+	// guards task while the timer may be writing it.
+	var recMu sync.Mutex
+	ended := false
+	runningRec := time.AfterFunc(RunningRecordAfter, func() {
+		recMu.Lock()
+		defer recMu.Unlock()
+		if !ended {
+			_ = r.Store.PutTask(rec, task)
+		}
+	})
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	if pol.timeout > 0 {
 		actx, cancel = context.WithTimeout(ctx, pol.timeout)
@@ -215,14 +229,17 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		StdoutPath: r.Store.LogFile(flow, runID, task.Step, task.TaskID, attempt, datastore.Stdout),
 		StderrPath: r.Store.LogFile(flow, runID, task.Step, task.TaskID, attempt, datastore.Stderr),
 		Started: func(pid int) {
+			recMu.Lock()
 			cur.PID = pid
-			_ = r.Store.PutTask(rec, task)
+			recMu.Unlock()
 			r.taskSay(task, "Task is starting.")
 		},
 		Datastore: r.Store.Location(),
 		Blobs:     r.Store,
 		Submitted: func(jobID, logsURL string) {
+			recMu.Lock()
 			cur.JobID, cur.LogsURL = jobID, logsURL
+			recMu.Unlock()
 		},
 		Stored: func(outputs map[string]string) {
 			storedMu.Lock()
@@ -240,13 +257,25 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	}
 	code, runErr := exec.Run(actx, l)
 	stopSaving()
+	runningRec.Stop()
+	recMu.Lock() // waits for a running record being written; task is ours from here
+	ended = true
+	defer recMu.Unlock()
 	cur.FinishedAt, cur.ExitCode = r.Now(), code
-	if err := r.Store.SaveLogs(rec, flow, runID, task.Step, task.TaskID, attempt); err != nil {
-		r.taskSay(task, "Warning: the task's logs were not saved: %v", err)
-	}
+	// The logs are saved while the outputs are stored (two uploads at once
+	// on S3), and before the final record.
+	logsSaved := make(chan struct{})
+	go func() {
+		defer close(logsSaved)
+		if err := r.Store.SaveLogs(rec, flow, runID, task.Step, task.TaskID, attempt); err != nil {
+			r.taskSay(task, "Warning: the task's logs were not saved: %v", err)
+		}
+	}()
+	defer func() { <-logsSaved }()
 	fail := func(msg string) (*taskRef, error) {
 		cur.Status, cur.Error = datastore.StatusFailed, msg
 		task.Status, task.FinishedAt = datastore.StatusFailed, r.Now()
+		<-logsSaved
 		_ = r.Store.PutTask(rec, task)
 		return nil, fmt.Errorf("step %s failed (task %s/%s/%s): %s", task.Step, runID, task.Step, task.TaskID, msg)
 	}
@@ -313,6 +342,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		return fail(fmt.Sprintf("foreach artifact %q was not produced", spec.ForeachVar))
 	}
 	task.ForeachCount = res.ForeachCount
+	<-logsSaved
 	return r.complete(rec, task, p, arts, cur)
 }
 
@@ -348,11 +378,9 @@ func (r *Run) inherited(task *datastore.Task, p *pending) map[string]datastore.A
 }
 
 func (r *Run) complete(ctx context.Context, task *datastore.Task, p *pending, arts map[string]datastore.Artifact, cur *datastore.Attempt) (*taskRef, error) {
-	// Artifacts first, then the completed status: a reader never sees a
-	// completed task whose artifacts are missing.
-	if err := r.Store.PutArtifacts(ctx, task.Flow, task.RunID, task.Step, task.TaskID, arts); err != nil {
-		return nil, fmt.Errorf("%w: %v", errFatal, err)
-	}
+	// One write: the record that marks the task completed carries its
+	// artifact index, so a reader never sees one without the other.
+	task.Artifacts = arts
 	if cur != nil {
 		cur.Status = datastore.StatusCompleted
 	}

@@ -264,14 +264,49 @@ func (c *Client) PutReader(ctx context.Context, bucket, key string, r io.Reader)
 	return nil
 }
 
-// PutFileIfMissing uploads a file unless the key exists (a HEAD first): for
-// content-addressed keys, where an existing object has the same bytes.
+// PutFileIfMissing uploads a file unless the key exists: for
+// content-addressed keys, where an existing object has the same bytes. A
+// file of one part goes up in one conditional PUT (If-None-Match: *; 412
+// means it is there); a larger one is looked for first (a HEAD), so that a
+// blob S3 has is not sent again.
 func (c *Client) PutFileIfMissing(ctx context.Context, bucket, key, path string) error {
-	ok, err := c.Exists(ctx, bucket, key)
-	if err != nil || ok {
+	f, err := os.Open(path)
+	if err != nil {
 		return err
 	}
-	return c.PutFile(ctx, bucket, key, path)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() > PartSize {
+		ok, err := c.Exists(ctx, bucket, key)
+		if err != nil || ok {
+			return err
+		}
+		return c.PutFile(ctx, bucket, key, path)
+	}
+	for attempt := 0; ; attempt++ {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		_, err := c.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: aws.String(bucket), Key: aws.String(key), IfNoneMatch: aws.String("*"),
+			Body: f, ContentLength: aws.Int64(fi.Size()),
+		})
+		switch code := httpStatus(err); {
+		case err == nil, code == 412:
+			return nil
+		case code == 409 && attempt < 5: // another conditional write in flight
+			select {
+			case <-time.After(time.Duration(50<<attempt) * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		default:
+			return s3Err("conditional PUT", bucket, key, err)
+		}
+	}
 }
 
 // GetBytes downloads an object into memory (ErrNotFound if absent).

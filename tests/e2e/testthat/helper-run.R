@@ -208,8 +208,9 @@ task_meta <- function(dir, flow, run_id, step, task_id) {
   read_json_file(mf_path(dir, flow, run_id, step, task_id, "_task.json"))
 }
 
+# A completed task's record carries its artifact index.
 task_artifacts <- function(dir, flow, run_id, step, task_id) {
-  read_json_file(mf_path(dir, flow, run_id, step, task_id, "_artifacts.json"))
+  task_meta(dir, flow, run_id, step, task_id)$artifacts
 }
 
 # ---- expectations ------------------------------------------------------------

@@ -25,6 +25,8 @@ test_that("SIGINT to the client kills every task and fails the run", {
     sum(grepl("sleeper.sh", processes_matching(marker)$args, fixed = TRUE)) >= 3
   }, timeout = 30)
   expect_true(seen, info = paste(processes_matching(marker)$args, collapse = "\n"))
+  # A task is recorded while it runs once it has run for a second.
+  wait_until(function() length(task_ids(dir, "SleepFlowR", "1", "nap")) == 3, timeout = 10)
   ids <- task_ids(dir, "SleepFlowR", "1", "nap")
   expect_length(ids, 3)
   task_pids <- vapply(ids, function(id) {
@@ -67,6 +69,9 @@ test_that("tasks die with the engine that started them (kill -9 of the engine)",
     sum(grepl(task_line_re(1, "nap", "Task is starting\\."), bg_stdout(bg), perl = TRUE)) == 3
   }, timeout = 90)
   expect_true(started, info = paste(c(bg_stdout(bg), bg_stderr(bg)), collapse = "\n"))
+  # A task is recorded while it runs once it has run for a second.
+  recorded <- wait_until(function() length(task_ids(dir, "SleepFlowR", "1", "nap")) == 3, timeout = 10)
+  expect_true(recorded)
   ids <- task_ids(dir, "SleepFlowR", "1", "nap")
   task_pids <- vapply(ids, function(id) {
     a <- task_meta(dir, "SleepFlowR", "1", "nap", id)$attempts

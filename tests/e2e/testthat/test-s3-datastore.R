@@ -35,7 +35,7 @@ test_that("a run's record goes to S3, not to the local datastore", {
   expect_output_match(res, "total is: 2870", fixed = TRUE)
   keys <- s3_keys("metaflow/ForeachFlowR/1/")
   expect_true("metaflow/ForeachFlowR/1/_run.json" %in% keys, info = paste(keys, collapse = "\n"))
-  expect_true(any(grepl("^metaflow/ForeachFlowR/1/end/[0-9]+/_artifacts.json$", keys)))
+  expect_true(any(grepl("^metaflow/ForeachFlowR/1/end/[0-9]+/_task.json$", keys)))
   expect_equal(sum(grepl("^metaflow/ForeachFlowR/1/work/[0-9]+/_task.json$", keys)), 20)
   expect_true(any(grepl("^metaflow/ForeachFlowR/1/work/[0-9]+/0.stdout$", keys)))
   expect_true(length(s3_keys("metaflow/ForeachFlowR/data/")) > 0)
