@@ -185,9 +185,15 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	// Records are written to the end, also after Ctrl-C (each within the
 	// store's deadline for a record); blob transfers stop with ctx.
 	rec := context.WithoutCancel(ctx)
+	// The task cannot start where its folder or record cannot be written
+	// (a full or read-only datastore): the run fails with that cause.
+	cannot := func(err error) (*taskRef, error) {
+		r.taskSay(task, "Task failed: %v", err)
+		return nil, fatalError{fmt.Errorf("step %s failed (task %s/%s/%s): %w", task.Step, runID, task.Step, task.TaskID, err)}
+	}
 	outDir, err := r.stagingDir(ctx, task.Step+"-"+task.TaskID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errFatal, err)
+		return cannot(err)
 	}
 	defer os.RemoveAll(outDir)
 	spec.Attempt, spec.OutputDir = attempt, outDir
@@ -203,7 +209,10 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	cur := &task.Attempts[len(task.Attempts)-1]
 	task.Status = datastore.StatusRunning
 	if err := r.Store.PutTask(rec, task); err != nil {
-		return nil, fmt.Errorf("%w: %v", errFatal, err)
+		// Not recorded as running: as it was (none, or a failed attempt).
+		task.Attempts = task.Attempts[:len(task.Attempts)-1]
+		task.Status = datastore.StatusFailed
+		return cannot(fmt.Errorf("record the start of task %s/%s/%s/%s: %w", flow, runID, task.Step, task.TaskID, err))
 	}
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	if pol.timeout > 0 {
