@@ -34,9 +34,9 @@ func leftovers(t *testing.T, root string) []string {
 func TestLocalWritesOnAFullOrReadOnlyDiskNameTheCause(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
-		name  string
-		errno syscall.Errno
-		cause string
+		name   string
+		errno  syscall.Errno
+		cause  string
 		break_ func(t *testing.T, dir string) (repair func())
 	}{
 		{"full", syscall.ENOSPC, "no space left on device", func(t *testing.T, dir string) func() {
