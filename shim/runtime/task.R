@@ -300,6 +300,8 @@ local({
   # one stops the write, the partial file is removed and the task fails with
   # the OS's reason.
   rt$write_checked <- function(path, write) {
+    op <- options(warn = 1)  # a step's options(warn = 2) would turn it into another error
+    on.exit(options(op))
     warned <- NULL
     tryCatch(withCallingHandlers(write(), warning = function(w) {
       if (!is.null(warned)) invokeRestart("muffleWarning")  # a close while unwinding
