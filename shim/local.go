@@ -188,6 +188,16 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 		errR.Close()
 		<-drained
 	}
+	if werr == nil {
+		// A task whose log could not be written (a full, read-only or
+		// failing datastore) fails with that cause; a failed task keeps its
+		// own error, which its console lines have shown.
+		for _, lg := range []*logFile{outLog, errLog} {
+			if lg.err != nil {
+				return 0, fmt.Errorf("the task's log: %w", lg.err)
+			}
+		}
+	}
 	if werr != nil {
 		var ee *exec.ExitError
 		if errors.As(werr, &ee) {
@@ -201,7 +211,7 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	return 0, nil
 }
 
-func createLog(path string) (*os.File, error) {
+func createLog(path string) (*logFile, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create log folder: %w", err)
 	}
@@ -209,7 +219,22 @@ func createLog(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create log: %w", err)
 	}
-	return f, nil
+	return &logFile{File: f}, nil
+}
+
+// logFile is a task's log file that remembers its first failed write (the
+// pump goes on: the console still gets every line).
+type logFile struct {
+	*os.File
+	err error
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	n, err := l.File.Write(p)
+	if err != nil && l.err == nil {
+		l.err = err
+	}
+	return n, err
 }
 
 // MaxConsoleLine is the longest line handed to the console: a longer one is

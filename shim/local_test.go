@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,6 +186,38 @@ func TestPumpCutsLongConsoleLines(t *testing.T) {
 				if got[i] != tc.want[i] {
 					t.Fatalf("line %d = %.80q... (%d bytes), want %.80q... (%d bytes)", i, got[i], len(got[i]), tc.want[i], len(tc.want[i]))
 				}
+			}
+		})
+	}
+}
+
+// A log that cannot be written (here /dev/full: every write is ENOSPC)
+// fails a task that otherwise succeeded, with that cause; the console
+// still gets every line; a task that failed keeps its own failure.
+func TestLogWriteFailureFailsTheTask(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("skipped: no /dev/full here")
+	}
+	ex := &Local{RuntimeDir: t.TempDir(), KillGrace: time.Second}
+	cases := []struct {
+		name, body string
+		code       int
+		errPart    string
+	}{
+		{"succeeded", "echo out; echo err >&2", 0, "the task's log: write /dev/full: no space left on device"},
+		{"failed", "echo out; exit 3", 3, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var cap captured
+			l := launch(t, fakeRscript(t, c.body), &cap)
+			l.StdoutPath = "/dev/full"
+			code, err := ex.Run(context.Background(), l)
+			if code != c.code || (c.errPart == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.errPart)) {
+				t.Fatalf("code=%d err=%v, want code %d err containing %q", code, err, c.code, c.errPart)
+			}
+			if !slices.Contains(cap.lines, "out") { // stdout and stderr race: no order
+				t.Fatalf("console lines %q, want the task's output", cap.lines)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package datastore
 
 import (
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -22,15 +23,25 @@ const heartbeatTimeFmt = "2006-01-02 15:04:05 MST"
 // and was created longer ago than that) lost its engine (killed, machine
 // lost): it is reported failed, with the error "its engine stopped (last
 // heartbeat at T)", and so is each of tasks (tasks of run) still recorded
-// as running, with its last attempt. Nothing is written: the records stay
-// as the engine left them. Settle reports whether run's engine stopped.
+// as running, with its last attempt. A run that failed (recorded so, or
+// noted by NoteUnrecordedEnd in this process) has no running task either:
+// a task still recorded as running is read as failed, its end unrecorded.
+// Nothing is written: the records stay as the engine left them. Settle
+// reports whether run's engine stopped.
 //
 // The run is settled by the first call (make it before settling tasks
 // concurrently); later calls only settle tasks. Completed and failed runs,
-// and runs whose heartbeat is fresh, are untouched, as are their tasks.
+// and runs whose heartbeat is fresh, are untouched, and so are the tasks of
+// completed and running runs.
 func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 	if run == nil {
 		return false
+	}
+	if run.Status == StatusRunning {
+		if end, ok := unrecorded.Load(endKeyOf(run)); ok { // ended here, not yet recorded
+			e := end.(Run)
+			run.Status, run.Error, run.FinishedAt = e.Status, e.Error, e.FinishedAt
+		}
 	}
 	if !run.engineStopped && run.Status == StatusRunning {
 		interval := DefaultHeartbeat
@@ -48,8 +59,15 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 			run.FinishedAt = last
 		}
 	}
-	if !run.engineStopped {
+	if run.Status != StatusFailed {
 		return false
+	}
+	// A failed run has no running task: one still recorded as running was
+	// killed with its engine, or its end could not be written (a full,
+	// read-only or failing datastore).
+	why := "killed: " + run.Error
+	if !run.engineStopped {
+		why = "the run failed before the task's end could be recorded: " + run.Error
 	}
 	for _, t := range tasks {
 		if t == nil || t.Status != StatusRunning {
@@ -61,8 +79,31 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 		}
 		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].Status == StatusRunning {
 			a := &t.Attempts[n-1]
-			a.Status, a.Error = StatusFailed, "killed: "+run.Error
+			a.Status, a.Error = StatusFailed, why
 		}
 	}
-	return true
+	return run.engineStopped
 }
+
+// unrecorded holds the ends of runs this process ran whose final record
+// could not be written (the datastore full, read-only or failing), so that
+// its own readers (Settle) see them ended while the engine tries the write
+// again; other processes see them failed once their heartbeat is stale.
+var unrecorded sync.Map // endKey -> Run
+
+// endKey names a run across datastores: its creation time tells apart
+// runs of the same name in two stores.
+type endKey struct {
+	flow, runID string
+	created     int64
+}
+
+func endKeyOf(r *Run) endKey { return endKey{r.Flow, r.RunID, r.CreatedAt.UnixNano()} }
+
+// NoteUnrecordedEnd makes Settle in this process read run (recorded as
+// running) as it ended: with run's status, error and end time.
+func NoteUnrecordedEnd(run *Run) { unrecorded.Store(endKeyOf(run), *run) }
+
+// ForgetUnrecordedEnd drops what NoteUnrecordedEnd noted, once the run's
+// end is recorded.
+func ForgetUnrecordedEnd(run *Run) { unrecorded.Delete(endKeyOf(run)) }

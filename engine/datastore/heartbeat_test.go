@@ -25,6 +25,7 @@ func TestSettleTakesRunsWithAStaleHeartbeatForFailed(t *testing.T) {
 		{"completed run untouched", Run{Status: StatusCompleted, CreatedAt: ago(time.Hour), HeartbeatAt: ago(time.Hour), FinishedAt: ago(time.Hour)}, false, ""},
 		{"failed run untouched", Run{Status: StatusFailed, Error: "step a failed", CreatedAt: ago(time.Hour), HeartbeatAt: ago(time.Hour)}, false, ""},
 	}
+	failedRun := func(r Run) bool { return r.Status == StatusFailed }
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			run := tc.run
@@ -40,6 +41,13 @@ func TestSettleTakesRunsWithAStaleHeartbeatForFailed(t *testing.T) {
 			if !tc.stopped {
 				if run.Status != before.Status || run.Error != before.Error || !run.FinishedAt.Equal(before.FinishedAt) {
 					t.Fatalf("run changed: %+v, was %+v", run, before)
+				}
+				if failedRun(before) { // its tasks have ended, recorded or not
+					if running.Status != StatusFailed || !strings.Contains(running.Attempts[0].Error,
+						"the run failed before the task's end could be recorded: step a failed") {
+						t.Fatalf("running task of a failed run not failed: %+v", running)
+					}
+					return
 				}
 				if running.Status != StatusRunning || running.Attempts[0].Status != StatusRunning {
 					t.Fatalf("task of a live run changed: %+v", running)
@@ -79,5 +87,38 @@ func TestTaskStagingNames(t *testing.T) {
 		if run != tc.run || ok != tc.ok {
 			t.Errorf("TaskStagingRun(%q) = %q, %v; want %q, %v", tc.name, run, ok, tc.run, tc.ok)
 		}
+	}
+}
+
+// A run whose end this process could not record reads as ended here (with
+// its tasks) at once, and as recorded once forgotten.
+func TestSettleReadsAnUnrecordedEndOfThisProcess(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := Run{Flow: "F", RunID: "3", Status: StatusRunning, CreatedAt: now.Add(-time.Minute), HeartbeatAt: now, HeartbeatSeconds: 10}
+	end := rec
+	end.Status, end.Error, end.FinishedAt = StatusFailed, "store artifact x: no space left on device", now
+	NoteUnrecordedEnd(&end)
+	defer ForgetUnrecordedEnd(&end)
+
+	other := rec
+	other.CreatedAt = rec.CreatedAt.Add(time.Second) // same name, another store
+	if Settle(now, &other); other.Status != StatusRunning {
+		t.Fatalf("another run of the same name was settled: %+v", other)
+	}
+	run := rec
+	task := &Task{Status: StatusRunning, Attempts: []Attempt{{Status: StatusRunning}}}
+	if Settle(now, &run, task) {
+		t.Fatal("Settle says the engine stopped; it is alive")
+	}
+	if run.Status != StatusFailed || run.Error != end.Error || !run.FinishedAt.Equal(now) {
+		t.Fatalf("run not read as it ended: %+v", run)
+	}
+	if task.Status != StatusFailed || !strings.Contains(task.Attempts[0].Error, "no space left on device") {
+		t.Fatalf("its running task not read as failed: %+v", task)
+	}
+	ForgetUnrecordedEnd(&end)
+	run = rec
+	if Settle(now, &run); run.Status != StatusRunning {
+		t.Fatalf("a forgotten end still read: %+v", run)
 	}
 }

@@ -52,10 +52,15 @@ func (l *Local) NewRun(ctx context.Context, run *Run) error {
 	}
 	for tries := 0; tries < 1000; tries++ {
 		id := strconv.Itoa(next)
-		err := os.Mkdir(l.path(RunDir(run.Flow, id)), 0o755)
+		dir := l.path(RunDir(run.Flow, id))
+		err := os.Mkdir(dir, 0o755)
 		if err == nil {
 			run.RunID = id
-			return l.PutRun(ctx, run)
+			if err := l.PutRun(ctx, run); err != nil {
+				os.Remove(dir) // no run folder without its record (a full disk)
+				return err
+			}
+			return nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create run folder: %w", err)

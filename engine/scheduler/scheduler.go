@@ -145,10 +145,49 @@ func (r *Run) Execute(ctx context.Context) error {
 	}
 	// Recorded also when ctx was cancelled (Ctrl-C): the run's end must be
 	// written (within the store's own deadline for a record).
-	if perr := r.Store.PutRun(context.WithoutCancel(ctx), r.meta); perr != nil && err == nil {
-		err = perr
+	if perr := r.Store.PutRun(context.WithoutCancel(ctx), r.meta); perr != nil {
+		perr = fmt.Errorf("record the end of run %s/%s: %w", r.meta.Flow, r.meta.RunID, perr)
+		if err == nil { // what the user is told is what is recorded: failed
+			err = perr
+			r.meta.Status, r.meta.Error = datastore.StatusFailed, perr.Error()
+		}
+		r.recordEndLater(ctx, perr)
 	}
 	return err
+}
+
+// EndRetryWait and EndRetryFor pace the writes of a run's end that failed
+// (EndRetryWait doubles up to 30 s); tests shorten them.
+var (
+	EndRetryWait = time.Second
+	EndRetryFor  = time.Hour
+)
+
+// recordEndLater tries the run's final record again in the background
+// (space may come back, a file system be remounted) until it is written or
+// EndRetryFor has passed. Meanwhile readers in this process see the run
+// ended (datastore.NoteUnrecordedEnd), and others see it failed once its
+// heartbeat, stopped, is stale.
+func (r *Run) recordEndLater(ctx context.Context, cause error) {
+	end := *r.meta
+	datastore.NoteUnrecordedEnd(&end)
+	interval := time.Duration(end.HeartbeatSeconds * float64(time.Second))
+	if interval <= 0 {
+		interval = HeartbeatInterval
+	}
+	r.say("Warning: %v. The engine tries again while it runs; elsewhere the run reads as failed %s after its last heartbeat.",
+		cause, datastore.StaleBeats*interval)
+	go func() {
+		wait, until := EndRetryWait, time.Now().Add(EndRetryFor)
+		for time.Now().Before(until) {
+			time.Sleep(wait)
+			if r.Store.PutRun(context.WithoutCancel(ctx), &end) == nil {
+				datastore.ForgetUnrecordedEnd(&end)
+				return
+			}
+			wait = min(2*wait, 30*time.Second)
+		}
+	}()
 }
 
 // heartbeat refreshes the run record's heartbeat every HeartbeatInterval

@@ -178,14 +178,26 @@ var RunningRecordAfter = time.Second
 // errFatal marks failures that catch must not hide (broken engine state).
 var errFatal = errors.New("engine error")
 
+// fatalError marks err as errFatal without changing its message.
+type fatalError struct{ error }
+
+func (e fatalError) Is(target error) bool { return target == errFatal }
+func (e fatalError) Unwrap() error        { return e.error }
+
 func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec, p *pending, attempt int, pol stepPolicy) (*taskRef, error) {
 	flow, runID := task.Flow, task.RunID
 	// Records are written to the end, also after Ctrl-C (each within the
 	// store's deadline for a record); blob transfers stop with ctx.
 	rec := context.WithoutCancel(ctx)
+	// The task cannot start where its folder or record cannot be written
+	// (a full or read-only datastore): the run fails with that cause.
+	cannot := func(err error) (*taskRef, error) {
+		r.taskSay(task, "Task failed: %v", err)
+		return nil, fatalError{fmt.Errorf("step %s failed (task %s/%s/%s): %w", task.Step, runID, task.Step, task.TaskID, err)}
+	}
 	outDir, err := r.stagingDir(ctx, task.Step+"-"+task.TaskID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errFatal, err)
+		return cannot(err)
 	}
 	defer os.RemoveAll(outDir)
 	spec.Attempt, spec.OutputDir = attempt, outDir
@@ -224,6 +236,10 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	}
 	var storedMu sync.Mutex
 	var stored map[string]string // outputs the task left in the datastore
+	// The runtime's last error line: the error when its staging folder
+	// could not take the error file (a read-only or full file system).
+	var lastErrMu sync.Mutex
+	var lastErr string
 	l := &Launch{
 		Spec: spec, Rscript: r.Opts.Rscript, Workdir: r.Opts.Workdir, Env: taskEnv(pol.env, p.held), Decorators: pol.decos, Timeout: pol.timeout,
 		StdoutPath: r.Store.LogFile(flow, runID, task.Step, task.TaskID, attempt, datastore.Stdout),
@@ -247,6 +263,11 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			stored = outputs
 		},
 		Line: func(stderr bool, text string) {
+			if stderr && strings.HasPrefix(text, "Error") {
+				lastErrMu.Lock()
+				lastErr = text
+				lastErrMu.Unlock()
+			}
 			r.emit(stderr, r.stamp()+" "+r.prefix(task)+" "+text)
 		},
 		Package: r.pkg,
@@ -273,10 +294,13 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	}()
 	defer func() { <-logsSaved }()
 	fail := func(msg string) (*taskRef, error) {
+		// What the task staged goes first: on a full disk it holds the
+		// space the failure's record needs.
+		os.RemoveAll(outDir)
 		cur.Status, cur.Error = datastore.StatusFailed, msg
 		task.Status, task.FinishedAt = datastore.StatusFailed, r.Now()
 		<-logsSaved
-		_ = r.Store.PutTask(rec, task)
+		r.putEnd(rec, task)
 		return nil, fmt.Errorf("step %s failed (task %s/%s/%s): %s", task.Step, runID, task.Step, task.TaskID, msg)
 	}
 	switch {
@@ -291,8 +315,14 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		return fail(runErr.Error())
 	case code != 0:
 		msg := fmt.Sprintf("exit status %d", code)
-		if b, err := os.ReadFile(filepath.Join(outDir, ErrorFile)); err == nil && len(b) > 0 {
+		if b, err := os.ReadFile(filepath.Join(outDir, ErrorFile)); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			msg = strings.TrimSpace(string(b))
+		} else {
+			lastErrMu.Lock()
+			if lastErr != "" {
+				msg = strings.TrimPrefix(lastErr, "Error: ")
+			}
+			lastErrMu.Unlock()
 		}
 		r.taskSay(task, "Task failed.")
 		return fail(msg)
@@ -306,6 +336,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			"did the step call quit()? A step ends by returning, or fails with stop()", task.Step))
 	}
 	if err != nil {
+		r.taskSay(task, "Task failed: %v", err)
 		return fail(err.Error())
 	}
 	arts := r.inherited(task, p)
@@ -334,7 +365,9 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 			return fail("killed: the run was interrupted")
 		}
 		if err != nil {
-			return fail(fmt.Sprintf("store artifact %s: %v", name, err))
+			msg := fmt.Sprintf("store artifact %s of %s/%s/%s/%s: %v", name, flow, runID, task.Step, task.TaskID, err)
+			r.taskSay(task, "Task failed: %s", msg)
+			return fail(msg)
 		}
 		arts[name] = a
 	}
@@ -344,6 +377,16 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	task.ForeachCount = res.ForeachCount
 	<-logsSaved
 	return r.complete(rec, task, p, arts, cur)
+}
+
+// putEnd records a task's failure. When that write fails too (the
+// datastore is full, read-only or failing), the record stays "running" and
+// readers take it for failed once the run's end is known
+// (datastore.Settle); the console says so.
+func (r *Run) putEnd(ctx context.Context, task *datastore.Task) {
+	if err := r.Store.PutTask(ctx, task); err != nil {
+		r.taskSay(task, "Warning: the task's failure could not be recorded (readers see it failed once the run has ended): %v", err)
+	}
 }
 
 // adopt returns the artifact of a blob an executor's task put in the
@@ -385,8 +428,18 @@ func (r *Run) complete(ctx context.Context, task *datastore.Task, p *pending, ar
 		cur.Status = datastore.StatusCompleted
 	}
 	task.Status, task.FinishedAt = datastore.StatusCompleted, r.Now()
-	if err := r.Store.PutTask(ctx, task); err != nil {
-		return nil, fmt.Errorf("%w: %v", errFatal, err)
+	if perr := r.Store.PutTask(ctx, task); perr != nil {
+		err := fmt.Errorf("record the end of task %s/%s/%s/%s: %w", task.Flow, task.RunID, task.Step, task.TaskID, perr)
+		// The task ran but its end is not recorded: it failed (not left
+		// "running"), and catch must not hide it.
+		r.taskSay(task, "Task failed: %v", err)
+		if cur != nil {
+			cur.Status, cur.Error = datastore.StatusFailed, err.Error()
+		}
+		task.Artifacts = nil
+		task.Status, task.FinishedAt = datastore.StatusFailed, r.Now()
+		r.putEnd(ctx, task)
+		return nil, fatalError{fmt.Errorf("step %s failed (task %s/%s/%s): %w", task.Step, task.RunID, task.Step, task.TaskID, err)}
 	}
 	if task.ForeachCount >= 0 && r.Graph.Steps[task.Step].Foreach != "" {
 		r.taskSay(task, "Foreach yields %d child steps.", task.ForeachCount)

@@ -190,9 +190,12 @@ local({
 
   spec <- rt$spec
   fail <- function(msg, calls = NULL) {
-    writeLines(msg, file.path(spec$output_dir, "_error.txt"))
+    # Where the staging folder cannot be written either (read-only), the
+    # engine takes the error from the stderr line below.
+    tryCatch(suppressWarnings(writeLines(msg, file.path(spec$output_dir, "_error.txt"))),
+             error = function(e) NULL)
     # catch(print_exception = FALSE): the error is kept, not printed.
-    if (isTRUE(spec$quiet_errors)) quit(save = "no", status = 1L)
+    if (isTRUE(spec$quiet_errors)) base::quit(save = "no", status = 1L)
     if (!startsWith(msg, "Error")) msg <- paste("Error:", msg)
     cat(msg, "\n", sep = "", file = stderr())
     if (length(calls)) {
@@ -201,7 +204,7 @@ local({
         cat(sprintf("  %d: %s\n", i, paste(deparse(calls[[i]], width.cutoff = 100L)[1L])), file = stderr())
       }
     }
-    quit(save = "no", status = 1L)
+    base::quit(save = "no", status = 1L)
   }
 
   arts_of <- function(inp) {
@@ -292,6 +295,44 @@ local({
     }, classes = c("externalptr", "connection"), deflt = NULL, how = "unlist")
     if (length(hits)) hits[[1L]] else NULL
   }
+  # R reports a failed write (a full disk, a read-only or failing file
+  # system) as a warning and goes on, leaving a short file: here the first
+  # one stops the write, the partial file is removed and the task fails with
+  # the OS's reason.
+  rt$write_checked <- function(path, write) {
+    op <- options(warn = 1)  # a step's options(warn = 2) would turn it into another error
+    on.exit(options(op))
+    warned <- NULL
+    tryCatch(withCallingHandlers(write(), warning = function(w) {
+      if (!is.null(warned)) invokeRestart("muffleWarning")  # a close while unwinding
+      warned <<- conditionMessage(w)
+      stop(structure(class = c("mf_write_failed", "error", "condition"),
+                     list(message = warned, call = NULL)))
+    }), mf_write_failed = function(e) NULL)
+    if (is.null(warned)) return(invisible(NULL))
+    cause <- rt$os_cause(dirname(path))
+    unlink(path)
+    stop(sprintf("write %s: %s", path, if (is.null(cause)) warned else cause), call. = FALSE)
+  }
+  # The OS's reason a write in dir fails, which R's "problem writing to
+  # connection" does not give: a one-byte probe file reports it when it is
+  # opened or flushed (NULL if the probe is written).
+  rt$os_cause <- function(dir) {
+    probe <- tempfile(".probe-", tmpdir = dir)
+    on.exit(unlink(probe))
+    msg <- NULL
+    withCallingHandlers(tryCatch({
+      con <- file(probe, "wb")
+      writeBin(as.raw(0L), con)
+      close(con)
+    }, error = function(e) NULL), warning = function(w) {
+      if (is.null(msg)) msg <<- conditionMessage(w)
+      invokeRestart("muffleWarning")
+    })
+    # "cannot open file '...': Read-only file system",
+    # "Problem closing connection:  No space left on device"
+    if (is.null(msg)) NULL else sub("^.*:\\s+", "", msg)
+  }
   written <- character()
   for (nm in .subset2(self, ".assigned")) {
     why <- rt$unstorable(get(nm, envir = .subset2(self, ".values")))
@@ -300,13 +341,15 @@ local({
                           "store the data it points to instead (e.g. read the connection's ",
                           "contents)"), nm, why))
     }
-    tryCatch(rt$mp_write(get(nm, envir = .subset2(self, ".values")),
-                         file.path(spec$output_dir, paste0(nm, ".mpk"))),
+    path <- file.path(spec$output_dir, paste0(nm, ".mpk"))
+    tryCatch(rt$write_checked(path, function() rt$mp_write(get(nm, envir = .subset2(self, ".values")), path)),
              error = function(e) fail(sprintf("cannot store artifact '%s': %s", nm, conditionMessage(e))))
     written <- c(written, nm)
   }
-  rt$mp_write_plain(list(artifacts = as.list(written), merged = rt$merged,
-                         foreach_count = foreach_count),
-                    file.path(spec$output_dir, "_result.mpk"))
+  path <- file.path(spec$output_dir, "_result.mpk")
+  tryCatch(rt$write_checked(path, function() {
+    rt$mp_write_plain(list(artifacts = as.list(written), merged = rt$merged,
+                           foreach_count = foreach_count), path)
+  }), error = function(e) fail(sprintf("cannot store the task's result: %s", conditionMessage(e))))
   invisible(NULL)
 })
