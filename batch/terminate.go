@@ -1,0 +1,87 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/smithy-go"
+)
+
+// terminateTimeoutEnv bounds how long a cancelled task's TerminateJob is
+// retried (seconds).
+const terminateTimeoutEnv = "METAFLOW_BATCH_TERMINATE_TIMEOUT"
+
+// DefaultTerminateTimeout is how long TerminateJob is retried by default:
+// long enough to ride out a brief outage or throttling, short enough for
+// someone waiting at Ctrl-C.
+const DefaultTerminateTimeout = 30 * time.Second
+
+// parseTerminateTimeout reads METAFLOW_BATCH_TERMINATE_TIMEOUT ("" is the default).
+func parseTerminateTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return DefaultTerminateTimeout, nil
+	}
+	secs, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(secs >= 0.1 && secs <= 3600) {
+		return 0, fmt.Errorf("%s must be a number of seconds from 0.1 to 3600, got %q", terminateTimeoutEnv, v)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
+}
+
+// terminateBackoff is the first wait between TerminateJob attempts; it
+// doubles up to terminateMaxBackoff.
+const (
+	terminateBackoff    = 250 * time.Millisecond
+	terminateMaxBackoff = 4 * time.Second
+)
+
+// terminate ends job id, retrying a failed TerminateJob with backoff for
+// at most the configured window (Config.TerminateTimeout); a refusal that
+// cannot change (no permission, a bad request) ends the retries at once.
+// say reports the first failure, so the console tells what the wait is.
+// The error, if any, is why the job could not be stopped.
+func (e *Executor) terminate(id, reason string, say func(string, ...any)) error {
+	window := e.cfg.TerminateTimeout
+	if window <= 0 {
+		window = DefaultTerminateTimeout
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	wait := terminateBackoff
+	for tries := 1; ; tries++ {
+		err := e.c.Terminate(ctx, id, reason)
+		if err == nil {
+			return nil
+		}
+		if permanent(err) {
+			return err
+		}
+		if tries == 1 {
+			say("Could not terminate Batch job %s (%v); trying again for up to %s.", id, err, window.Round(100*time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up after %d attempts in %s)", err, tries, time.Since(start).Round(100*time.Millisecond))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, terminateMaxBackoff)
+	}
+}
+
+// permanent reports whether Batch refused a call for a reason retrying
+// cannot change: a client fault other than throttling.
+func permanent(err error) bool {
+	var api smithy.APIError
+	if !errors.As(err, &api) || api.ErrorFault() != smithy.FaultClient {
+		return false
+	}
+	switch api.ErrorCode() {
+	case "TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded":
+		return false
+	}
+	return true
+}
