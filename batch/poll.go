@@ -40,7 +40,6 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: context.Cause(ctx)}
 			}
 			if err := e.terminate(id, "metaflow: the task was cancelled", say); err != nil {
-				say("Could not terminate Batch job %s: %v", id, err)
 				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: err}
 			}
 			say("Batch job %s terminated.", id)

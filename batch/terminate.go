@@ -52,20 +52,37 @@ func (e *Executor) terminate(id, reason string, say func(string, ...any)) error 
 	ctx, cancel := context.WithTimeout(context.Background(), window)
 	defer cancel()
 	wait := terminateBackoff
+	var last error // the last failure's cause
+	giveUp := func(tries int) error {
+		say("Gave up terminating Batch job %s after %d attempts in %s.", id, tries, time.Since(start).Round(100*time.Millisecond))
+		return fmt.Errorf("TerminateJob failed for %s: %w", window.Round(100*time.Millisecond), last)
+	}
 	for tries := 1; ; tries++ {
 		err := e.c.Terminate(ctx, id, reason)
+		if err != nil && ctx.Err() != nil && last != nil {
+			return giveUp(tries - 1) // cut short by the window: the earlier cause says more
+		}
 		if err == nil {
+			if tries > 1 {
+				say("Batch job %s terminated at attempt %d.", id, tries)
+			}
 			return nil
 		}
+		// The cause without "terminate job <id>:" (the caller names the
+		// job), so that jobs failing alike read alike.
+		last = err
+		if u := errors.Unwrap(err); u != nil {
+			last = u
+		}
 		if permanent(err) {
-			return err
+			return last
 		}
 		if tries == 1 {
-			say("Could not terminate Batch job %s (%v); trying again for up to %s.", id, err, window.Round(100*time.Millisecond))
+			say("Could not terminate Batch job %s (%v); trying again for up to %s.", id, last, window.Round(100*time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (gave up after %d attempts in %s)", err, tries, time.Since(start).Round(100*time.Millisecond))
+			return giveUp(tries)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, terminateMaxBackoff)

@@ -90,7 +90,18 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 		return grpcError(err)
 	}
 	runID := r.RunID()
-	ctx, cancel := context.WithCancel(stream.Context())
+	// CancelRun and an engine shutdown cancel the run (its remote jobs are
+	// terminated); a client that goes away without asking abandons it
+	// (scheduler.ErrAbandoned: local tasks die, remote jobs run on).
+	ctx, cancelCause := context.WithCancelCause(context.WithoutCancel(stream.Context()))
+	cancel := func() { cancelCause(nil) }
+	go func() {
+		select {
+		case <-stream.Context().Done():
+			cancelCause(scheduler.ErrAbandoned)
+		case <-ctx.Done():
+		}
+	}()
 	// One sender goroutine owns the stream. Emit waits for room (back-pressure
 	// on chatty steps) but never past a cancellation, so a client that stops
 	// reading cannot wedge the run or a CancelRun.
@@ -111,7 +122,7 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 		case <-ctx.Done():
 		}
 	}
-	a := &activeRun{run: r, cancel: cancel, done: make(chan struct{})}
+	a := &activeRun{run: r, cancel: cancelCause, done: make(chan struct{})}
 	k := key(req.Options.DatastoreRoot, req.Flow.Name, runID)
 	s.mu.Lock()
 	s.active[k] = a
@@ -145,17 +156,28 @@ func (s *Server) CancelRun(ctx context.Context, req *pb.CancelRunRequest) (*pb.C
 	if a == nil {
 		return nil, status.Errorf(codes.NotFound, "run %s of flow %s is not running in this engine", req.RunId, req.Flow)
 	}
-	a.cancel()
+	a.cancel(nil)
 	select {
 	case <-a.done:
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	return &pb.CancelRunResponse{KilledTasks: int32(a.run.Killed())}, nil
+	res := &pb.CancelRunResponse{KilledTasks: int32(a.run.Killed())}
+	for _, j := range a.run.StoppedJobs() {
+		res.Jobs = append(res.Jobs, &pb.StoppedJob{
+			JobId: j.JobID, Step: j.Step, TaskId: j.TaskID, Attempt: int32(j.Attempt),
+			Executor: j.Executor, Decorator: j.Decorator, Ended: j.Ended,
+			Error: strings.ToValidUTF8(j.Error, "\uFFFD"),
+		})
+	}
+	return res, nil
 }
 
-// CancelAll cancels every active run and waits for them (engine shutdown).
-func (s *Server) CancelAll(timeout time.Duration) {
+// CancelAll cancels every active run and waits for them at most timeout
+// in all (engine shutdown). cause is nil for a cancellation (remote jobs
+// are terminated) or scheduler.ErrAbandoned (the client is gone: remote
+// jobs are left running).
+func (s *Server) CancelAll(timeout time.Duration, cause error) {
 	s.mu.Lock()
 	var all []*activeRun
 	for _, a := range s.active {
@@ -164,7 +186,7 @@ func (s *Server) CancelAll(timeout time.Duration) {
 	s.mu.Unlock()
 	deadline := time.After(timeout)
 	for _, a := range all {
-		a.cancel()
+		a.cancel(cause)
 		select {
 		case <-a.done:
 		case <-deadline:

@@ -22,7 +22,9 @@ const heartbeatTimeFmt = "2006-01-02 15:04:05 MST"
 // and was created longer ago than that) lost its engine (killed, machine
 // lost): it is reported failed, with the error "its engine stopped (last
 // heartbeat at T)", and so is each of tasks (tasks of run) still recorded
-// as running, with its last attempt. Nothing is written: the records stay
+// as running, with its last attempt: an attempt that ran as a remote job
+// (JobID) is not said to be killed but left running (JobLeftRunning), as
+// the job does not die with the engine. Nothing is written: the records stay
 // as the engine left them. Settle reports whether run's engine stopped.
 //
 // The run is settled by the first call (make it before settling tasks
@@ -62,6 +64,13 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].Status == StatusRunning {
 			a := &t.Attempts[n-1]
 			a.Status, a.Error = StatusFailed, "killed: "+run.Error
+			if a.JobID != "" {
+				// A remote job does not die with the engine: never say
+				// it was killed.
+				a.Error = run.Error + ": its job " + a.JobID + " was not stopped and may still be running, " +
+					"until it ends or reaches its own timeout (batch list and batch kill --run-id " + run.RunID + " find it)"
+				a.JobLeftRunning = true
+			}
 		}
 	}
 	return true
