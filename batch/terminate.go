@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/batch"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // terminateTimeoutEnv bounds how long a cancelled task's TerminateJob is
@@ -36,6 +38,8 @@ func parseTerminateTimeout(v string) (time.Duration, error) {
 const (
 	terminateBackoff    = 250 * time.Millisecond
 	terminateMaxBackoff = 4 * time.Second
+	// terminateCallTimeout bounds one TerminateJob call.
+	terminateCallTimeout = 10 * time.Second
 )
 
 // terminate ends job id, retrying a failed TerminateJob with backoff for
@@ -58,7 +62,11 @@ func (e *Executor) terminate(id, reason string, say func(string, ...any)) error 
 		return fmt.Errorf("TerminateJob failed for %s: %w", window.Round(100*time.Millisecond), last)
 	}
 	for tries := 1; ; tries++ {
-		err := e.c.Terminate(ctx, id, reason)
+		// One HTTP attempt per try, each bounded (an API that does not
+		// answer at all), so every failure is seen and retried here.
+		cctx, ccancel := context.WithTimeout(ctx, terminateCallTimeout)
+		err := e.c.terminate(cctx, id, reason, func(o *batch.Options) { o.RetryMaxAttempts = 1 })
+		ccancel()
 		if err != nil && ctx.Err() != nil && last != nil {
 			return giveUp(tries - 1) // cut short by the window: the earlier cause says more
 		}
@@ -68,12 +76,7 @@ func (e *Executor) terminate(id, reason string, say func(string, ...any)) error 
 			}
 			return nil
 		}
-		// The cause without "terminate job <id>:" (the caller names the
-		// job), so that jobs failing alike read alike.
-		last = err
-		if u := errors.Unwrap(err); u != nil {
-			last = u
-		}
+		last = shortCause(err)
 		if permanent(err) {
 			return last
 		}
@@ -101,4 +104,20 @@ func permanent(err error) bool {
 		return false
 	}
 	return true
+}
+
+// shortCause is why a call failed, without the SDK's wrapping nor the job
+// id (the caller names the job), so that jobs failing alike read alike.
+func shortCause(err error) error {
+	var send *smithyhttp.RequestSendError
+	var api smithy.APIError
+	switch {
+	case errors.As(err, &send):
+		return fmt.Errorf("the AWS Batch API could not be reached: %w", send.Err)
+	case errors.As(err, &api):
+		return fmt.Errorf("AWS Batch answered %s: %s", api.ErrorCode(), api.ErrorMessage())
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("the AWS Batch API did not answer within %s", terminateCallTimeout)
+	}
+	return err
 }
