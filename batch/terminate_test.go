@@ -57,7 +57,9 @@ func TestTerminateConfigFromEnv(t *testing.T) {
 
 // Which failures are worth retrying, and how each reads.
 func TestTerminateFailures(t *testing.T) {
-	wrap := func(err error) error { return fmt.Errorf("terminate job j-1: operation error Batch: TerminateJob: %w", err) }
+	wrap := func(err error) error {
+		return fmt.Errorf("terminate job j-1: operation error Batch: TerminateJob: %w", err)
+	}
 	cases := []struct {
 		name      string
 		err       error

@@ -117,3 +117,16 @@ func TestClientGoneLeavesJobsRunning(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// R interrupted by Ctrl-C drops its stream just before CancelRun arrives:
+// the run is still cancelled (its job terminated), not abandoned.
+func TestCancelRunJustAfterTheStreamDropped(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c, req, _, runID := startSlow(t, ctx, jobExec{})
+	cancel()
+	time.Sleep(200 * time.Millisecond)
+	resp, err := c.CancelRun(context.Background(), &pb.CancelRunRequest{RunId: runID, Flow: "RPCFlow", DatastoreRoot: req.Options.DatastoreRoot})
+	if err != nil || resp.KilledTasks != 1 || len(resp.Jobs) != 1 || !resp.Jobs[0].Ended {
+		t.Fatalf("CancelRun: %v %v", resp, err)
+	}
+}

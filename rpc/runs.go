@@ -98,7 +98,14 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 	go func() {
 		select {
 		case <-stream.Context().Done():
-			cancelCause(scheduler.ErrAbandoned)
+			// R interrupted by Ctrl-C drops the stream just before its
+			// CancelRun arrives: give it a moment before taking the run
+			// for abandoned.
+			select {
+			case <-time.After(abandonGrace):
+				cancelCause(scheduler.ErrAbandoned)
+			case <-ctx.Done():
+			}
 		case <-ctx.Done():
 		}
 	}()
@@ -147,6 +154,10 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 	<-sent
 	return nil
 }
+
+// abandonGrace is how long a run whose client dropped its stream waits for
+// a CancelRun before it is abandoned (scheduler.ErrAbandoned).
+const abandonGrace = 5 * time.Second
 
 // CancelRun implements the CancelRun RPC: it returns once every task is dead.
 func (s *Server) CancelRun(ctx context.Context, req *pb.CancelRunRequest) (*pb.CancelRunResponse, error) {
