@@ -97,6 +97,8 @@ func TestCancelRunReportsEachJob(t *testing.T) {
 // left running (not terminated) and the run's record says why, which job
 // and how to end it.
 func TestClientGoneLeavesJobsRunning(t *testing.T) {
+	defer func(g time.Duration) { abandonGrace = g }(abandonGrace)
+	abandonGrace = 200 * time.Millisecond // no CancelRun is coming
 	ctx, cancel := context.WithCancel(context.Background())
 	_, req, _, runID := startSlow(t, ctx, jobExec{})
 	cancel() // the R session died

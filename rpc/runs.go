@@ -157,7 +157,7 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 
 // abandonGrace is how long a run whose client dropped its stream waits for
 // a CancelRun before it is abandoned (scheduler.ErrAbandoned).
-const abandonGrace = 5 * time.Second
+var abandonGrace = 5 * time.Second
 
 // CancelRun implements the CancelRun RPC: it returns once every task is dead.
 func (s *Server) CancelRun(ctx context.Context, req *pb.CancelRunRequest) (*pb.CancelRunResponse, error) {
