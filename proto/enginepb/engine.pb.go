@@ -1511,9 +1511,13 @@ type RunInfo struct {
 	// Why the run failed; empty if it did not.
 	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
 	// The run's code package (GetRun only), sorted by path.
-	CodePackage   []*CodeFile `protobuf:"bytes,11,rep,name=code_package,json=codePackage,proto3" json:"code_package,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CodePackage []*CodeFile `protobuf:"bytes,11,rep,name=code_package,json=codePackage,proto3" json:"code_package,omitempty"`
+	// Jobs its engine did not stop, which may still be running (GetRun
+	// only): recorded when the run ended, or found in the attempts of a run
+	// whose engine stopped.
+	JobsLeftRunning []*StoppedJob `protobuf:"bytes,12,rep,name=jobs_left_running,json=jobsLeftRunning,proto3" json:"jobs_left_running,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RunInfo) Reset() {
@@ -1619,6 +1623,13 @@ func (x *RunInfo) GetError() string {
 func (x *RunInfo) GetCodePackage() []*CodeFile {
 	if x != nil {
 		return x.CodePackage
+	}
+	return nil
+}
+
+func (x *RunInfo) GetJobsLeftRunning() []*StoppedJob {
+	if x != nil {
+		return x.JobsLeftRunning
 	}
 	return nil
 }
@@ -2572,7 +2583,7 @@ const file_engine_proto_rawDesc = "" +
 	"\texit_code\x18\r \x01(\x05R\bexitCode\"K\n" +
 	"\bStepInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x15.metaflow.v1.TaskInfoR\x05tasks\"\xd5\x02\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x15.metaflow.v1.TaskInfoR\x05tasks\"\x9a\x03\n" +
 	"\aRunInfo\x12\x12\n" +
 	"\x04flow\x18\x01 \x01(\tR\x04flow\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
@@ -2587,7 +2598,8 @@ const file_engine_proto_rawDesc = "" +
 	"\rorigin_run_id\x18\t \x01(\tR\voriginRunId\x12\x14\n" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x128\n" +
-	"\fcode_package\x18\v \x03(\v2\x15.metaflow.v1.CodeFileR\vcodePackage\"D\n" +
+	"\fcode_package\x18\v \x03(\v2\x15.metaflow.v1.CodeFileR\vcodePackage\x12C\n" +
+	"\x11jobs_left_running\x18\f \x03(\v2\x17.metaflow.v1.StoppedJobR\x0fjobsLeftRunning\"D\n" +
 	"\bCodeFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03sha\x18\x02 \x01(\tR\x03sha\x12\x12\n" +
@@ -2723,35 +2735,36 @@ var file_engine_proto_depIdxs = []int32{
 	19, // 12: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
 	20, // 13: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
 	22, // 14: metaflow.v1.RunInfo.code_package:type_name -> metaflow.v1.CodeFile
-	21, // 15: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
-	31, // 16: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
-	8,  // 17: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
-	8,  // 18: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
-	11, // 19: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
-	14, // 20: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
-	17, // 21: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
-	24, // 22: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
-	25, // 23: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
-	33, // 24: metaflow.v1.Engine.ReadArtifact:input_type -> metaflow.v1.ReadArtifactRequest
-	28, // 25: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
-	30, // 26: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
-	26, // 27: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
-	9,  // 28: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
-	10, // 29: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
-	12, // 30: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
-	16, // 31: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
-	23, // 32: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
-	21, // 33: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
-	19, // 34: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
-	34, // 35: metaflow.v1.Engine.ReadArtifact:output_type -> metaflow.v1.ArtifactChunk
-	29, // 36: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
-	32, // 37: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
-	27, // 38: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
-	28, // [28:39] is the sub-list for method output_type
-	17, // [17:28] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 15: metaflow.v1.RunInfo.jobs_left_running:type_name -> metaflow.v1.StoppedJob
+	21, // 16: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
+	31, // 17: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
+	8,  // 18: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
+	8,  // 19: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
+	11, // 20: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
+	14, // 21: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
+	17, // 22: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
+	24, // 23: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
+	25, // 24: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
+	33, // 25: metaflow.v1.Engine.ReadArtifact:input_type -> metaflow.v1.ReadArtifactRequest
+	28, // 26: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
+	30, // 27: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
+	26, // 28: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
+	9,  // 29: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
+	10, // 30: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
+	12, // 31: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
+	16, // 32: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
+	23, // 33: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
+	21, // 34: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
+	19, // 35: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
+	34, // 36: metaflow.v1.Engine.ReadArtifact:output_type -> metaflow.v1.ArtifactChunk
+	29, // 37: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
+	32, // 38: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
+	27, // 39: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
+	29, // [29:40] is the sub-list for method output_type
+	18, // [18:29] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_engine_proto_init() }

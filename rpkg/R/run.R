@@ -50,8 +50,14 @@
 #' \code{METAFLOW_DATASTORE_SYSROOT_S3} (environment or
 #' \code{~/.metaflowconfig/config.json}).
 #'
-#' Pressing Ctrl-C cancels the run: its tasks are killed and the run is marked
-#' failed.
+#' Pressing Ctrl-C cancels the run: its tasks are killed, its AWS Batch jobs
+#' terminated, and the run is marked failed. What was ended is printed; a
+#' Batch job that could not be terminated (the Batch API unreachable for
+#' \code{METAFLOW_BATCH_TERMINATE_TIMEOUT} seconds, default 30) is never
+#' counted, but listed with the \code{batch kill} command that ends it. If
+#' R itself dies mid-run, local tasks die with it, Batch jobs run on until
+#' they end or reach their timeout, and the run's record says so
+#' (\code{run_client$jobs_left_running}).
 #'
 #' @param flow a flow created by \code{\link{metaflow}}.
 #' @param ... options and parameter values, see above.
