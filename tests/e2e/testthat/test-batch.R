@@ -375,7 +375,7 @@ test_that("R killed mid-run: its Batch job runs on, and the run record says so a
     "library(metaflow)",
     "metaflow('BatchOrphanFlowR') %>%",
     "  step(decorator('batch', memory = 512), step = 'start',",
-    "       r_function = function(self) { Sys.sleep(6); self$x <- 1 }, next_step = 'end') %>%",
+    "       r_function = function(self) { Sys.sleep(12); self$x <- 1 }, next_step = 'end') %>%",
     "  step(step = 'end', r_function = function(self) NULL) %>%",
     "  run()"), file.path(dir, "flow.R"))
   bg <- start_bg(dir, "Rscript", c("flow.R", "run"), env = env)
@@ -401,6 +401,14 @@ test_that("R killed mid-run: its Batch job runs on, and the run record says so a
   expect_equal(vapply(meta$jobs_left_running, function(j) j$job_id, ""), job)
   a <- task_meta(dir, "BatchOrphanFlowR", "1", "start", "1")$attempts
   expect_true(isTRUE(a[[length(a)]]$job_left_running))
+  # batch list finds it, and the client API names it.
+  listed <- run_cmd(dir, "Rscript", c("flow.R", "batch", "list", "--run-id", "1"), env = env)
+  expect_exit(listed, 0)
+  expect_line(listed$stdout, sprintf("^Job %s \\(step start, task 1, run 1\\) is RUNNING$", job), listed)
+  got <- run_cmd(dir, "Rscript", c("-e", paste(
+    "suppressMessages(library(metaflow));",
+    "cat(run_client$new('BatchOrphanFlowR/1')$jobs_left_running)")), env = env)
+  expect_equal(got$stdout, job, info = describe_result(got))
   # Not terminated: the job finishes its work.
   job_status <- function() moto_job_status(env[["AWS_ENDPOINT_URL"]], job)
   done <- wait_until(function() identical(job_status(), "SUCCEEDED"), timeout = 90, interval = 0.5)
