@@ -321,7 +321,8 @@ func (r *Run) execute(ctx context.Context) error {
 	}
 	r.say("Workflow starting (run-id %s):", runID)
 
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	queue := []*pending{{step: "start", inputs: []*taskRef{params}}}
 	joins := map[string]*joinSlot{}
@@ -348,7 +349,10 @@ func (r *Run) execute(ctx context.Context) error {
 		case <-ctx.Done():
 			if failure == nil {
 				failure = errInterrupted
-				cancel()
+				// ctx's cause, not ours: ctx.Done() is closed before ctx
+				// cancels runCtx itself, and tasks tell an abandoned run
+				// (ErrAbandoned) from a cancelled one by it.
+				cancelCause(context.Cause(ctx))
 			}
 			out = <-results
 		}
