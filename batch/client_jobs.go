@@ -125,11 +125,17 @@ func chunks(ids []string, n int) [][]string {
 // Terminate stops a job in any state: Batch cancels it if it has not started
 // and kills its container otherwise. Finished jobs are left as they are.
 func (c *Client) Terminate(ctx context.Context, id, reason string) error {
+	return c.terminate(ctx, id, reason)
+}
+
+// terminate is Terminate with per-call options (the executor's retries
+// turn the SDK's own off, to see and report each failure).
+func (c *Client) terminate(ctx context.Context, id, reason string, optFns ...func(*batch.Options)) error {
 	if reason == "" {
 		// Batch requires a reason.
 		reason = "terminated by metaflow"
 	}
-	if _, err := c.batch.TerminateJob(ctx, &batch.TerminateJobInput{JobId: aws.String(id), Reason: aws.String(reason)}); err != nil {
+	if _, err := c.batch.TerminateJob(ctx, &batch.TerminateJobInput{JobId: aws.String(id), Reason: aws.String(reason)}, optFns...); err != nil {
 		return fmt.Errorf("terminate job %s: %w", id, err)
 	}
 	return nil

@@ -43,6 +43,10 @@ type Config struct {
 	// they grew, and the executor fetches them that often while a job is
 	// RUNNING (one GET per stream). Jobs get it in their environment.
 	LogInterval time.Duration
+	// TerminateTimeout (METAFLOW_BATCH_TERMINATE_TIMEOUT, seconds; default
+	// 30 s) bounds how long a failing TerminateJob of a cancelled task is
+	// retried before its job is reported as left running.
+	TerminateTimeout time.Duration
 }
 
 // ConfigFromEnv reads the configuration from the environment and Metaflow's
@@ -63,6 +67,9 @@ func ConfigFromEnv() (Config, error) {
 		EngineBinary:  get("METAFLOW_BATCH_ENGINE_BINARY"),
 	}
 	if c.LogInterval, err = parseLogInterval(get(logIntervalEnv)); err != nil {
+		return c, err
+	}
+	if c.TerminateTimeout, err = parseTerminateTimeout(get(terminateTimeoutEnv)); err != nil {
 		return c, err
 	}
 	if s := get("METAFLOW_BATCH_JOB_ENV"); s != "" {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/metaflow-r/metaflow/engine/scheduler"
 )
 
 // wait follows a job until it is done or ctx is cancelled (then the job is
@@ -32,24 +34,26 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 				say("%s", stuck(d))
 			}
 		case <-ctx.Done():
-			tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := e.c.Terminate(tctx, id, "metaflow: the task was cancelled")
-			cancel()
-			if err != nil {
-				say("Could not terminate Batch job %s: %v", id, err)
-			} else {
-				say("Batch job %s terminated.", id)
-				if last == StateRunning {
-					// The runner uploads its last log lines on SIGTERM.
-					awaitDone(w, jobEndWait)
-				}
+			if scheduler.Abandoned(ctx) {
+				// The client went away without asking to cancel: the job
+				// runs on, bounded by its own timeout (batchTimeout).
+				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: context.Cause(ctx)}
+			}
+			if err := e.terminate(id, "metaflow: the task was cancelled", say); err != nil {
+				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: err}
+			}
+			say("Batch job %s terminated.", id)
+			if last == StateRunning {
+				// The runner uploads its last log lines on SIGTERM.
+				awaitDone(w, jobEndWait)
 			}
 			return JobStatus{}, ctx.Err()
 		case err := <-w.err:
-			tctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			_ = e.c.Terminate(tctx, id, "metaflow: the engine lost track of the job")
-			cancel()
-			return JobStatus{}, fmt.Errorf("follow Batch job %s (terminated): %w", id, err)
+			lost := fmt.Errorf("follow Batch job %s: %w", id, err)
+			if terr := e.terminate(id, "metaflow: the engine lost track of the job", say); terr != nil {
+				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: fmt.Errorf("%v; terminating it failed: %w", lost, terr)}
+			}
+			return JobStatus{}, fmt.Errorf("%w (the job was terminated)", lost)
 		case st := <-w.st:
 			if st.Status != last {
 				say("Batch job %s is %s.", id, st.Status)

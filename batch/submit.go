@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -144,8 +145,10 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 			_ = logs.fetch(fctx) // a failed fetch is tried again at the next interval
 		})
 	if err != nil {
-		if ctx.Err() != nil {
-			// Cancelled (Ctrl-C, timeout): keep what the job printed last.
+		var left *scheduler.NotStopped
+		if ctx.Err() != nil && !errors.As(err, &left) {
+			// Cancelled (Ctrl-C, timeout): keep what the job printed last
+			// (a job left running has not printed its last yet).
 			fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			logs.finish(fctx)
 			cancel()

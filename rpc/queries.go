@@ -92,6 +92,8 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 	now := time.Now()
 	datastore.Settle(now, r)
 	info := runInfo(r)
+	var listed map[string]bool
+	info.JobsLeftRunning, listed = leftJobs(r)
 	pkg, err := store.GetPackage(ctx, req.Flow, req.RunId)
 	if err != nil {
 		return nil, grpcError(err)
@@ -108,6 +110,7 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 			continue
 		}
 		tasks := make([]*pb.TaskInfo, len(ids))
+		settled := make([]*datastore.Task, len(ids))
 		err = forEachLimit(len(ids), 16, func(i int) error {
 			t, err := store.GetTask(ctx, req.Flow, req.RunId, step, ids[i])
 			if errors.Is(err, errs.ErrNotFound) {
@@ -117,7 +120,7 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 				return err
 			}
 			datastore.Settle(now, r, t)
-			tasks[i] = taskInfo(store, t)
+			tasks[i], settled[i] = taskInfo(store, t), t
 			return nil
 		})
 		if err != nil {
@@ -132,8 +135,34 @@ func (s *Server) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.RunInfo
 		if len(si.Tasks) > 0 {
 			info.Steps = append(info.Steps, si)
 		}
+		for _, t := range settled {
+			if t == nil || len(t.Attempts) == 0 {
+				continue
+			}
+			if a := t.Attempts[len(t.Attempts)-1]; a.JobLeftRunning && !listed[a.JobID] {
+				listed[a.JobID] = true
+				info.JobsLeftRunning = append(info.JobsLeftRunning, &pb.StoppedJob{
+					JobId: a.JobID, Step: t.Step, TaskId: t.TaskID, Attempt: int32(a.Attempt),
+					Error: strings.ToValidUTF8(a.Error, "\uFFFD"),
+				})
+			}
+		}
 	}
 	return info, nil
+}
+
+// leftJobs are the jobs a run's record lists as left running.
+func leftJobs(r *datastore.Run) ([]*pb.StoppedJob, map[string]bool) {
+	var out []*pb.StoppedJob
+	listed := map[string]bool{}
+	for _, j := range r.JobsLeftRunning {
+		listed[j.JobID] = true
+		out = append(out, &pb.StoppedJob{
+			JobId: j.JobID, Step: j.Step, TaskId: j.TaskID, Attempt: int32(j.Attempt),
+			Executor: j.Executor, Decorator: j.Decorator, Error: strings.ToValidUTF8(j.Error, "\uFFFD"),
+		})
+	}
+	return out, listed
 }
 
 // forEachLimit calls f(0..n-1), at most limit at a time (an S3 datastore

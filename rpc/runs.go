@@ -90,7 +90,25 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 		return grpcError(err)
 	}
 	runID := r.RunID()
-	ctx, cancel := context.WithCancel(stream.Context())
+	// CancelRun and an engine shutdown cancel the run (its remote jobs are
+	// terminated); a client that goes away without asking abandons it
+	// (scheduler.ErrAbandoned: local tasks die, remote jobs run on).
+	ctx, cancelCause := context.WithCancelCause(context.WithoutCancel(stream.Context()))
+	cancel := func() { cancelCause(nil) }
+	go func() {
+		select {
+		case <-stream.Context().Done():
+			// R interrupted by Ctrl-C drops the stream just before its
+			// CancelRun arrives: give it a moment before taking the run
+			// for abandoned.
+			select {
+			case <-time.After(abandonGrace):
+				cancelCause(scheduler.ErrAbandoned)
+			case <-ctx.Done():
+			}
+		case <-ctx.Done():
+		}
+	}()
 	// One sender goroutine owns the stream. Emit waits for room (back-pressure
 	// on chatty steps) but never past a cancellation, so a client that stops
 	// reading cannot wedge the run or a CancelRun.
@@ -111,7 +129,7 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 		case <-ctx.Done():
 		}
 	}
-	a := &activeRun{run: r, cancel: cancel, done: make(chan struct{})}
+	a := &activeRun{run: r, cancel: cancelCause, done: make(chan struct{})}
 	k := key(req.Options.DatastoreRoot, req.Flow.Name, runID)
 	s.mu.Lock()
 	s.active[k] = a
@@ -137,6 +155,10 @@ func (s *Server) StartRun(req *pb.RunRequest, stream pb.Engine_StartRunServer) e
 	return nil
 }
 
+// abandonGrace is how long a run whose client dropped its stream waits for
+// a CancelRun before it is abandoned (scheduler.ErrAbandoned).
+var abandonGrace = 5 * time.Second
+
 // CancelRun implements the CancelRun RPC: it returns once every task is dead.
 func (s *Server) CancelRun(ctx context.Context, req *pb.CancelRunRequest) (*pb.CancelRunResponse, error) {
 	s.mu.Lock()
@@ -145,17 +167,28 @@ func (s *Server) CancelRun(ctx context.Context, req *pb.CancelRunRequest) (*pb.C
 	if a == nil {
 		return nil, status.Errorf(codes.NotFound, "run %s of flow %s is not running in this engine", req.RunId, req.Flow)
 	}
-	a.cancel()
+	a.cancel(nil)
 	select {
 	case <-a.done:
 	case <-ctx.Done():
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
-	return &pb.CancelRunResponse{KilledTasks: int32(a.run.Killed())}, nil
+	res := &pb.CancelRunResponse{KilledTasks: int32(a.run.Killed())}
+	for _, j := range a.run.StoppedJobs() {
+		res.Jobs = append(res.Jobs, &pb.StoppedJob{
+			JobId: j.JobID, Step: j.Step, TaskId: j.TaskID, Attempt: int32(j.Attempt),
+			Executor: j.Executor, Decorator: j.Decorator, Ended: j.Ended,
+			Error: strings.ToValidUTF8(j.Error, "\uFFFD"),
+		})
+	}
+	return res, nil
 }
 
-// CancelAll cancels every active run and waits for them (engine shutdown).
-func (s *Server) CancelAll(timeout time.Duration) {
+// CancelAll cancels every active run and waits for them at most timeout
+// in all (engine shutdown). cause is nil for a cancellation (remote jobs
+// are terminated) or scheduler.ErrAbandoned (the client is gone: remote
+// jobs are left running).
+func (s *Server) CancelAll(timeout time.Duration, cause error) {
 	s.mu.Lock()
 	var all []*activeRun
 	for _, a := range s.active {
@@ -164,7 +197,7 @@ func (s *Server) CancelAll(timeout time.Duration) {
 	s.mu.Unlock()
 	deadline := time.After(timeout)
 	for _, a := range all {
-		a.cancel()
+		a.cancel(cause)
 		select {
 		case <-a.done:
 		case <-deadline:

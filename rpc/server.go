@@ -44,7 +44,7 @@ type Server struct {
 
 type activeRun struct {
 	run    *scheduler.Run
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc // nil: cancel; scheduler.ErrAbandoned: client gone
 	done   chan struct{}
 }
 

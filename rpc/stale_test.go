@@ -89,3 +89,43 @@ func TestReadersReportRunsWhoseEngineStoppedAsFailed(t *testing.T) {
 		})
 	}
 }
+
+// A Batch run whose engine stopped: GetRun lists its job as left running
+// (the job does not die with the engine), next to the jobs its record
+// names; a local task's attempt is not listed.
+func TestGetRunListsJobsLeftRunning(t *testing.T) {
+	c := serve(t, "")
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), ".metaflow")
+	store := datastore.NewLocal(root)
+	old := time.Now().Add(-time.Hour)
+	run := &datastore.Run{Flow: "F", Status: datastore.StatusRunning, Steps: []string{"start", "work"}, CreatedAt: old, HeartbeatAt: old,
+		HeartbeatSeconds: 1, JobsLeftRunning: []datastore.LeftJob{{JobID: "job-0", Step: "start", TaskID: "1", Executor: "AWS Batch", Decorator: "batch", Error: "unreachable"}}}
+	if err := store.NewRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range []*datastore.Task{
+		{Flow: "F", RunID: run.RunID, Step: "work", TaskID: "2", Status: datastore.StatusRunning,
+			Attempts: []datastore.Attempt{{Status: datastore.StatusRunning, JobID: "job-1"}}},
+		{Flow: "F", RunID: run.RunID, Step: "work", TaskID: "3", Status: datastore.StatusRunning,
+			Attempts: []datastore.Attempt{{Status: datastore.StatusRunning, PID: 12}}},
+	} {
+		if err := store.PutTask(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := c.GetRun(ctx, &pb.GetRunRequest{DatastoreRoot: root, Flow: "F", RunId: run.RunID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range info.JobsLeftRunning {
+		got = append(got, j.JobId+"@"+j.Step+"/"+j.TaskId)
+	}
+	if strings.Join(got, ",") != "job-0@start/1,job-1@work/2" {
+		t.Fatalf("jobs left running %v", got)
+	}
+	if e := info.JobsLeftRunning[1].Error; !strings.Contains(e, "its engine stopped") || !strings.Contains(e, "batch kill --run-id "+run.RunID) {
+		t.Fatalf("the job's cause reads %q", e)
+	}
+}

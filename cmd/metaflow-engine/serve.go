@@ -74,23 +74,28 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 				return err
 			}
 			gs := rpc.NewGRPCServer(srv, token)
-			stop := make(chan struct{}, 1)
-			stopOnce := func() {
+			// What stops the engine says how its runs end: cancelled (a
+			// signal, Shutdown: remote jobs are terminated) or abandoned
+			// (the R session died: remote jobs run on, to their timeout).
+			stop := make(chan error, 1)
+			stopWith := func(cause error) {
 				select {
-				case stop <- struct{}{}:
+				case stop <- cause:
 				default:
 				}
 			}
 			if parentPID > 0 {
-				srv.OnShutdown = stopOnce
-				go watchParent(parentPID, stopOnce)
+				srv.OnShutdown = func() { stopWith(nil) }
+				go watchParent(parentPID, func() { stopWith(scheduler.ErrAbandoned) })
 			}
 			sigs := make(chan os.Signal, 1)
 			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-			go func() { <-sigs; stopOnce() }()
+			go func() { <-sigs; stopWith(nil) }()
 			go func() {
-				<-stop
-				srv.CancelAll(10 * time.Second)
+				cause := <-stop
+				// Long enough for a cancelled Batch job's TerminateJob to
+				// be retried (METAFLOW_BATCH_TERMINATE_TIMEOUT, 30 s).
+				srv.CancelAll(cancelGrace, cause)
 				done := make(chan struct{})
 				go func() { gs.GracefulStop(); close(done) }()
 				select {
@@ -115,6 +120,11 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 	cmd.Flags().IntVar(&parentPID, "parent-pid", 0, "exit when this process dies (embedded engine)")
 	return cmd
 }
+
+// cancelGrace bounds how long a stopping engine waits for its runs to
+// end: their tasks killed, their Batch jobs terminated (retried for up to
+// METAFLOW_BATCH_TERMINATE_TIMEOUT, 30 s by default).
+const cancelGrace = 75 * time.Second
 
 // setHeartbeat sets how often running runs refresh their heartbeat, from
 // METAFLOW_ENGINE_HEARTBEAT_SECONDS ("" keeps the default).

@@ -41,6 +41,26 @@ type Attempt struct {
 	// grow: where logs are while the attempt has not ended.
 	JobID   string `json:"job_id,omitempty"`
 	LogsURL string `json:"logs_url,omitempty"`
+	// JobLeftRunning: the attempt ended (failed) in the engine's record,
+	// but its job could not be stopped (or was left on purpose when the
+	// run's client went away) and may still be running.
+	JobLeftRunning bool `json:"job_left_running,omitempty"`
+}
+
+// LeftJob is a job a run's engine could not stop (or left running when the
+// run's client went away): it runs until it ends or reaches its own
+// timeout, unless ended with the executor's kill command (batch kill).
+type LeftJob struct {
+	JobID   string `json:"job_id"`
+	Step    string `json:"step"`
+	TaskID  string `json:"task_id"`
+	Attempt int    `json:"attempt"`
+	// Executor names where it runs ("AWS Batch"), Decorator the decorator
+	// that chose it ("batch", whose kill command ends it).
+	Executor  string `json:"executor,omitempty"`
+	Decorator string `json:"decorator,omitempty"`
+	// Error says why it was not stopped.
+	Error string `json:"error,omitempty"`
 }
 
 // Frame is one level of foreach nesting of a task.
@@ -91,6 +111,9 @@ type Run struct {
 	// HeartbeatSeconds, while it is running (see Settle).
 	HeartbeatAt      time.Time `json:"heartbeat_at,omitempty"`
 	HeartbeatSeconds float64   `json:"heartbeat_seconds,omitempty"`
+	// JobsLeftRunning are the jobs of the run that its engine could not
+	// stop when the run ended (or left running when its client went away).
+	JobsLeftRunning []LeftJob `json:"jobs_left_running,omitempty"`
 
 	// engineStopped: Settle found the run's engine gone (never stored).
 	engineStopped bool

@@ -26,6 +26,8 @@ const heartbeatTimeFmt = "2006-01-02 15:04:05 MST"
 // as running, with its last attempt. A run that failed (recorded so, or
 // noted by NoteUnrecordedEnd in this process) has no running task either:
 // a task still recorded as running is read as failed, its end unrecorded.
+// An attempt that ran as a remote job (JobID) is not said to be killed
+// but left running (JobLeftRunning): the job does not die with the engine.
 // Nothing is written: the records stay as the engine left them. Settle
 // reports whether run's engine stopped.
 //
@@ -80,6 +82,13 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].Status == StatusRunning {
 			a := &t.Attempts[n-1]
 			a.Status, a.Error = StatusFailed, why
+			if a.JobID != "" {
+				// A remote job does not die with the engine: never say
+				// it was killed.
+				a.Error = run.Error + ": its job " + a.JobID + " was not stopped and may still be running, " +
+					"until it ends or reaches its own timeout (batch list and batch kill --run-id " + run.RunID + " find it)"
+				a.JobLeftRunning = true
+			}
 		}
 	}
 	return run.engineStopped

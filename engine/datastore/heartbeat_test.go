@@ -122,3 +122,24 @@ func TestSettleReadsAnUnrecordedEndOfThisProcess(t *testing.T) {
 		t.Fatalf("a forgotten end still read: %+v", run)
 	}
 }
+
+// A Batch attempt of a run whose engine stopped is not said to be killed:
+// its job does not die with the engine.
+func TestSettleLeavesRemoteJobsRunning(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	run := Run{RunID: "12", Status: StatusRunning, CreatedAt: now.Add(-time.Hour), HeartbeatAt: now.Add(-time.Hour), HeartbeatSeconds: 10}
+	job := &Task{Status: StatusRunning, Attempts: []Attempt{{Status: StatusRunning, JobID: "job-1"}}}
+	local := &Task{Status: StatusRunning, Attempts: []Attempt{{Status: StatusRunning, PID: 42}}}
+	if !Settle(now, &run, job, local) {
+		t.Fatal("the run's engine is not taken for stopped")
+	}
+	a := job.Attempts[0]
+	if a.Status != StatusFailed || !a.JobLeftRunning || strings.Contains(a.Error, "killed") ||
+		!strings.Contains(a.Error, "its engine stopped") || !strings.Contains(a.Error, "job job-1 was not stopped") ||
+		!strings.Contains(a.Error, "batch kill --run-id 12") {
+		t.Fatalf("Batch attempt settled as %+v", a)
+	}
+	if l := local.Attempts[0]; l.JobLeftRunning || !strings.HasPrefix(l.Error, "killed: its engine stopped") {
+		t.Fatalf("local attempt settled as %+v", l)
+	}
+}

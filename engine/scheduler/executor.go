@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
@@ -96,3 +97,32 @@ type cannotRun struct{ err error }
 func (c cannotRun) Error() string        { return c.err.Error() }
 func (c cannotRun) Unwrap() error        { return c.err }
 func (c cannotRun) Is(target error) bool { return target == ErrCannotRun }
+
+// NotStopped is the error an executor returns for an attempt whose task it
+// was asked to stop (the run cancelled or abandoned, the timeout decorator,
+// the engine losing track of it) but could not: a remote job whose API
+// could not be reached, or one it left running on purpose (ErrAbandoned).
+// The task may still be running: the scheduler never counts it as killed,
+// and records its job as left running (datastore.Run.JobsLeftRunning).
+type NotStopped struct {
+	JobID string
+	// Err says why it was not stopped.
+	Err error
+}
+
+func (e *NotStopped) Error() string {
+	return fmt.Sprintf("job %s was not stopped: %v", e.JobID, e.Err)
+}
+
+func (e *NotStopped) Unwrap() error { return e.Err }
+
+// ErrAbandoned is the cause (context.Cause) of a run's cancellation when
+// the client that started it went away (the R session ended or lost its
+// connection) instead of asking to cancel: local tasks die with the run,
+// but executors leave remote jobs running (they end by themselves or at
+// their own timeout, as Metaflow's do when its client dies) and return
+// NotStopped for them.
+var ErrAbandoned = errors.New("the R session that started the run went away (it ended, or lost its connection to the engine)")
+
+// Abandoned reports whether ctx was cancelled because its run's client went away.
+func Abandoned(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrAbandoned) }

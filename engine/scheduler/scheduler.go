@@ -85,7 +85,8 @@ type Run struct {
 	origin    map[string]*datastore.Task // "step|stack" -> completed origin task
 	rerun     map[string]bool
 	nextID    int
-	killed    int
+	killed    int          // tasks a cancellation ended
+	stopped   []StoppedJob // remote jobs a cancellation ended or left
 	mu        sync.Mutex
 	emitMu    sync.Mutex
 	started   chan struct{}
@@ -137,7 +138,13 @@ func (r *Run) Execute(ctx context.Context) error {
 	// No heartbeat may land after (and overwrite) the run's end.
 	stopBeating()
 	r.meta.FinishedAt = r.Now()
+	left := r.LeftRunning()
+	r.meta.JobsLeftRunning = left
+	if len(left) > 0 {
+		r.say("%s", describeLeft(r.meta.RunID, left))
+	}
 	if err != nil {
+		err = r.endError(ctx, err, left)
 		r.meta.Status = datastore.StatusFailed
 		r.meta.Error = err.Error()
 	} else {
@@ -229,11 +236,110 @@ func (r *Run) heartbeat(ctx context.Context) (stop func()) {
 	}
 }
 
-// Killed is the number of running tasks killed by a cancellation.
+// Killed is the number of running tasks a cancellation ended: a task
+// whose job could not be stopped (NotStopped) is not one of them.
 func (r *Run) Killed() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.killed
+}
+
+// StoppedJob is what stopping an attempt did to its remote job.
+type StoppedJob struct {
+	datastore.LeftJob
+	// Ended: the job was terminated (else it may still be running, and
+	// Error says why).
+	Ended bool
+}
+
+// StoppedJobs are the remote jobs the run's cancellation ended or could
+// not stop (left running), in the order their attempts ended.
+func (r *Run) StoppedJobs() []StoppedJob {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]StoppedJob(nil), r.stopped...)
+}
+
+// LeftRunning are the run's jobs that were not stopped and may still be
+// running (also recorded in the run's record, JobsLeftRunning).
+func (r *Run) LeftRunning() []datastore.LeftJob {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var left []datastore.LeftJob
+	for _, j := range r.stopped {
+		if !j.Ended {
+			left = append(left, j.LeftJob)
+		}
+	}
+	return left
+}
+
+// noteStop records what stopping an attempt did: a killed task (ended,
+// counted by Killed) and its job if it had one, or a job left running.
+func (r *Run) noteStop(task *datastore.Task, at *datastore.Attempt, ended bool, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ended {
+		r.killed++
+	}
+	if at.JobID == "" {
+		return
+	}
+	ex := r.execs[task.Step]
+	r.stopped = append(r.stopped, StoppedJob{Ended: ended, LeftJob: datastore.LeftJob{
+		JobID: at.JobID, Step: task.Step, TaskID: task.TaskID, Attempt: at.Attempt,
+		Executor: ex.name, Decorator: r.policy(r.Graph.Steps[task.Step]).executor, Error: why,
+	}})
+}
+
+// endError is the run's error: whether its tasks were all killed, and the
+// jobs left running with the command that ends them.
+func (r *Run) endError(ctx context.Context, err error, left []datastore.LeftJob) error {
+	switch {
+	case IsInterrupted(err) && Abandoned(ctx):
+		err = fmt.Errorf("%w: its engine stopped the run because %v", errInterrupted, ErrAbandoned)
+	case IsInterrupted(err) && len(left) == 0:
+		err = fmt.Errorf("%w: every running task was killed", err)
+	}
+	if len(left) > 0 {
+		err = fmt.Errorf("%w; %s", err, describeLeft(r.meta.RunID, left))
+	}
+	return err
+}
+
+// describeLeft says which jobs of run runID may still be running, why, and
+// how to end them (the kill command of their executor's decorator).
+func describeLeft(runID string, left []datastore.LeftJob) string {
+	var parts []string
+	for i := 0; i < len(left); {
+		j := i
+		for j < len(left) && left[j].Executor == left[i].Executor && left[j].Decorator == left[i].Decorator {
+			j++
+		}
+		group := left[i:j]
+		var ids, whys []string
+		seen := map[string]bool{}
+		for _, l := range group {
+			ids = append(ids, fmt.Sprintf("%s (step %s, task %s)", l.JobID, l.Step, l.TaskID))
+			if !seen[l.Error] {
+				seen[l.Error] = true
+				whys = append(whys, l.Error)
+			}
+		}
+		what := group[0].Executor
+		if what == "" {
+			what = "remote"
+		}
+		msg := fmt.Sprintf("%d %s job(s) were not stopped (%s) and may still be running, until they end or reach their own timeout: %s",
+			len(group), what, strings.Join(whys, "; "), strings.Join(ids, ", "))
+		if d := group[0].Decorator; d != "" {
+			msg += fmt.Sprintf(". End them with: %s kill --run-id %s (Rscript <flow file> %s kill --run-id %s, or run(%s = \"kill\", run_id = \"%s\"))",
+				d, runID, d, runID, d, runID)
+		}
+		parts = append(parts, msg)
+		i = j
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (r *Run) execute(ctx context.Context) error {
@@ -266,7 +372,8 @@ func (r *Run) execute(ctx context.Context) error {
 	}
 	r.say("Workflow starting (run-id %s):", runID)
 
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	queue := []*pending{{step: "start", inputs: []*taskRef{params}}}
 	joins := map[string]*joinSlot{}
@@ -307,10 +414,10 @@ func (r *Run) execute(ctx context.Context) error {
 		case <-ctx.Done():
 			if failure == nil {
 				failure = errInterrupted
-				r.mu.Lock()
-				r.killed = running
-				r.mu.Unlock()
-				cancel()
+				// ctx's cause, not ours: ctx.Done() is closed before ctx
+				// cancels runCtx itself, and tasks tell an abandoned run
+				// (ErrAbandoned) from a cancelled one by it.
+				cancelCause(context.Cause(ctx))
 			}
 			out = <-results
 		}
@@ -347,7 +454,7 @@ func (r *Run) execute(ctx context.Context) error {
 	return nil
 }
 
-var errInterrupted = errors.New("run interrupted: every running task was killed")
+var errInterrupted = errors.New("run interrupted")
 
 // IsInterrupted reports whether a run ended because it was cancelled.
 func IsInterrupted(err error) bool { return errors.Is(err, errInterrupted) }

@@ -303,10 +303,30 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		r.putEnd(rec, task)
 		return nil, fmt.Errorf("step %s failed (task %s/%s/%s): %s", task.Step, runID, task.Step, task.TaskID, msg)
 	}
+	// A job the executor could not stop is never counted as killed.
+	var ns *NotStopped
+	left := errors.As(runErr, &ns)
+	if left {
+		if cur.JobID == "" {
+			cur.JobID = ns.JobID
+		}
+		cur.JobLeftRunning = true
+		r.noteStop(task, cur, false, ns.Err.Error())
+	}
 	switch {
+	case left && ctx.Err() != nil && Abandoned(ctx):
+		r.taskSay(task, "Task's job %s was left running: %v.", cur.JobID, ns.Err)
+		return fail(fmt.Sprintf("left running (job %s): %v", cur.JobID, ns.Err))
+	case left && ctx.Err() != nil:
+		r.taskSay(task, "Task's job %s could not be stopped (%v): it may still be running.", cur.JobID, ns.Err)
+		return fail(fmt.Sprintf("the run was interrupted, but job %s could not be stopped (%v): it may still be running", cur.JobID, ns.Err))
 	case ctx.Err() != nil:
+		r.noteStop(task, cur, true, "")
 		r.taskSay(task, "Task was killed.")
 		return fail("killed: the run was interrupted")
+	case left && actx.Err() != nil:
+		r.taskSay(task, "Task timed out after %s, but its job %s could not be stopped (%v): it may still be running.", pol.timeout, cur.JobID, ns.Err)
+		return fail(fmt.Sprintf("timed out after %s (timeout decorator), but job %s could not be stopped (%v): it may still be running", pol.timeout, cur.JobID, ns.Err))
 	case actx.Err() != nil:
 		r.taskSay(task, "Task timed out after %s and was killed.", pol.timeout)
 		return fail(fmt.Sprintf("timed out after %s (timeout decorator)", pol.timeout))

@@ -842,8 +842,12 @@ func (x *CancelRunRequest) GetFlow() string {
 }
 
 type CancelRunResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	KilledTasks   int32                  `protobuf:"varint,1,opt,name=killed_tasks,json=killedTasks,proto3" json:"killed_tasks,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tasks the cancellation ended (local processes, jobs terminated);
+	// a job that could not be stopped is never counted.
+	KilledTasks int32 `protobuf:"varint,1,opt,name=killed_tasks,json=killedTasks,proto3" json:"killed_tasks,omitempty"`
+	// Every remote job the cancellation tried to stop, ended or not.
+	Jobs          []*StoppedJob `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +889,117 @@ func (x *CancelRunResponse) GetKilledTasks() int32 {
 	return 0
 }
 
+func (x *CancelRunResponse) GetJobs() []*StoppedJob {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+// StoppedJob is what cancelling a run did to one of its remote jobs.
+type StoppedJob struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Step    string                 `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	TaskId  string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt int32                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Where it runs ("AWS Batch") and the decorator that chose it ("batch",
+	// whose kill command ends it).
+	Executor  string `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
+	Decorator string `protobuf:"bytes,6,opt,name=decorator,proto3" json:"decorator,omitempty"`
+	// ended: terminated; else it may still be running and error says why.
+	Ended         bool   `protobuf:"varint,7,opt,name=ended,proto3" json:"ended,omitempty"`
+	Error         string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoppedJob) Reset() {
+	*x = StoppedJob{}
+	mi := &file_engine_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoppedJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoppedJob) ProtoMessage() {}
+
+func (x *StoppedJob) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoppedJob.ProtoReflect.Descriptor instead.
+func (*StoppedJob) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StoppedJob) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *StoppedJob) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *StoppedJob) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *StoppedJob) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *StoppedJob) GetExecutor() string {
+	if x != nil {
+		return x.Executor
+	}
+	return ""
+}
+
+func (x *StoppedJob) GetDecorator() string {
+	if x != nil {
+		return x.Decorator
+	}
+	return ""
+}
+
+func (x *StoppedJob) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
+}
+
+func (x *StoppedJob) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type LogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DatastoreRoot string                 `protobuf:"bytes,1,opt,name=datastore_root,json=datastoreRoot,proto3" json:"datastore_root,omitempty"`
@@ -897,7 +1012,7 @@ type LogsRequest struct {
 
 func (x *LogsRequest) Reset() {
 	*x = LogsRequest{}
-	mi := &file_engine_proto_msgTypes[12]
+	mi := &file_engine_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1024,7 @@ func (x *LogsRequest) String() string {
 func (*LogsRequest) ProtoMessage() {}
 
 func (x *LogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[12]
+	mi := &file_engine_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1037,7 @@ func (x *LogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsRequest.ProtoReflect.Descriptor instead.
 func (*LogsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{12}
+	return file_engine_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LogsRequest) GetDatastoreRoot() string {
@@ -959,7 +1074,7 @@ type TaskLog struct {
 
 func (x *TaskLog) Reset() {
 	*x = TaskLog{}
-	mi := &file_engine_proto_msgTypes[13]
+	mi := &file_engine_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1086,7 @@ func (x *TaskLog) String() string {
 func (*TaskLog) ProtoMessage() {}
 
 func (x *TaskLog) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[13]
+	mi := &file_engine_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1099,7 @@ func (x *TaskLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLog.ProtoReflect.Descriptor instead.
 func (*TaskLog) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{13}
+	return file_engine_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *TaskLog) GetStep() string {
@@ -1031,7 +1146,7 @@ type LogsResponse struct {
 
 func (x *LogsResponse) Reset() {
 	*x = LogsResponse{}
-	mi := &file_engine_proto_msgTypes[14]
+	mi := &file_engine_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1158,7 @@ func (x *LogsResponse) String() string {
 func (*LogsResponse) ProtoMessage() {}
 
 func (x *LogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[14]
+	mi := &file_engine_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1171,7 @@ func (x *LogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogsResponse.ProtoReflect.Descriptor instead.
 func (*LogsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{14}
+	return file_engine_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogsResponse) GetTasks() []*TaskLog {
@@ -1076,7 +1191,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_engine_proto_msgTypes[15]
+	mi := &file_engine_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1203,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[15]
+	mi := &file_engine_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1216,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{15}
+	return file_engine_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListRunsRequest) GetDatastoreRoot() string {
@@ -1132,7 +1247,7 @@ type ArtifactInfo struct {
 
 func (x *ArtifactInfo) Reset() {
 	*x = ArtifactInfo{}
-	mi := &file_engine_proto_msgTypes[16]
+	mi := &file_engine_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1259,7 @@ func (x *ArtifactInfo) String() string {
 func (*ArtifactInfo) ProtoMessage() {}
 
 func (x *ArtifactInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[16]
+	mi := &file_engine_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1272,7 @@ func (x *ArtifactInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactInfo.ProtoReflect.Descriptor instead.
 func (*ArtifactInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{16}
+	return file_engine_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ArtifactInfo) GetName() string {
@@ -1211,7 +1326,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_engine_proto_msgTypes[17]
+	mi := &file_engine_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1338,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[17]
+	mi := &file_engine_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1351,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{17}
+	return file_engine_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskInfo) GetStep() string {
@@ -1340,7 +1455,7 @@ type StepInfo struct {
 
 func (x *StepInfo) Reset() {
 	*x = StepInfo{}
-	mi := &file_engine_proto_msgTypes[18]
+	mi := &file_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1467,7 @@ func (x *StepInfo) String() string {
 func (*StepInfo) ProtoMessage() {}
 
 func (x *StepInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[18]
+	mi := &file_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1480,7 @@ func (x *StepInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepInfo.ProtoReflect.Descriptor instead.
 func (*StepInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StepInfo) GetName() string {
@@ -1396,14 +1511,18 @@ type RunInfo struct {
 	// Why the run failed; empty if it did not.
 	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
 	// The run's code package (GetRun only), sorted by path.
-	CodePackage   []*CodeFile `protobuf:"bytes,11,rep,name=code_package,json=codePackage,proto3" json:"code_package,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CodePackage []*CodeFile `protobuf:"bytes,11,rep,name=code_package,json=codePackage,proto3" json:"code_package,omitempty"`
+	// Jobs its engine did not stop, which may still be running (GetRun
+	// only): recorded when the run ended, or found in the attempts of a run
+	// whose engine stopped.
+	JobsLeftRunning []*StoppedJob `protobuf:"bytes,12,rep,name=jobs_left_running,json=jobsLeftRunning,proto3" json:"jobs_left_running,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RunInfo) Reset() {
 	*x = RunInfo{}
-	mi := &file_engine_proto_msgTypes[19]
+	mi := &file_engine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1534,7 @@ func (x *RunInfo) String() string {
 func (*RunInfo) ProtoMessage() {}
 
 func (x *RunInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[19]
+	mi := &file_engine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1547,7 @@ func (x *RunInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunInfo.ProtoReflect.Descriptor instead.
 func (*RunInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RunInfo) GetFlow() string {
@@ -1508,6 +1627,13 @@ func (x *RunInfo) GetCodePackage() []*CodeFile {
 	return nil
 }
 
+func (x *RunInfo) GetJobsLeftRunning() []*StoppedJob {
+	if x != nil {
+		return x.JobsLeftRunning
+	}
+	return nil
+}
+
 // One file of a run's code package as stored: a content-addressed blob of
 // the flow.
 type CodeFile struct {
@@ -1521,7 +1647,7 @@ type CodeFile struct {
 
 func (x *CodeFile) Reset() {
 	*x = CodeFile{}
-	mi := &file_engine_proto_msgTypes[20]
+	mi := &file_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1659,7 @@ func (x *CodeFile) String() string {
 func (*CodeFile) ProtoMessage() {}
 
 func (x *CodeFile) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[20]
+	mi := &file_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1672,7 @@ func (x *CodeFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeFile.ProtoReflect.Descriptor instead.
 func (*CodeFile) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CodeFile) GetPath() string {
@@ -1579,7 +1705,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_engine_proto_msgTypes[21]
+	mi := &file_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1717,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[21]
+	mi := &file_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1730,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRunsResponse) GetRuns() []*RunInfo {
@@ -1625,7 +1751,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_engine_proto_msgTypes[22]
+	mi := &file_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1763,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[22]
+	mi := &file_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1776,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetRunRequest) GetDatastoreRoot() string {
@@ -1690,7 +1816,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_engine_proto_msgTypes[23]
+	mi := &file_engine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1828,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[23]
+	mi := &file_engine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1841,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetTaskRequest) GetDatastoreRoot() string {
@@ -1769,7 +1895,7 @@ type ListFlowsRequest struct {
 
 func (x *ListFlowsRequest) Reset() {
 	*x = ListFlowsRequest{}
-	mi := &file_engine_proto_msgTypes[24]
+	mi := &file_engine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1907,7 @@ func (x *ListFlowsRequest) String() string {
 func (*ListFlowsRequest) ProtoMessage() {}
 
 func (x *ListFlowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[24]
+	mi := &file_engine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1920,7 @@ func (x *ListFlowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFlowsRequest.ProtoReflect.Descriptor instead.
 func (*ListFlowsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListFlowsRequest) GetDatastoreRoot() string {
@@ -1814,7 +1940,7 @@ type ListFlowsResponse struct {
 
 func (x *ListFlowsResponse) Reset() {
 	*x = ListFlowsResponse{}
-	mi := &file_engine_proto_msgTypes[25]
+	mi := &file_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1826,7 +1952,7 @@ func (x *ListFlowsResponse) String() string {
 func (*ListFlowsResponse) ProtoMessage() {}
 
 func (x *ListFlowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[25]
+	mi := &file_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1839,7 +1965,7 @@ func (x *ListFlowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFlowsResponse.ProtoReflect.Descriptor instead.
 func (*ListFlowsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListFlowsResponse) GetFlows() []string {
@@ -1857,7 +1983,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_engine_proto_msgTypes[26]
+	mi := &file_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1995,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[26]
+	mi := &file_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +2008,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_proto_rawDescGZIP(), []int{27}
 }
 
 type ShutdownResponse struct {
@@ -1893,7 +2019,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_engine_proto_msgTypes[27]
+	mi := &file_engine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +2031,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[27]
+	mi := &file_engine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2044,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{27}
+	return file_engine_proto_rawDescGZIP(), []int{28}
 }
 
 // Selects the jobs of one flow: those of run_id (empty: the latest run in
@@ -1941,7 +2067,7 @@ type BatchJobsRequest struct {
 
 func (x *BatchJobsRequest) Reset() {
 	*x = BatchJobsRequest{}
-	mi := &file_engine_proto_msgTypes[28]
+	mi := &file_engine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2079,7 @@ func (x *BatchJobsRequest) String() string {
 func (*BatchJobsRequest) ProtoMessage() {}
 
 func (x *BatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[28]
+	mi := &file_engine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2092,7 @@ func (x *BatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*BatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{28}
+	return file_engine_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BatchJobsRequest) GetFlow() string {
@@ -2030,7 +2156,7 @@ type BatchJob struct {
 
 func (x *BatchJob) Reset() {
 	*x = BatchJob{}
-	mi := &file_engine_proto_msgTypes[29]
+	mi := &file_engine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2168,7 @@ func (x *BatchJob) String() string {
 func (*BatchJob) ProtoMessage() {}
 
 func (x *BatchJob) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[29]
+	mi := &file_engine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2181,7 @@ func (x *BatchJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJob.ProtoReflect.Descriptor instead.
 func (*BatchJob) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{29}
+	return file_engine_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BatchJob) GetJobId() string {
@@ -2137,7 +2263,7 @@ type BatchJobsResponse struct {
 
 func (x *BatchJobsResponse) Reset() {
 	*x = BatchJobsResponse{}
-	mi := &file_engine_proto_msgTypes[30]
+	mi := &file_engine_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2275,7 @@ func (x *BatchJobsResponse) String() string {
 func (*BatchJobsResponse) ProtoMessage() {}
 
 func (x *BatchJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[30]
+	mi := &file_engine_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2288,7 @@ func (x *BatchJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJobsResponse.ProtoReflect.Descriptor instead.
 func (*BatchJobsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{30}
+	return file_engine_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BatchJobsResponse) GetJobs() []*BatchJob {
@@ -2207,7 +2333,7 @@ type ReadArtifactRequest struct {
 
 func (x *ReadArtifactRequest) Reset() {
 	*x = ReadArtifactRequest{}
-	mi := &file_engine_proto_msgTypes[31]
+	mi := &file_engine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2345,7 @@ func (x *ReadArtifactRequest) String() string {
 func (*ReadArtifactRequest) ProtoMessage() {}
 
 func (x *ReadArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[31]
+	mi := &file_engine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2358,7 @@ func (x *ReadArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadArtifactRequest.ProtoReflect.Descriptor instead.
 func (*ReadArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{31}
+	return file_engine_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReadArtifactRequest) GetDatastoreRoot() string {
@@ -2288,7 +2414,7 @@ type ArtifactChunk struct {
 
 func (x *ArtifactChunk) Reset() {
 	*x = ArtifactChunk{}
-	mi := &file_engine_proto_msgTypes[32]
+	mi := &file_engine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2426,7 @@ func (x *ArtifactChunk) String() string {
 func (*ArtifactChunk) ProtoMessage() {}
 
 func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[32]
+	mi := &file_engine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2439,7 @@ func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
 func (*ArtifactChunk) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{32}
+	return file_engine_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ArtifactChunk) GetData() []byte {
@@ -2402,9 +2528,20 @@ const file_engine_proto_rawDesc = "" +
 	"\x10CancelRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12%\n" +
 	"\x0edatastore_root\x18\x02 \x01(\tR\rdatastoreRoot\x12\x12\n" +
-	"\x04flow\x18\x03 \x01(\tR\x04flow\"6\n" +
+	"\x04flow\x18\x03 \x01(\tR\x04flow\"c\n" +
 	"\x11CancelRunResponse\x12!\n" +
-	"\fkilled_tasks\x18\x01 \x01(\x05R\vkilledTasks\"d\n" +
+	"\fkilled_tasks\x18\x01 \x01(\x05R\vkilledTasks\x12+\n" +
+	"\x04jobs\x18\x02 \x03(\v2\x17.metaflow.v1.StoppedJobR\x04jobs\"\xd0\x01\n" +
+	"\n" +
+	"StoppedJob\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\tR\x04step\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12\x1a\n" +
+	"\bexecutor\x18\x05 \x01(\tR\bexecutor\x12\x1c\n" +
+	"\tdecorator\x18\x06 \x01(\tR\tdecorator\x12\x14\n" +
+	"\x05ended\x18\a \x01(\bR\x05ended\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"d\n" +
 	"\vLogsRequest\x12%\n" +
 	"\x0edatastore_root\x18\x01 \x01(\tR\rdatastoreRoot\x12\x12\n" +
 	"\x04flow\x18\x02 \x01(\tR\x04flow\x12\x1a\n" +
@@ -2446,7 +2583,7 @@ const file_engine_proto_rawDesc = "" +
 	"\texit_code\x18\r \x01(\x05R\bexitCode\"K\n" +
 	"\bStepInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x15.metaflow.v1.TaskInfoR\x05tasks\"\xd5\x02\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x15.metaflow.v1.TaskInfoR\x05tasks\"\x9a\x03\n" +
 	"\aRunInfo\x12\x12\n" +
 	"\x04flow\x18\x01 \x01(\tR\x04flow\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
@@ -2461,7 +2598,8 @@ const file_engine_proto_rawDesc = "" +
 	"\rorigin_run_id\x18\t \x01(\tR\voriginRunId\x12\x14\n" +
 	"\x05error\x18\n" +
 	" \x01(\tR\x05error\x128\n" +
-	"\fcode_package\x18\v \x03(\v2\x15.metaflow.v1.CodeFileR\vcodePackage\"D\n" +
+	"\fcode_package\x18\v \x03(\v2\x15.metaflow.v1.CodeFileR\vcodePackage\x12C\n" +
+	"\x11jobs_left_running\x18\f \x03(\v2\x17.metaflow.v1.StoppedJobR\x0fjobsLeftRunning\"D\n" +
 	"\bCodeFile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x10\n" +
 	"\x03sha\x18\x02 \x01(\tR\x03sha\x12\x12\n" +
@@ -2543,7 +2681,7 @@ func file_engine_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_engine_proto_goTypes = []any{
 	(RunEvent_Kind)(0),          // 0: metaflow.v1.RunEvent.Kind
 	(*Arg)(nil),                 // 1: metaflow.v1.Arg
@@ -2558,27 +2696,28 @@ var file_engine_proto_goTypes = []any{
 	(*RunEvent)(nil),            // 10: metaflow.v1.RunEvent
 	(*CancelRunRequest)(nil),    // 11: metaflow.v1.CancelRunRequest
 	(*CancelRunResponse)(nil),   // 12: metaflow.v1.CancelRunResponse
-	(*LogsRequest)(nil),         // 13: metaflow.v1.LogsRequest
-	(*TaskLog)(nil),             // 14: metaflow.v1.TaskLog
-	(*LogsResponse)(nil),        // 15: metaflow.v1.LogsResponse
-	(*ListRunsRequest)(nil),     // 16: metaflow.v1.ListRunsRequest
-	(*ArtifactInfo)(nil),        // 17: metaflow.v1.ArtifactInfo
-	(*TaskInfo)(nil),            // 18: metaflow.v1.TaskInfo
-	(*StepInfo)(nil),            // 19: metaflow.v1.StepInfo
-	(*RunInfo)(nil),             // 20: metaflow.v1.RunInfo
-	(*CodeFile)(nil),            // 21: metaflow.v1.CodeFile
-	(*ListRunsResponse)(nil),    // 22: metaflow.v1.ListRunsResponse
-	(*GetRunRequest)(nil),       // 23: metaflow.v1.GetRunRequest
-	(*GetTaskRequest)(nil),      // 24: metaflow.v1.GetTaskRequest
-	(*ListFlowsRequest)(nil),    // 25: metaflow.v1.ListFlowsRequest
-	(*ListFlowsResponse)(nil),   // 26: metaflow.v1.ListFlowsResponse
-	(*ShutdownRequest)(nil),     // 27: metaflow.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),    // 28: metaflow.v1.ShutdownResponse
-	(*BatchJobsRequest)(nil),    // 29: metaflow.v1.BatchJobsRequest
-	(*BatchJob)(nil),            // 30: metaflow.v1.BatchJob
-	(*BatchJobsResponse)(nil),   // 31: metaflow.v1.BatchJobsResponse
-	(*ReadArtifactRequest)(nil), // 32: metaflow.v1.ReadArtifactRequest
-	(*ArtifactChunk)(nil),       // 33: metaflow.v1.ArtifactChunk
+	(*StoppedJob)(nil),          // 13: metaflow.v1.StoppedJob
+	(*LogsRequest)(nil),         // 14: metaflow.v1.LogsRequest
+	(*TaskLog)(nil),             // 15: metaflow.v1.TaskLog
+	(*LogsResponse)(nil),        // 16: metaflow.v1.LogsResponse
+	(*ListRunsRequest)(nil),     // 17: metaflow.v1.ListRunsRequest
+	(*ArtifactInfo)(nil),        // 18: metaflow.v1.ArtifactInfo
+	(*TaskInfo)(nil),            // 19: metaflow.v1.TaskInfo
+	(*StepInfo)(nil),            // 20: metaflow.v1.StepInfo
+	(*RunInfo)(nil),             // 21: metaflow.v1.RunInfo
+	(*CodeFile)(nil),            // 22: metaflow.v1.CodeFile
+	(*ListRunsResponse)(nil),    // 23: metaflow.v1.ListRunsResponse
+	(*GetRunRequest)(nil),       // 24: metaflow.v1.GetRunRequest
+	(*GetTaskRequest)(nil),      // 25: metaflow.v1.GetTaskRequest
+	(*ListFlowsRequest)(nil),    // 26: metaflow.v1.ListFlowsRequest
+	(*ListFlowsResponse)(nil),   // 27: metaflow.v1.ListFlowsResponse
+	(*ShutdownRequest)(nil),     // 28: metaflow.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),    // 29: metaflow.v1.ShutdownResponse
+	(*BatchJobsRequest)(nil),    // 30: metaflow.v1.BatchJobsRequest
+	(*BatchJob)(nil),            // 31: metaflow.v1.BatchJob
+	(*BatchJobsResponse)(nil),   // 32: metaflow.v1.BatchJobsResponse
+	(*ReadArtifactRequest)(nil), // 33: metaflow.v1.ReadArtifactRequest
+	(*ArtifactChunk)(nil),       // 34: metaflow.v1.ArtifactChunk
 }
 var file_engine_proto_depIdxs = []int32{
 	1,  // 0: metaflow.v1.Decorator.args:type_name -> metaflow.v1.Arg
@@ -2590,40 +2729,42 @@ var file_engine_proto_depIdxs = []int32{
 	5,  // 6: metaflow.v1.RunRequest.flow:type_name -> metaflow.v1.Flow
 	7,  // 7: metaflow.v1.RunRequest.options:type_name -> metaflow.v1.RunOptions
 	0,  // 8: metaflow.v1.RunEvent.kind:type_name -> metaflow.v1.RunEvent.Kind
-	14, // 9: metaflow.v1.LogsResponse.tasks:type_name -> metaflow.v1.TaskLog
-	17, // 10: metaflow.v1.TaskInfo.artifacts:type_name -> metaflow.v1.ArtifactInfo
-	18, // 11: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
-	19, // 12: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
-	21, // 13: metaflow.v1.RunInfo.code_package:type_name -> metaflow.v1.CodeFile
-	20, // 14: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
-	30, // 15: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
-	8,  // 16: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
-	8,  // 17: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
-	11, // 18: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
-	13, // 19: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
-	16, // 20: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
-	23, // 21: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
-	24, // 22: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
-	32, // 23: metaflow.v1.Engine.ReadArtifact:input_type -> metaflow.v1.ReadArtifactRequest
-	27, // 24: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
-	29, // 25: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
-	25, // 26: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
-	9,  // 27: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
-	10, // 28: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
-	12, // 29: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
-	15, // 30: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
-	22, // 31: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
-	20, // 32: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
-	18, // 33: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
-	33, // 34: metaflow.v1.Engine.ReadArtifact:output_type -> metaflow.v1.ArtifactChunk
-	28, // 35: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
-	31, // 36: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
-	26, // 37: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
-	27, // [27:38] is the sub-list for method output_type
-	16, // [16:27] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	13, // 9: metaflow.v1.CancelRunResponse.jobs:type_name -> metaflow.v1.StoppedJob
+	15, // 10: metaflow.v1.LogsResponse.tasks:type_name -> metaflow.v1.TaskLog
+	18, // 11: metaflow.v1.TaskInfo.artifacts:type_name -> metaflow.v1.ArtifactInfo
+	19, // 12: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
+	20, // 13: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
+	22, // 14: metaflow.v1.RunInfo.code_package:type_name -> metaflow.v1.CodeFile
+	13, // 15: metaflow.v1.RunInfo.jobs_left_running:type_name -> metaflow.v1.StoppedJob
+	21, // 16: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
+	31, // 17: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
+	8,  // 18: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
+	8,  // 19: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
+	11, // 20: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
+	14, // 21: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
+	17, // 22: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
+	24, // 23: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
+	25, // 24: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
+	33, // 25: metaflow.v1.Engine.ReadArtifact:input_type -> metaflow.v1.ReadArtifactRequest
+	28, // 26: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
+	30, // 27: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
+	26, // 28: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
+	9,  // 29: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
+	10, // 30: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
+	12, // 31: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
+	16, // 32: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
+	23, // 33: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
+	21, // 34: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
+	19, // 35: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
+	34, // 36: metaflow.v1.Engine.ReadArtifact:output_type -> metaflow.v1.ArtifactChunk
+	29, // 37: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
+	32, // 38: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
+	27, // 39: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
+	29, // [29:40] is the sub-list for method output_type
+	18, // [18:29] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_engine_proto_init() }
@@ -2637,7 +2778,7 @@ func file_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_proto_rawDesc), len(file_engine_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

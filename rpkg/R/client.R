@@ -436,6 +436,14 @@ run_client <- R6::R6Class("RunClient",
       e <- private$info$error
       if (is.null(e) || !nzchar(e)) NULL else e
     },
+    #' @field jobs_left_running The ids of the run's remote (AWS Batch) jobs
+    #'   its engine did not stop, which may still be running (\code{character(0)}
+    #'   if none): jobs a cancellation could not terminate, or left when the R
+    #'   session that ran it went away or its engine stopped. \code{batch kill}
+    #'   ends them.
+    jobs_left_running = function() {
+      vapply(private$info$jobs_left_running, function(j) j$job_id, "")
+    },
     #' @field code The run's code package (\code{NULL} without one): the files
     #'   sent with \code{--package-suffixes} to run on AWS Batch.
     code = function() code_package(self$pathspec, private$info$code_package),

@@ -50,8 +50,14 @@
 #' \code{METAFLOW_DATASTORE_SYSROOT_S3} (environment or
 #' \code{~/.metaflowconfig/config.json}).
 #'
-#' Pressing Ctrl-C cancels the run: its tasks are killed and the run is marked
-#' failed.
+#' Pressing Ctrl-C cancels the run: its tasks are killed, its AWS Batch jobs
+#' terminated, and the run is marked failed. What was ended is printed; a
+#' Batch job that could not be terminated (the Batch API unreachable for
+#' \code{METAFLOW_BATCH_TERMINATE_TIMEOUT} seconds, default 30) is never
+#' counted, but listed with the \code{batch kill} command that ends it. If
+#' R itself dies mid-run, local tasks die with it, Batch jobs run on until
+#' they end or reach their timeout, and the run's record says so
+#' (\code{run_client$jobs_left_running}).
 #'
 #' @param flow a flow created by \code{\link{metaflow}}.
 #' @param ... options and parameter values, see above.
@@ -260,7 +266,7 @@ run_flow <- function(flow, opts, interactive) {
       grpc_stream(conn, "StartRun", req, handler),
       interrupt = function(i) {
         interrupted <<- TRUE
-        cancel_run(conn, flow$name, run_id)
+        cancel_run(conn, flow$name, run_id, interactive)
         # Finalize the interrupted stream's curl handle so its connection
         # closes: the engine then cancels a run whose id we never learnt.
         invisible(gc(verbose = FALSE))
@@ -282,25 +288,71 @@ run_flow <- function(flow, opts, interactive) {
   invisible(run_id)
 }
 
-# Called on Ctrl-C. Closing the stream alone would make the engine cancel
-# too, but CancelRun says how many tasks it killed.
-cancel_run <- function(conn, flow_name, run_id) {
+# Called on Ctrl-C. Closing the stream alone would make the engine abandon
+# the run (remote jobs left running, as when R dies); CancelRun cancels it,
+# terminating its AWS Batch jobs (TerminateJob is retried for up to
+# METAFLOW_BATCH_TERMINATE_TIMEOUT, 30 s), and says what it ended.
+cancel_run <- function(conn, flow_name, run_id, interactive = FALSE) {
   if (!nzchar(run_id)) {
     console_line("Run interrupted before it started; the engine cancels it.", TRUE)
     return(invisible(NULL))
   }
   res <- tryCatch(
     grpc_unary(conn, "CancelRun", list(run_id = run_id, datastore_root = datastore_root(),
-                                       flow = flow_name), timeout = 30),
-    error = function(e) e)
-  if (inherits(res, "error")) {
+                                       flow = flow_name), timeout = 150),
+    error = function(e) e,
+    interrupt = function(i) i)
+  if (inherits(res, "interrupt")) {
+    console_line(sprintf(paste("Run %s interrupted; not waiting for its tasks to end (the engine",
+                               "goes on stopping them). Jobs that may still be running:",
+                               "%s"), run_id, kill_command("batch", "list", run_id, interactive)), TRUE)
+  } else if (inherits(res, "error")) {
     console_line(sprintf("Run %s interrupted; cancelling it failed: %s", run_id,
                          conditionMessage(res)), TRUE)
   } else {
-    console_line(sprintf("Run %s interrupted: killed %d task(s).", run_id,
-                         res$killed_tasks), TRUE)
+    for (l in format_cancel_report(run_id, res, interactive)) console_line(l, TRUE)
   }
   invisible(NULL)
+}
+
+# The command that lists or kills a run's jobs of an executor decorator
+# ("batch"), as the user would type it: in the terminal or in R.
+kill_command <- function(decorator, action, run_id, interactive) {
+  if (interactive) {
+    sprintf('run(%s = "%s", run_id = "%s")', decorator, action, run_id)
+  } else {
+    file <- script_path()
+    sprintf("Rscript %s %s %s --run-id %s", if (is.null(file)) "flow.R" else file,
+            decorator, action, run_id)
+  }
+}
+
+# What a CancelRun response says: how many tasks were ended, and the jobs
+# that could not be stopped (never counted as ended) with the command that
+# ends them.
+format_cancel_report <- function(run_id, res, interactive = FALSE) {
+  jobs <- res$jobs
+  left <- Filter(function(j) !isTRUE(j$ended), jobs)
+  ended_jobs <- length(jobs) - length(left)
+  head <- sprintf("Run %s interrupted: ended %d task(s)%s", run_id, res$killed_tasks,
+                  if (ended_jobs > 0) sprintf(" (%d of them AWS Batch job(s), terminated)", ended_jobs) else "")
+  if (!length(left)) return(paste0(head, "."))
+  field <- function(js, name) vapply(js, function(j) as.character(j[[name]]), "")
+  out <- character(0)
+  groups <- split(left, paste(field(left, "executor"), field(left, "decorator"), sep = "\r"))
+  for (g in groups) {
+    what <- if (nzchar(g[[1]]$executor)) g[[1]]$executor else "remote"
+    causes <- unique(field(g, "error"))
+    line <- sprintf("%d %s job(s) could not be stopped (%s): %s.", length(g), what,
+                    paste(causes, collapse = "; "), paste(field(g, "job_id"), collapse = ", "))
+    deco <- g[[1]]$decorator
+    if (nzchar(deco)) {
+      line <- paste(line, "They run until they end or reach their timeout. End them with:",
+                    kill_command(deco, "kill", run_id, interactive))
+    }
+    out <- c(out, line)
+  }
+  c(paste0(head, "; ", out[1]), out[-1])
 }
 
 # ---- logs ------------------------------------------------------------------

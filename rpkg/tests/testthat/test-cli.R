@@ -239,6 +239,41 @@ test_that("batch list|kill print one line per job and a summary", {
   expect_equal(got$err, "Could not kill job 5678-ef (step work, task 3, run 15, attempt 1): terminate job 5678-ef: denied")
 })
 
+test_that("an interrupt reports the tasks it ended and the jobs it could not stop", {
+  job <- function(id, ended, error = "", task = "2") {
+    list(job_id = id, step = "work", task_id = task, attempt = 0L, executor = "AWS Batch",
+         decorator = "batch", ended = ended, error = error)
+  }
+  # Nothing left running: one line, counting what ended.
+  expect_equal(format_cancel_report("12", list(killed_tasks = 2L, jobs = list())),
+               "Run 12 interrupted: ended 2 task(s).")
+  expect_equal(format_cancel_report("12", list(killed_tasks = 3L, jobs = list(job("a", TRUE), job("b", TRUE)))),
+               "Run 12 interrupted: ended 3 task(s) (2 of them AWS Batch job(s), terminated).")
+  # Jobs that could not be stopped are listed (never counted), with the
+  # command that ends them as the user would type it.
+  cause <- "TerminateJob failed for 30s: the AWS Batch API could not be reached"
+  res <- list(killed_tasks = 2L, jobs = list(job("job-1", FALSE, cause), job("job-2", TRUE),
+                                             job("job-3", FALSE, cause, "4")))
+  got <- format_cancel_report("12", res, interactive = TRUE)
+  expect_equal(got, paste0(
+    "Run 12 interrupted: ended 2 task(s) (1 of them AWS Batch job(s), terminated); ",
+    "2 AWS Batch job(s) could not be stopped (", cause, "): job-1, job-3. ",
+    "They run until they end or reach their timeout. End them with: ",
+    'run(batch = "kill", run_id = "12")'))
+  got <- format_cancel_report("12", res, interactive = FALSE)
+  expect_match(got, "End them with: Rscript \\S+ batch kill --run-id 12$")
+  # Different causes are all given, once each.
+  res$jobs[[3]]$error <- "AWS Batch answered AccessDeniedException: no"
+  expect_match(format_cancel_report("12", res), paste0("(", cause, "; AWS Batch answered AccessDeniedException: no)"),
+               fixed = TRUE)
+  # The response decodes as the engine sends it.
+  enc <- proto_encode(list(killed_tasks = 1L, jobs = list(job("job-1", FALSE, cause))), "CancelRunResponse")
+  dec <- proto_decode(enc, "CancelRunResponse")
+  expect_equal(dec$jobs[[1]]$job_id, "job-1")
+  expect_false(dec$jobs[[1]]$ended)
+  expect_equal(dec$jobs[[1]]$error, cause)
+})
+
 test_that("a parameter whose name starts with batch is just a parameter", {
   f <- metaflow("F") %>% parameter("batch_size", default = 8L)
   r <- parse_r_args(list(batch_size = 32L), f$parameters)

@@ -128,6 +128,15 @@ test_that("responses from protoc decode with defaults for missing fields", {
   expect_length(proto_decode(raw(0), "ShutdownResponse"), 0)
   expect_equal(proto_decode(protoc("encode", "CancelRunResponse", "killed_tasks: 3"),
                             "CancelRunResponse")$killed_tasks, 3L)
+  cr <- proto_decode(protoc("encode", "CancelRunResponse", c(
+    'killed_tasks: 1 jobs { job_id: "j1" step: "work" task_id: "3" attempt: 1 executor: "AWS Batch"',
+    'decorator: "batch" ended: false error: "unreachable" } jobs { job_id: "j2" ended: true }')),
+    "CancelRunResponse")
+  expect_equal(vapply(cr$jobs, `[[`, "", "job_id"), c("j1", "j2"))
+  expect_equal(vapply(cr$jobs, `[[`, NA, "ended"), c(FALSE, TRUE))
+  expect_equal(cr$jobs[[1]][c("step", "task_id", "attempt", "executor", "decorator", "error")],
+               list(step = "work", task_id = "3", attempt = 1L, executor = "AWS Batch",
+                    decorator = "batch", error = "unreachable"))
 })
 
 test_that("every message of engine.proto has a matching schema", {

@@ -14,7 +14,7 @@ batch_state <- local({
     if (is.null(state)) {
       state <<- moto_batch("metaflow-queue", "metaflow-e2e", label = "AWS Batch tests",
                            flows = c("BigSumFlowR", "BatchForeachFlowR", "BatchFailFlowR",
-                                     "BatchLiveLogFlowR", "BatchRoleFlowR"))
+                                     "BatchLiveLogFlowR", "BatchRoleFlowR", "BatchOrphanFlowR"))
     }
     state
   }
@@ -358,11 +358,59 @@ test_that("SIGINT terminates the run's Batch jobs", {
   tools::pskill(bg$pid_value, tools::SIGINT)
   status <- bg_wait(bg, timeout = 90)
   expect_true(!is.na(status) && status != 0, info = paste("exit status", status))
-  expect_line(c(bg_stdout(bg), bg_stderr(bg)), "interrupted")
+  # It says what it did: the job was terminated, nothing is left running.
+  expect_line(bg_stderr(bg), "^Run 1 interrupted: ended 1 task\\(s\\) \\(1 of them AWS Batch job\\(s\\), terminated\\)\\.$")
   expect_equal(run_meta(dir, "BatchSleepFlowR", "1")$status, "failed")
 
   # The job itself is stopped, not left RUNNING in Batch.
   job_status <- function() moto_job_status(env[["AWS_ENDPOINT_URL"]], job)
   stopped <- wait_until(function() identical(job_status(), "FAILED"), timeout = 60, interval = 0.5)
   expect_true(stopped, info = paste("job", job, "status", job_status()))
+})
+
+test_that("R killed mid-run: its Batch job runs on, and the run record says so and how to end it", {
+  env <- skip_without_batch()
+  dir <- new_workdir("batchorphan")
+  writeLines(c(
+    "library(metaflow)",
+    "metaflow('BatchOrphanFlowR') %>%",
+    "  step(decorator('batch', memory = 512), step = 'start',",
+    "       r_function = function(self) { Sys.sleep(12); self$x <- 1 }, next_step = 'end') %>%",
+    "  step(step = 'end', r_function = function(self) NULL) %>%",
+    "  run()"), file.path(dir, "flow.R"))
+  bg <- start_bg(dir, "Rscript", c("flow.R", "run"), env = env)
+  on.exit(if (is.na(bg_status(bg))) tools::pskill(bg$pid_value, tools::SIGKILL), add = TRUE)
+  running <- wait_until(function() any(grepl("is RUNNING\\.", bg_stdout(bg))), timeout = 120)
+  expect_true(running, info = paste(c(bg_stdout(bg), bg_stderr(bg)), collapse = "\n"))
+  line <- grep("is RUNNING\\.", bg_stdout(bg), value = TRUE)[1]
+  job <- regmatches(line, regexpr(JOB_RE, line))
+  expect_length(job, 1)
+  engine <- processes_matching(sprintf("--parent-pid %d", bg$pid_value))$pid
+  expect_length(engine, 1)
+
+  # R dies (no Ctrl-C, no chance to cancel); its engine records the run
+  # and stops, leaving the job to end on its own (or at its timeout).
+  tools::pskill(bg$pid_value, tools::SIGKILL)
+  gone <- wait_until(function() !isTRUE(tools::pskill(engine, 0L)), timeout = 20)
+  expect_true(gone, info = "the engine outlived its R session by 20 s")
+  meta <- run_meta(dir, "BatchOrphanFlowR", "1")
+  expect_equal(meta$status, "failed")
+  expect_match(meta$error, "the R session that started the run went away", fixed = TRUE)
+  expect_match(meta$error, job, fixed = TRUE)
+  expect_match(meta$error, "batch kill --run-id 1", fixed = TRUE)
+  expect_equal(vapply(meta$jobs_left_running, function(j) j$job_id, ""), job)
+  a <- task_meta(dir, "BatchOrphanFlowR", "1", "start", "1")$attempts
+  expect_true(isTRUE(a[[length(a)]]$job_left_running))
+  # batch list finds it, and the client API names it.
+  listed <- run_cmd(dir, "Rscript", c("flow.R", "batch", "list", "--run-id", "1"), env = env)
+  expect_exit(listed, 0)
+  expect_line(listed$stdout, sprintf("^Job %s \\(step start, task 1, run 1\\) is RUNNING$", job), listed)
+  got <- run_cmd(dir, "Rscript", c("-e", paste(
+    "suppressMessages(library(metaflow));",
+    "cat(run_client$new('BatchOrphanFlowR/1')$jobs_left_running)")), env = env)
+  expect_equal(got$stdout, job, info = describe_result(got))
+  # Not terminated: the job finishes its work.
+  job_status <- function() moto_job_status(env[["AWS_ENDPOINT_URL"]], job)
+  done <- wait_until(function() identical(job_status(), "SUCCEEDED"), timeout = 90, interval = 0.5)
+  expect_true(done, info = paste("job", job, "status", job_status()))
 })
