@@ -22,12 +22,15 @@ const heartbeatTimeFmt = "2006-01-02 15:04:05 MST"
 // and was created longer ago than that) lost its engine (killed, machine
 // lost): it is reported failed, with the error "its engine stopped (last
 // heartbeat at T)", and so is each of tasks (tasks of run) still recorded
-// as running, with its last attempt. Nothing is written: the records stay
-// as the engine left them. Settle reports whether run's engine stopped.
+// as running, with its last attempt. A task still recorded running in a run
+// that ended (completed or failed) is reported failed too: its engine could
+// not record its end. Nothing is written: the records stay as the engine
+// left them. Settle reports whether run's engine stopped.
 //
 // The run is settled by the first call (make it before settling tasks
 // concurrently); later calls only settle tasks. Completed and failed runs,
-// and runs whose heartbeat is fresh, are untouched, as are their tasks.
+// and runs whose heartbeat is fresh, are untouched, as are the tasks of
+// running runs.
 func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 	if run == nil {
 		return false
@@ -48,8 +51,15 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 			run.FinishedAt = last
 		}
 	}
-	if !run.engineStopped {
+	if run.Status == StatusRunning {
 		return false
+	}
+	// A run that ended waited for its tasks and recorded each one's end; a
+	// task still recorded running is one whose end could not be written
+	// (a full or failing disk): it did not complete.
+	why := "killed: " + run.Error
+	if !run.engineStopped {
+		why = "its end was not recorded (the run ended " + run.Status + ")"
 	}
 	for _, t := range tasks {
 		if t == nil || t.Status != StatusRunning {
@@ -61,8 +71,8 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 		}
 		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].Status == StatusRunning {
 			a := &t.Attempts[n-1]
-			a.Status, a.Error = StatusFailed, "killed: "+run.Error
+			a.Status, a.Error = StatusFailed, why
 		}
 	}
-	return true
+	return run.engineStopped
 }

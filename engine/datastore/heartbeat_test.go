@@ -41,8 +41,17 @@ func TestSettleTakesRunsWithAStaleHeartbeatForFailed(t *testing.T) {
 				if run.Status != before.Status || run.Error != before.Error || !run.FinishedAt.Equal(before.FinishedAt) {
 					t.Fatalf("run changed: %+v, was %+v", run, before)
 				}
-				if running.Status != StatusRunning || running.Attempts[0].Status != StatusRunning {
-					t.Fatalf("task of a live run changed: %+v", running)
+				if run.Status == StatusRunning {
+					if running.Status != StatusRunning || running.Attempts[0].Status != StatusRunning {
+						t.Fatalf("task of a live run changed: %+v", running)
+					}
+					return
+				}
+				// The run ended: a task whose end could not be recorded
+				// did not complete.
+				if running.Status != StatusFailed || running.Attempts[0].Status != StatusFailed ||
+					!strings.Contains(running.Attempts[0].Error, "its end was not recorded (the run ended "+run.Status+")") {
+					t.Fatalf("a task recorded running in an ended run reads %+v", running)
 				}
 				return
 			}

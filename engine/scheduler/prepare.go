@@ -201,13 +201,21 @@ func (r *Run) prepareResume(ctx context.Context) error {
 		}
 		// The newest run that has ended: not one being created or still
 		// running (a run whose engine stopped has ended: datastore.Settle).
+		// A run folder without its record is one being created (or whose
+		// engine died creating it): skipped. A record that cannot be read
+		// stops the search: resuming an older run instead would be a
+		// surprise.
 		now := time.Now()
 		for _, id := range ids {
 			run, err := store.GetRun(ctx, flow, id)
-			if err == nil {
-				datastore.Settle(now, run)
+			if errors.Is(err, errs.ErrNotFound) {
+				continue
 			}
-			if err == nil && run.Status != datastore.StatusRunning {
+			if err != nil {
+				return errs.Precondition("cannot resume: run %s of flow %s cannot be read (%v): name the run to resume with --origin-run-id", id, flow, err)
+			}
+			datastore.Settle(now, run)
+			if run.Status != datastore.StatusRunning {
 				r.Opts.OriginRunID = id
 				break
 			}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// target is a completed file the suite damages.
+type target struct {
+	path  string
+	class string // "blob", "_run.json", "_task.json", "_artifacts.json"
+	sha   string // a blob's
+	run   string // a metadata file's run
+	task  string // RUN/STEP/TASK of a task's file
+}
+
+// targets lists the datastore's completed files: blobs, and the run,
+// task and artifact index records of ended runs. Only blobs that an entry
+// of scope (a run id; "" for all) points at, and only scope's records.
+func (c *chain) targets(scope string) map[string][]target {
+	out := map[string][]target{}
+	blobs := map[string]bool{}
+	for _, e := range c.ledger.entries {
+		if scope == "" || e.run == scope {
+			blobs[e.sha] = true
+		}
+	}
+	for _, sha := range sortedSet(blobs) {
+		p := filepath.Join(c.root, flowName, "data", sha[:2], sha)
+		if _, err := os.Stat(p); err == nil {
+			out["blob"] = append(out["blob"], target{path: p, class: "blob", sha: sha})
+		}
+	}
+	for _, id := range c.recorded() {
+		if scope != "" && id != scope {
+			continue
+		}
+		out["_run.json"] = append(out["_run.json"], target{path: filepath.Join(c.root, flowName, id, "_run.json"), class: "_run.json", run: id})
+		for _, k := range sortedSet(c.ledger.tasks) {
+			if !strings.HasPrefix(k, id+"/") {
+				continue
+			}
+			for _, f := range []string{"_task.json", "_artifacts.json"} {
+				out[f] = append(out[f], target{path: filepath.Join(c.root, flowName, k, f), class: f, run: id, task: k})
+			}
+		}
+	}
+	return out
+}
+
+// damage returns content made from orig by kind: one byte changed, cut
+// short, or another blob's content (other).
+func damage(rng *rand.Rand, kind string, orig, other []byte) []byte {
+	switch kind {
+	case flip:
+		b := append([]byte{}, orig...)
+		if len(b) > 0 {
+			b[rng.Intn(len(b))] ^= byte(1 + rng.Intn(255))
+		}
+		return b
+	case truncate:
+		if len(orig) == 0 {
+			return orig
+		}
+		return append([]byte{}, orig[:rng.Intn(len(orig))]...)
+	default:
+		return append([]byte{}, other...)
+	}
+}
+
+// mutate damages one completed file of the chain (of run scope's, if not
+// "") with kind and checks what reads it: every artifact reads back as
+// recorded or, if the damage reaches it, fails naming it; the CLI agrees;
+// nothing reads running. With a scope (a killed run), it then resumes
+// that run: the resume must complete with an uninterrupted run's results
+// or fail naming the damage. The file is restored afterwards.
+func (c *chain) mutate(kind, scope string) {
+	all := c.targets(scope)
+	classes := []string{"blob", "blob", "blob", "_run.json", "_task.json", "_artifacts.json"}
+	var cands []target
+	for len(cands) == 0 {
+		cls := classes[c.s.rng.Intn(len(classes))]
+		cands = all[cls]
+		if len(all["blob"])+len(all["_run.json"])+len(all["_task.json"])+len(all["_artifacts.json"]) == 0 {
+			c.s.logf("%s: no completed file to damage in chain %d", kind, c.id)
+			return
+		}
+	}
+	t := cands[c.s.rng.Intn(len(cands))]
+	orig, err := os.ReadFile(t.path)
+	if err != nil {
+		c.s.record(kind, t.path, []string{"lost: " + err.Error()}, false)
+		return
+	}
+	st, _ := os.Stat(t.path)
+	var other []byte
+	if kind == replace {
+		var blobs []target
+		for _, b := range all["blob"] {
+			if b.path != t.path {
+				blobs = append(blobs, b)
+			}
+		}
+		if len(blobs) == 0 {
+			blobs = c.targets("")["blob"]
+		}
+		for _, i := range c.s.rng.Perm(len(blobs)) {
+			if ob, err := os.ReadFile(blobs[i].path); err == nil && !bytes.Equal(ob, orig) {
+				other = ob
+				break
+			}
+		}
+	}
+	bad := damage(c.s.rng, kind, orig, other)
+	if bytes.Equal(bad, orig) {
+		return // nothing would change (an empty file): not an injection
+	}
+	rel := strings.TrimPrefix(t.path, c.root+"/")
+	what := fmt.Sprintf("chain %d, %s of %s (%d -> %d bytes)", c.id, kind, rel, len(orig), len(bad))
+	damaged := t.path
+	if t.class == "blob" {
+		damaged = t.sha
+	}
+	// Which reads the damage may fail: the engine's ReadArtifact reads the
+	// artifact index and the blob; the CLI also the task record.
+	reaches := func(e *entry, cli bool) bool {
+		switch t.class {
+		case "blob":
+			return e.sha == t.sha
+		case "_artifacts.json":
+			return e.run+"/"+e.step+"/"+e.task == t.task
+		case "_task.json":
+			return cli && e.run+"/"+e.step+"/"+e.task == t.task
+		}
+		return false
+	}
+	// The CLI reads up to two artifacts the damage reaches (else one of the
+	// same run), before and after.
+	var sample []*entry
+	for _, k := range sortedKeys(c.ledger.entries) {
+		if e := c.ledger.entries[k]; reaches(e, true) && len(sample) < 2 {
+			sample = append(sample, e)
+		}
+	}
+	if len(sample) == 0 {
+		for _, k := range sortedKeys(c.ledger.entries) {
+			if e := c.ledger.entries[k]; (t.run == "" || e.run == t.run) && len(sample) < 1 {
+				sample = append(sample, e)
+			}
+		}
+	}
+	before := make([]string, len(sample))
+	var problems []string
+	for i, e := range sample {
+		out, code := c.cliArtifact(e)
+		if code != 0 {
+			problems = append(problems, fmt.Sprintf("lost: `metaflow-engine artifact %s %s` failed before the damage: %s", e.pathspec(), e.name, out))
+		}
+		before[i] = out
+	}
+	if err := os.WriteFile(t.path, bad, st.Mode().Perm()); err != nil {
+		c.s.record(kind, what, []string{"could not damage the file: " + err.Error()}, false)
+		return
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			if err := os.WriteFile(t.path, orig, st.Mode().Perm()); err != nil {
+				problems = append(problems, "could not restore the damaged file: "+err.Error())
+			}
+			_ = os.Chmod(t.path, st.Mode().Perm())
+		}
+	}
+	defer restore()
+
+	p, refusedN := c.ledger.verify(c.s.reader, func(e *entry) bool { return reaches(e, false) }, damaged)
+	problems = append(problems, p...)
+	for i, e := range sample {
+		out, code := c.cliArtifact(e)
+		switch {
+		case code == 0 && out != before[i]:
+			problems = append(problems, fmt.Sprintf("wrong value: `metaflow-engine artifact %s %s` printed %q, before the damage %q", e.pathspec(), e.name, short(out), short(before[i])))
+		case code == 0:
+		case !reaches(e, true):
+			problems = append(problems, fmt.Sprintf("lost: `metaflow-engine artifact %s %s` failed though the damage does not reach it: %s", e.pathspec(), e.name, short(out)))
+		case !names(out, e, damaged):
+			problems = append(problems, fmt.Sprintf("unnamed error: `metaflow-engine artifact %s %s` failed without naming it: %s", e.pathspec(), e.name, short(out)))
+		default:
+			refusedN++
+		}
+	}
+	// Statuses: a damaged run record may fail to read (naming it); nothing
+	// reads running. (A damaged record cannot be asked for the truth about
+	// its own heartbeat: its run is not held to the running rule.)
+	skip := ""
+	if t.class == "_run.json" || t.class == "_task.json" {
+		skip = t.run
+	}
+	left, sp := c.running(skip)
+	problems = append(problems, sp...)
+	for _, l := range left {
+		if skip == "" || !strings.HasPrefix(strings.TrimPrefix(strings.TrimPrefix(l, "run "), "task "), skip) {
+			problems = append(problems, "stuck: "+l+" reads running after "+kind+" of "+rel)
+		}
+	}
+	if scope == "" {
+		restore()
+		c.s.record(kind, what, problems, refusedN > 0)
+		return
+	}
+	// Resume the damaged run.
+	what += ", then resume"
+	cl, err := c.client("resume")
+	if err != nil {
+		c.s.record(kind, what, append(problems, err.Error()), false)
+		return
+	}
+	code, ok := cl.wait(3 * time.Minute)
+	if !ok {
+		cl.kill()
+		problems = append(problems, "stuck: the resume did not end within 3 minutes")
+	}
+	restore()
+	switch {
+	case !ok:
+	case code == 0:
+		id, done := c.newestCompleted()
+		if !done {
+			problems = append(problems, fmt.Sprintf("resume failed: it exited 0 but its run %s does not read completed", id))
+			break
+		}
+		c.done = true
+		for _, d := range c.compare(id) {
+			if t.class == "blob" {
+				d = knownAs("task-reads-unverified", d)
+			}
+			problems = append(problems, d)
+		}
+	default:
+		out := cl.output()
+		named := strings.Contains(out, damaged) || strings.Contains(out, rel) ||
+			(t.task != "" && strings.Contains(out, t.task))
+		for _, e := range c.ledger.entries {
+			if reaches(e, true) && (strings.Contains(out, e.pathspec()) || strings.Contains(out, e.sha)) {
+				named = true
+			}
+		}
+		if named {
+			refusedN++
+		} else {
+			problems = append(problems, fmt.Sprintf("unnamed error: the resume of the damaged run failed without naming %s:\n%s", rel, indent(cl.tail(6))))
+		}
+	}
+	c.s.record(kind, what, problems, refusedN > 0)
+}
+
+func short(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 300 {
+		return s[:300] + "..."
+	}
+	return s
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
