@@ -168,7 +168,7 @@ func (c *chain) settled(why string) []string {
 		return len(left) == 0 && len(problems) == 0
 	})
 	if !ok {
-		problems = append(problems, fmt.Sprintf("stuck: %s still read running %s after %s: %s", strings.Join(left, ", "), why, staleAfter, ""))
+		problems = append(problems, fmt.Sprintf("stuck: %s still read running %s (waited %s)", strings.Join(left, ", "), why, staleAfter))
 	}
 	return problems
 }
@@ -281,6 +281,9 @@ func (c *chain) finish() []string {
 		cl.kill()
 		return []string{fmt.Sprintf("stuck: `%s` did not end within 3 minutes:\n%s", cmd, cl.tail(10))}
 	}
+	if cmd == "run" && code == 0 {
+		c.s.observe(cl.ended.Sub(cl.started))
+	}
 	if code != 0 {
 		return []string{fmt.Sprintf("resume failed: `%s` after the injection exited %d:\n%s", cmd, code, indent(cl.tail(8)))}
 	}
@@ -390,7 +393,7 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 	}()
 	frac := 0.9
 	if cmd == "resume" {
-		frac = 0.6
+		frac = 0.5
 	}
 	var target int
 	var at time.Duration
@@ -405,7 +408,7 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 			if c.served {
 				target = c.engine.pid()
 			} else {
-				marker := fmt.Sprintf("--parent-pid %d", cl.pid())
+				marker := fmt.Sprintf("--parent-pid %d ", cl.pid())
 				var pids []int
 				if !waitFor(30*time.Second, func() bool { pids = procsMatching("serve", marker); return len(pids) > 0 || cl.exited() }) || len(pids) == 0 {
 					return fmt.Sprintf("the %s ended before its engine was seen", cmd), nil, false
@@ -414,17 +417,33 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 			}
 		}
 	case killTask:
-		var pids []int
-		if !waitFor(60*time.Second, func() bool { pids = c.tasks(); return len(pids) > 0 || cl.exited() }) || len(pids) == 0 {
-			return fmt.Sprintf("the %s ended before a task was seen", cmd), nil, false
+		// The k-th task to start (a run has 6, a resume fewer), a moment
+		// after it started.
+		k := 1 + c.s.rng.Intn(map[string]int{"run": 6, "resume": 4}[cmd])
+		seen := map[int]bool{}
+		var last int
+		waitFor(2*time.Minute, func() bool {
+			for _, pid := range c.tasks() {
+				if !seen[pid] {
+					seen[pid], last = true, pid
+				}
+			}
+			return len(seen) >= k || cl.exited()
+		})
+		if len(seen) < k {
+			return fmt.Sprintf("the %s ended before its task %d started", cmd, k), nil, false
 		}
-		if !sleepOrExit(cl, c.uniform(0, 300*time.Millisecond)) {
-			return fmt.Sprintf("the %s ended before its task could be killed", cmd), nil, false
+		if !sleepOrExit(cl, c.uniform(0, 200*time.Millisecond)) {
+			return fmt.Sprintf("the %s ended before its task %d could be killed", cmd, k), nil, false
 		}
-		if pids = c.tasks(); len(pids) == 0 {
-			return fmt.Sprintf("the %s's tasks ended before one could be killed", cmd), nil, false
+		target = last
+		if !alive(last) {
+			pids := c.tasks()
+			if len(pids) == 0 {
+				return fmt.Sprintf("the %s's tasks ended before task %d could be killed", cmd, k), nil, false
+			}
+			target = pids[c.s.rng.Intn(len(pids))]
 		}
-		target = pids[c.s.rng.Intn(len(pids))]
 	}
 	// What was completed before the kill: it must survive it.
 	if p, err := c.ledger.scan(c.s.want); err != nil {
@@ -453,7 +472,7 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 	}
 	problems = append(problems, c.noOrphans("the "+kind)...)
 	if kind == killR && !c.served {
-		marker := fmt.Sprintf("--parent-pid %d", cl.pid())
+		marker := fmt.Sprintf("--parent-pid %d ", cl.pid())
 		if !waitFor(10*time.Second, func() bool { return len(procsMatching("serve", marker)) == 0 }) {
 			problems = append(problems, "orphan: the embedded engine outlived its R client by 10 s")
 			for _, pid := range procsMatching("serve", marker) {

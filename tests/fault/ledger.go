@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -189,7 +190,9 @@ func (l *ledger) verify(r *reader, allowed func(*entry) bool, damaged string) (p
 // names reports whether an error message names what failed: the task,
 // the artifact's blob, or the damaged file.
 func names(msg string, e *entry, damaged string) bool {
-	return strings.Contains(msg, e.pathspec()) || strings.Contains(msg, e.sha) ||
+	// The task's pathspec, as a whole: .../work/4 is not .../work/40.
+	task := regexp.MustCompile(regexp.QuoteMeta(e.pathspec()) + `([^0-9]|$)`)
+	return task.MatchString(msg) || strings.Contains(msg, e.sha) ||
 		(damaged != "" && strings.Contains(msg, damaged))
 }
 

@@ -352,6 +352,12 @@ func (s *suite) baseline() error {
 	return nil
 }
 
+// observe folds the wall time of an uninterrupted run into runDur (the
+// machine's load changes; kills are timed within a run's expected span).
+func (s *suite) observe(d time.Duration) {
+	s.runDur = (3*s.runDur + d) / 4
+}
+
 // record counts an injection's outcome from its problems: none is held;
 // problems that are all known failures are known:<name> (unless strict);
 // else violated.
