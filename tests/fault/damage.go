@@ -81,6 +81,12 @@ func damage(rng *rand.Rand, kind string, orig, other []byte) []byte {
 // that run: the resume must complete with an uninterrupted run's results
 // or fail naming the damage. The file is restored afterwards.
 func (c *chain) mutate(kind, scope string) {
+	// What completed since the last scan (the final resume) is in the
+	// ledger, and was checked against the uninterrupted run's.
+	pre, err := c.ledger.scan(c.s.want)
+	if err != nil {
+		pre = append(pre, "lost: "+err.Error())
+	}
 	all := c.targets(scope)
 	classes := []string{"blob", "blob", "blob", "_run.json", "_task.json", "_artifacts.json"}
 	var cands []target
@@ -115,6 +121,9 @@ func (c *chain) mutate(kind, scope string) {
 				other = ob
 				break
 			}
+		}
+		if other == nil {
+			other = []byte("X\n") // no other blob: still not the file's content
 		}
 	}
 	bad := damage(c.s.rng, kind, orig, other)
@@ -156,7 +165,7 @@ func (c *chain) mutate(kind, scope string) {
 		}
 	}
 	before := make([]string, len(sample))
-	var problems []string
+	problems := pre
 	for i, e := range sample {
 		out, code := c.cliArtifact(e)
 		if code != 0 {
@@ -246,9 +255,9 @@ func (c *chain) mutate(kind, scope string) {
 	default:
 		out := cl.output()
 		named := strings.Contains(out, damaged) || strings.Contains(out, rel) ||
-			(t.task != "" && strings.Contains(out, t.task))
+			(t.task != "" && mentions(out, flowName+"/"+t.task))
 		for _, e := range c.ledger.entries {
-			if reaches(e, true) && (strings.Contains(out, e.pathspec()) || strings.Contains(out, e.sha)) {
+			if reaches(e, true) && names(out, e, "") {
 				named = true
 			}
 		}

@@ -190,10 +190,14 @@ func (l *ledger) verify(r *reader, allowed func(*entry) bool, damaged string) (p
 // names reports whether an error message names what failed: the task,
 // the artifact's blob, or the damaged file.
 func names(msg string, e *entry, damaged string) bool {
-	// The task's pathspec, as a whole: .../work/4 is not .../work/40.
-	task := regexp.MustCompile(regexp.QuoteMeta(e.pathspec()) + `([^0-9]|$)`)
-	return task.MatchString(msg) || strings.Contains(msg, e.sha) ||
+	return mentions(msg, e.pathspec()) || strings.Contains(msg, e.sha) ||
 		(damaged != "" && strings.Contains(msg, damaged))
+}
+
+// mentions reports whether msg holds the pathspec as a whole: .../work/4
+// is not .../work/40.
+func mentions(msg, pathspec string) bool {
+	return regexp.MustCompile(regexp.QuoteMeta(pathspec) + `([^0-9]|$)`).MatchString(msg)
 }
 
 func sha(b []byte) string {
