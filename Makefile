@@ -59,7 +59,7 @@ test-e2e:
 
 # Fault injection (docs/reliability.md): SIGKILLs of the engine, R and
 # tasks, damaged files and a full tmpfs in real runs of the installed
-# engine and R package; FAULT_SEED and FAULT_N (default 60) choose them.
+# engine and R package; FAULT_SEED and FAULT_N (default 50) choose them.
 # Needs root (the tmpfs).
 test-fault:
 	go build -o bin/fault ./tests/fault

@@ -231,6 +231,7 @@ func (r *Run) prepareResume(ctx context.Context) error {
 	}
 	r.origin = map[string]*datastore.Task{}
 	okSteps := map[string]bool{}
+	ambiguous := map[string]bool{}
 	for _, step := range r.Graph.Order {
 		ids, err := store.ListTasks(ctx, flow, r.Opts.OriginRunID, step)
 		if err != nil {
@@ -245,11 +246,21 @@ func (r *Run) prepareResume(ctx context.Context) error {
 			if err != nil {
 				return storeErr(fmt.Errorf("cannot resume: read task %s/%s/%s: %w", r.Opts.OriginRunID, step, id, err))
 			}
-			if t.Status == datastore.StatusCompleted {
-				r.origin[step+"|"+stackKey(t.Stack)] = t
-			} else {
+			// A record that is not this task's (damaged, or another task's)
+			// is not cloned: the task runs again.
+			if t.Status != datastore.StatusCompleted || t.Flow != flow || t.RunID != r.Opts.OriginRunID || t.Step != step || t.TaskID != id {
 				all = false
+				continue
 			}
+			// Two tasks claiming one place in the flow (a damaged foreach
+			// index): neither is cloned.
+			key := step + "|" + stackKey(t.Stack)
+			if _, dup := r.origin[key]; dup || ambiguous[key] {
+				delete(r.origin, key)
+				ambiguous[key], all = true, false
+				continue
+			}
+			r.origin[key] = t
 		}
 		okSteps[step] = all
 	}

@@ -12,7 +12,7 @@
 //     no task outlives its engine;
 //   - resume completes, and its results equal an uninterrupted run's.
 //
-// Settings: FAULT_SEED (default 20261130), FAULT_N (injections, default 60),
+// Settings: FAULT_SEED (default 20261130), FAULT_N (injections, default 50),
 // FAULT_STRICT (known failures that fail the suite: names, or "all"),
 // FAULT_KEEP=1 (keep the working folders), FAULT_VERBOSE=1.
 // It needs Rscript with the metaflow package and metaflow-engine on PATH,
@@ -80,7 +80,7 @@ func main() {
 }
 
 func runSuite() int {
-	s := &suite{seed: 20261130, n: 60, tally: newTally(), strict: map[string]bool{}, begun: time.Now()}
+	s := &suite{seed: 20261130, n: 50, tally: newTally(), strict: map[string]bool{}, begun: time.Now()}
 	if v := os.Getenv("FAULT_SEED"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
