@@ -228,3 +228,11 @@ func TestNames(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanWithoutDiskFull(t *testing.T) {
+	s := &suite{n: 50, rng: rand.New(rand.NewSource(1)), noDiskFull: true}
+	p := s.plan()
+	if len(p.fills) != 0 || len(p.kills)+len(p.muts) < 50 {
+		t.Fatalf("FAULT_DISKFULL=0 planned %d fills, %d injections in all", len(p.fills), len(p.kills)+len(p.muts))
+	}
+}

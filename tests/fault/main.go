@@ -14,6 +14,7 @@
 //
 // Settings: FAULT_SEED (default 20261130), FAULT_N (injections, default 50),
 // FAULT_STRICT (known failures that fail the suite: names, or "all"),
+// FAULT_DISKFULL=0 (no disk-full injections: no root needed),
 // FAULT_KEEP=1 (keep the working folders), FAULT_VERBOSE=1.
 // It needs Rscript with the metaflow package and metaflow-engine on PATH,
 // and root (to mount the small tmpfs).
@@ -72,7 +73,9 @@ type suite struct {
 	runDur  time.Duration // an uninterrupted run's wall time
 	mounts  []string
 	chains  int
-	begun   time.Time
+	// noDiskFull: FAULT_DISKFULL=0, no tmpfs (and no root) needed.
+	noDiskFull bool
+	begun      time.Time
 }
 
 func main() {
@@ -107,6 +110,14 @@ func runSuite() int {
 		}
 	}
 	s.keep = os.Getenv("FAULT_KEEP") == "1"
+	switch v := os.Getenv("FAULT_DISKFULL"); v {
+	case "", "1":
+	case "0":
+		s.noDiskFull = true
+	default:
+		fmt.Fprintf(os.Stderr, "fault: FAULT_DISKFULL must be 0 or 1, got %q\n", v)
+		return 2
+	}
 	s.verbose = os.Getenv("FAULT_VERBOSE") == "1"
 	s.rng = rand.New(rand.NewSource(s.seed))
 	if err := s.setup(); err != nil {
@@ -167,8 +178,8 @@ func (s *suite) setup() error {
 			return fmt.Errorf("%s is not on PATH (make install, or PATH=$P/bin:$PATH)", tool)
 		}
 	}
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("the disk-full injections mount a tmpfs: run as root")
+	if os.Geteuid() != 0 && !s.noDiskFull {
+		return fmt.Errorf("the disk-full injections mount a tmpfs: run as root (or leave them out with FAULT_DISKFULL=0)")
 	}
 	tmp, err := os.MkdirTemp("/tmp", "fault-")
 	if err != nil {
@@ -302,6 +313,9 @@ type plan struct {
 func (s *suite) plan() plan {
 	var p plan
 	nFill := max(3, s.n/10)
+	if s.noDiskFull {
+		nFill = 0
+	}
 	nKill := s.n * 45 / 100
 	nMut := max(0, s.n-nFill-nKill)
 	for i := 0; i < nKill; i++ {
