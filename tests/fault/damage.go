@@ -89,6 +89,10 @@ func (c *chain) mutate(kind, scope string) {
 	}
 	all := c.targets(scope)
 	classes := []string{"blob", "blob", "blob", "_run.json", "_task.json", "_artifacts.json"}
+	if scope != "" {
+		// Before a resume, mostly blobs: the resumed tasks read them.
+		classes = append(classes, "blob", "blob")
+	}
 	var cands []target
 	for len(cands) == 0 {
 		cls := classes[c.s.rng.Intn(len(classes))]
@@ -173,6 +177,27 @@ func (c *chain) mutate(kind, scope string) {
 		}
 		before[i] = out
 	}
+	// A damaged blob is read with the R client too, before and after.
+	var rBefore map[string]string
+	if t.class == "blob" && scope == "" {
+		var reached []*entry
+		for _, e := range sample {
+			if reaches(e, false) {
+				reached = append(reached, e)
+			}
+		}
+		if len(reached) > 0 {
+			var err error
+			if rBefore, err = c.rClientRead(reached); err != nil {
+				problems = append(problems, "lost: "+err.Error())
+			}
+			for k, v := range rBefore {
+				if !strings.HasPrefix(v, "OK ") {
+					problems = append(problems, fmt.Sprintf("lost: the R client could not read %s before the damage: %s", k, v))
+				}
+			}
+		}
+	}
 	if err := os.WriteFile(t.path, bad, st.Mode().Perm()); err != nil {
 		c.s.record(kind, what, []string{"could not damage the file: " + err.Error()}, false)
 		return
@@ -203,6 +228,31 @@ func (c *chain) mutate(kind, scope string) {
 			problems = append(problems, fmt.Sprintf("unnamed error: `metaflow-engine artifact %s %s` failed without naming it: %s", e.pathspec(), e.name, short(out)))
 		default:
 			refusedN++
+		}
+	}
+	if len(rBefore) > 0 {
+		var reached []*entry
+		for _, e := range sample {
+			if _, ok := rBefore[e.key()]; ok {
+				reached = append(reached, e)
+			}
+		}
+		after, err := c.rClientRead(reached)
+		if err != nil {
+			problems = append(problems, "lost: "+err.Error())
+		}
+		for _, e := range reached {
+			a, ok := after[e.key()]
+			switch {
+			case !ok:
+			case a == rBefore[e.key()]:
+			case strings.HasPrefix(a, "OK "):
+				problems = append(problems, knownAs("client-reads-unverified", fmt.Sprintf("wrong value: the R client read artifact %s of %s from the damaged blob as another value", e.name, e.pathspec())))
+			case !names(a, e, damaged):
+				problems = append(problems, knownAs("client-reads-unverified", fmt.Sprintf("unnamed error: the R client's read of artifact %s of %s failed without naming it: %s", e.name, e.pathspec(), short(a))))
+			default:
+				refusedN++
+			}
 		}
 	}
 	// Statuses: a damaged run record may fail to read (naming it); nothing

@@ -76,6 +76,7 @@ func TestClassifyOnlyRegisteredKnownFailures(t *testing.T) {
 	}{
 		{knownAs("task-reads-unverified", "wrong value: x"), "task-reads-unverified", true},
 		{knownAs("diskfull-task-writes", "wrong value: x"), "diskfull-task-writes", true},
+		{knownAs("client-reads-unverified", "wrong value: x"), "client-reads-unverified", true},
 		{knownAs("no-such-failure", "wrong value: x"), "", false},
 		{"wrong value: x", "", false},
 		{"known(task-reads-unverified) without its separator", "", false},

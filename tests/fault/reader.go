@@ -21,6 +21,7 @@ import (
 // applies the heartbeat rule to statuses and checks every blob it reads
 // against its content address.
 type reader struct {
+	sock   string
 	engine *proc
 	conn   *grpc.ClientConn
 	client pb.EngineClient
@@ -41,7 +42,7 @@ func startReader(s *suite) (*reader, error) {
 		eng.kill()
 		return nil, err
 	}
-	return &reader{engine: eng, conn: conn, client: pb.NewEngineClient(conn)}, nil
+	return &reader{sock: sock, engine: eng, conn: conn, client: pb.NewEngineClient(conn)}, nil
 }
 
 func (r *reader) close() {
