@@ -360,6 +360,9 @@ func (c *chain) killChain(kinds, mtr []string) (left, mtrLeft []string) {
 		}
 		lastKind, lastWhat, pending = kinds[0], what, problems
 		kinds = kinds[1:]
+		if c.done { // the kill came as the run completed
+			break
+		}
 		if len(mtr) > 0 && len(c.recorded()) > 0 {
 			c.mutate(mtr[0], c.recorded()[len(c.recorded())-1])
 			mtr = mtr[1:]
