@@ -31,6 +31,8 @@ type chain struct {
 	// completed with results that are not an uninterrupted run's.
 	done, broken bool
 	clients      int
+	// killK, if set, makes kill-task kill the killK-th task to start.
+	killK int
 }
 
 func (s *suite) newChain(tmpfs bool) (*chain, error) {
@@ -394,17 +396,19 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 			cl.wait(10 * time.Second)
 		}
 	}()
-	// Within the expected span (runs vary with the machine's load; a kill
-	// after the end is a miss, which costs a whole run).
-	frac := 0.75
-	if cmd == "resume" {
-		frac = 0.45
+	// Within the expected span: an uninterrupted run's duration, for a
+	// resume the share of the tasks it runs again (a kill after the end is
+	// a miss, which costs a whole run).
+	span := 0.8 * float64(c.s.runDur)
+	if ids := c.recorded(); cmd == "resume" && len(ids) > 0 {
+		_, left := c.resumeFrom(ids[len(ids)-1])
+		span *= (float64(left) + 0.5) / 6.5
 	}
 	var target int
 	var at time.Duration
 	switch kind {
 	case killEngine, killR:
-		d := c.uniform(50*time.Millisecond, time.Duration(frac*float64(c.s.runDur)))
+		d := c.uniform(50*time.Millisecond, time.Duration(span))
 		if !sleepOrExit(cl, d) {
 			return fmt.Sprintf("the %s ended before %s", cmd, d.Round(time.Millisecond)), nil, false
 		}
@@ -425,6 +429,9 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 		// The k-th task to start (a run has 6, a resume fewer), a moment
 		// after it started.
 		k := 1 + c.s.rng.Intn(map[string]int{"run": 6, "resume": 4}[cmd])
+		if c.killK > 0 {
+			k = c.killK
+		}
 		seen := map[int]bool{}
 		var last int
 		waitFor(2*time.Minute, func() bool {

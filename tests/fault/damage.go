@@ -54,6 +54,55 @@ func (c *chain) targets(scope string) map[string][]target {
 	return out
 }
 
+// readNext lists the blobs that the first step a resume of run runs
+// reads from cloned tasks: the splits' sq for a join, the join's total for
+// the end step (what the flow's steps read of their inputs).
+func (c *chain) readNext(run string) []target {
+	reads := map[string]struct{ from, name string }{"join": {"work", "sq"}, "end": {"join", "total"}}
+	next, _ := c.resumeFrom(run)
+	r, ok := reads[next]
+	if !ok {
+		return nil
+	}
+	var out []target
+	for _, k := range sortedKeys(c.ledger.entries) {
+		e := c.ledger.entries[k]
+		if e.run == run && e.step == r.from && e.name == r.name {
+			p := filepath.Join(c.root, flowName, "data", e.sha[:2], e.sha)
+			out = append(out, target{path: p, class: "blob", sha: e.sha})
+		}
+	}
+	return out
+}
+
+// steps are the flow's steps in order, with their number of tasks.
+var steps = []struct {
+	name  string
+	tasks int
+}{{"start", 1}, {"work", 3}, {"join", 1}, {"end", 1}}
+
+// resumeFrom is the step a resume of run starts from (its first step with
+// a task not seen completed) and how many tasks it then runs.
+func (c *chain) resumeFrom(run string) (string, int) {
+	done := map[string]int{}
+	for k := range c.ledger.tasks {
+		if parts := strings.Split(k, "/"); len(parts) == 3 && parts[0] == run {
+			done[parts[1]]++
+		}
+	}
+	left := 0
+	from := ""
+	for _, st := range steps {
+		if from == "" && done[st.name] < st.tasks {
+			from = st.name
+		}
+		if from != "" {
+			left += st.tasks
+		}
+	}
+	return from, left
+}
+
 // damage returns content made from orig by kind: one byte changed, cut
 // short, or another blob's content (other).
 func damage(rng *rand.Rand, kind string, orig, other []byte) []byte {
@@ -103,6 +152,13 @@ func (c *chain) mutate(kind, scope string) {
 		}
 	}
 	t := cands[c.s.rng.Intn(len(cands))]
+	if scope != "" && (c.killK > 0 || c.s.rng.Intn(2) == 0) {
+		// Before a resume, often a blob the resumed run's first step reads,
+		// if there is one: that is where a damaged input can become a value.
+		if next := c.readNext(scope); len(next) > 0 {
+			t = next[c.s.rng.Intn(len(next))]
+		}
+	}
 	orig, err := os.ReadFile(t.path)
 	if err != nil {
 		c.s.record(kind, t.path, []string{"lost: " + err.Error()}, false)

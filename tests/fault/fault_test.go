@@ -237,3 +237,27 @@ func TestPlanWithoutDiskFull(t *testing.T) {
 		t.Fatalf("FAULT_DISKFULL=0 planned %d fills, %d injections in all", len(p.fills), len(p.kills)+len(p.muts))
 	}
 }
+
+func TestResumeFrom(t *testing.T) {
+	cases := []struct {
+		done []string
+		from string
+		left int
+	}{
+		{nil, "start", 6},
+		{[]string{"2/start/1"}, "work", 5},
+		{[]string{"2/start/1", "2/work/2", "2/work/4"}, "work", 5},
+		{[]string{"2/start/1", "2/work/2", "2/work/3", "2/work/4"}, "join", 2},
+		{[]string{"2/start/1", "2/work/2", "2/work/3", "2/work/4", "2/join/5", "1/end/6"}, "end", 1},
+		{[]string{"2/start/1", "2/work/2", "2/work/3", "2/work/4", "2/join/5", "2/end/6"}, "", 0},
+	}
+	for _, tc := range cases {
+		c := &chain{ledger: newLedger(t.TempDir())}
+		for _, k := range tc.done {
+			c.ledger.tasks[k] = true
+		}
+		if from, left := c.resumeFrom("2"); from != tc.from || left != tc.left {
+			t.Errorf("done %v: resume from %q running %d tasks, want %q and %d", tc.done, from, left, tc.from, tc.left)
+		}
+	}
+}
