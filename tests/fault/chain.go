@@ -231,6 +231,17 @@ func (c *chain) leftoversGone(deadPID int) []string {
 	return []string{fmt.Sprintf("leftover: the runtime folder %v of the killed engine (pid %d) is still there after the next engine started", m, deadPID)}
 }
 
+// tasksToRun is how many tasks `cmd` runs: all six for a run, for a resume
+// those from the step it resumes from on.
+func (c *chain) tasksToRun(cmd string) int {
+	if ids := c.recorded(); cmd == "resume" && len(ids) > 0 {
+		if _, left := c.resumeFrom(ids[len(ids)-1]); left > 0 {
+			return left
+		}
+	}
+	return 6
+}
+
 // nextCommand is how the chain goes on: resume its newest ended run, or
 // run again when no run was recorded yet.
 func (c *chain) nextCommand() string {
@@ -274,6 +285,7 @@ func (c *chain) finish() []string {
 		return c.compare(id)
 	}
 	cmd := c.nextCommand()
+	tasks := c.tasksToRun(cmd)
 	cl, err := c.client(cmd)
 	if err != nil {
 		return []string{err.Error()}
@@ -283,8 +295,8 @@ func (c *chain) finish() []string {
 		cl.kill()
 		return []string{fmt.Sprintf("stuck: `%s` did not end within 3 minutes:\n%s", cmd, cl.tail(10))}
 	}
-	if cmd == "run" && code == 0 {
-		c.s.observe(cl.ended.Sub(cl.started))
+	if code == 0 {
+		c.s.observe(cl.ended.Sub(cl.started), tasks)
 	}
 	if code != 0 {
 		return []string{fmt.Sprintf("resume failed: `%s` after the injection exited %d:\n%s", cmd, code, indent(cl.tail(8)))}
@@ -399,17 +411,17 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 	// Within the expected span: an uninterrupted run's duration, for a
 	// resume the share of the tasks it runs again (a kill after the end is
 	// a miss, which costs a whole run).
-	span := 0.8 * float64(c.s.runDur)
-	if ids := c.recorded(); cmd == "resume" && len(ids) > 0 {
-		_, left := c.resumeFrom(ids[len(ids)-1])
-		span *= (float64(left) + 0.5) / 6.5
-	}
+	tasks := c.tasksToRun(cmd)
+	span := 0.8 * float64(c.s.span(tasks))
 	var target int
 	var at time.Duration
 	switch kind {
 	case killEngine, killR:
 		d := c.uniform(50*time.Millisecond, time.Duration(span))
 		if !sleepOrExit(cl, d) {
+			if cl.code == 0 {
+				c.s.observe(cl.ended.Sub(cl.started), tasks)
+			}
 			return fmt.Sprintf("the %s ended before %s", cmd, d.Round(time.Millisecond)), nil, false
 		}
 		target = cl.pid()

@@ -70,8 +70,11 @@ func (c *chain) diskFull() bool {
 			cl.wait(10 * time.Second)
 		}
 	}()
-	d := c.uniform(50*time.Millisecond, time.Duration(0.9*float64(c.s.runDur)))
+	d := c.uniform(50*time.Millisecond, time.Duration(0.8*float64(c.s.span(6))))
 	if !sleepOrExit(cl, d) {
+		if cl.code == 0 {
+			c.s.observe(cl.ended.Sub(cl.started), 6)
+		}
 		c.s.tally.add(diskFull, missed)
 		return false
 	}

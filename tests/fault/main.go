@@ -70,8 +70,10 @@ type suite struct {
 	env     []string // every process's environment (plus per-chain settings)
 	tally   *tally
 	reader  *reader
-	want    results       // an uninterrupted run's artifacts
-	runDur  time.Duration // an uninterrupted run's wall time
+	want    results // an uninterrupted run's artifacts
+	// perTask is the wall time of an uninterrupted run or resume per task
+	// it runs (plus half a task for R and the engine starting).
+	perTask time.Duration
 	mounts  []string
 	chains  int
 	// noDiskFull: FAULT_DISKFULL=0, no tmpfs (and no root) needed.
@@ -372,7 +374,8 @@ func (s *suite) baseline() error {
 		cl.kill()
 		return fmt.Errorf("the uninterrupted run failed (exit %d):\n%s", code, cl.tail(20))
 	}
-	s.runDur = time.Since(t0)
+	dur := time.Since(t0)
+	s.perTask = time.Duration(float64(dur) / 6.5)
 	ids, err := c.ledger.runIDs()
 	if err != nil || len(ids) != 1 {
 		return fmt.Errorf("the uninterrupted run left runs %v (%v)", ids, err)
@@ -383,14 +386,22 @@ func (s *suite) baseline() error {
 	if len(s.want) != 6 {
 		return fmt.Errorf("the uninterrupted run has %d completed tasks, want 6", len(s.want))
 	}
-	s.logf("baseline: run took %s", s.runDur.Round(time.Millisecond))
+	s.logf("baseline: run took %s", dur.Round(time.Millisecond))
 	return nil
 }
 
-// observe folds the wall time of an uninterrupted run into runDur (the
-// machine's load changes; kills are timed within a run's expected span).
-func (s *suite) observe(d time.Duration) {
-	s.runDur = (3*s.runDur + d) / 4
+// observe folds the wall time d of an uninterrupted run or resume that
+// ran tasks tasks into perTask (the machine's load changes; kills are timed
+// within a run's expected span).
+func (s *suite) observe(d time.Duration, tasks int) {
+	if tasks > 0 {
+		s.perTask = (s.perTask + time.Duration(float64(d)/(float64(tasks)+0.5))) / 2
+	}
+}
+
+// span is how long a run or resume of tasks tasks is expected to take.
+func (s *suite) span(tasks int) time.Duration {
+	return time.Duration(float64(s.perTask) * (float64(tasks) + 0.5))
 }
 
 // record counts an injection's outcome from its problems: none is held;
