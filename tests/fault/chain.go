@@ -131,6 +131,25 @@ func (c *chain) client(args ...string) (*proc, error) {
 // in the datastore's staging folder).
 func (c *chain) tasks() []int { return procsMatching("task.R", c.root) }
 
+// taskSpecs maps each running task (its spec file, one per attempt) to the
+// pid of its process, the leader of its process group: R's start-up script
+// may fork shells with the same arguments for a moment.
+func (c *chain) taskSpecs() map[string]int {
+	out := map[string]int{}
+	for _, p := range procsWith("task.R", c.root) {
+		spec := ""
+		for _, a := range strings.Fields(p.cmdline) {
+			if strings.HasSuffix(a, "_spec.mpk") {
+				spec = a
+			}
+		}
+		if spec != "" && groupLeader(p.pid) {
+			out[spec] = p.pid
+		}
+	}
+	return out
+}
+
 // recorded lists the runs that have their record, oldest first.
 func (c *chain) recorded() []string {
 	ids, _ := c.ledger.runIDs()
@@ -444,12 +463,12 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 		if c.killK > 0 {
 			k = c.killK
 		}
-		seen := map[int]bool{}
-		var last int
+		seen := map[string]bool{}
+		var last string
 		waitFor(2*time.Minute, func() bool {
-			for _, pid := range c.tasks() {
-				if !seen[pid] {
-					seen[pid], last = true, pid
+			for spec := range c.taskSpecs() {
+				if !seen[spec] && len(seen) < k {
+					seen[spec], last = true, spec
 				}
 			}
 			return len(seen) >= k || cl.exited()
@@ -460,14 +479,18 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 		if !sleepOrExit(cl, c.uniform(0, 200*time.Millisecond)) {
 			return fmt.Sprintf("the %s ended before its task %d could be killed", cmd, k), nil, false
 		}
-		target = last
-		if !alive(last) {
-			pids := c.tasks()
-			if len(pids) == 0 {
+		live := c.taskSpecs()
+		pid, ok := live[last]
+		if !ok {
+			if len(live) == 0 {
 				return fmt.Sprintf("the %s's tasks ended before task %d could be killed", cmd, k), nil, false
 			}
-			target = pids[c.s.rng.Intn(len(pids))]
+			for _, spec := range sortedSpecs(live) {
+				pid = live[spec]
+				break
+			}
 		}
+		target = pid
 	}
 	// What was completed before the kill: it must survive it.
 	if p, err := c.ledger.scan(c.s.want); err != nil {
@@ -530,6 +553,15 @@ func (c *chain) cliArtifact(e *entry) (string, int) {
 func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }
 
 func sortedKeys(m map[string]*entry) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedSpecs(m map[string]int) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"math/rand"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,5 +261,24 @@ func TestResumeFrom(t *testing.T) {
 		if from, left := c.resumeFrom("2"); from != tc.from || left != tc.left {
 			t.Errorf("done %v: resume from %q running %d tasks, want %q and %d", tc.done, from, left, tc.from, tc.left)
 		}
+	}
+}
+
+func TestGroupLeader(t *testing.T) {
+	for _, own := range []bool{true, false} {
+		cmd := exec.Command("sleep", "5")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: own}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		got := groupLeader(cmd.Process.Pid)
+		cmd.Process.Kill()
+		cmd.Wait()
+		if got != own {
+			t.Fatalf("a child started with Setpgid %v: groupLeader = %v", own, got)
+		}
+	}
+	if groupLeader(1 << 30) {
+		t.Fatal("a pid that does not exist leads a group")
 	}
 }

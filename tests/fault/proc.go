@@ -145,12 +145,29 @@ func alive(pid int) bool {
 // procsMatching returns the live processes whose command line contains
 // every one of subs.
 func procsMatching(subs ...string) []int {
+	var out []int
+	for _, p := range procsWith(subs...) {
+		out = append(out, p.pid)
+	}
+	return out
+}
+
+// cmdProc is a live process and its command line (arguments joined by
+// spaces, with a trailing space).
+type cmdProc struct {
+	pid     int
+	cmdline string
+}
+
+// procsWith returns the live processes whose command line contains every
+// one of subs.
+func procsWith(subs ...string) []cmdProc {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
 	self := os.Getpid()
-	var out []int
+	var out []cmdProc
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
@@ -169,7 +186,7 @@ func procsMatching(subs ...string) []int {
 			}
 		}
 		if ok && alive(pid) {
-			out = append(out, pid)
+			out = append(out, cmdProc{pid, cl})
 		}
 	}
 	return out
@@ -187,4 +204,20 @@ func waitFor(d time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// groupLeader reports whether pid leads its process group (a task does:
+// the engine starts each in its own group).
+func groupLeader(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ppid pgrp ...
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 2 && f[2] == strconv.Itoa(pid)
 }
