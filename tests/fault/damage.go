@@ -367,9 +367,14 @@ func (c *chain) mutate(kind, scope string) {
 				named = true
 			}
 		}
-		if named {
+		switch {
+		case named:
 			refusedN++
-		} else {
+		case t.class == "blob":
+			// A resumed task read the damaged input by path, unchecked,
+			// and failed on the value it got.
+			problems = append(problems, knownAs("task-reads-unverified", fmt.Sprintf("unnamed error: the resume of the damaged run failed without naming %s:\n%s", rel, indent(cl.tail(6)))))
+		default:
 			problems = append(problems, fmt.Sprintf("unnamed error: the resume of the damaged run failed without naming %s:\n%s", rel, indent(cl.tail(6))))
 		}
 	}

@@ -10,8 +10,9 @@ var knownFailures = map[string]string{
 	// A task reads its inputs by path without checking them against their
 	// content address: a blob of a completed task damaged before a resume
 	// (flip, truncate, replace) is read by the resumed run's next task,
-	// which completes with a wrong value instead of failing with an error
-	// naming the blob. Fixed by verified task reads by path (issue 9, 1).
+	// which completes with a wrong value, or fails on the value it got
+	// without naming the blob, instead of failing with an error naming it.
+	// Fixed by verified task reads by path (issue 9, 1).
 	"task-reads-unverified": "tasks read input blobs by path without verifying them",
 	// The R client (task_client$artifact()) reads a local blob by path
 	// without checking it: a damaged blob reads as another value (or an
