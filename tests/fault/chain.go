@@ -457,9 +457,9 @@ func (c *chain) killOnce(kind, cmd string) (what string, problems []string, ok b
 			}
 		}
 	case killTask:
-		// The k-th task to start (a run has 6, a resume fewer), a moment
-		// after it started.
-		k := 1 + c.s.rng.Intn(map[string]int{"run": 6, "resume": 4}[cmd])
+		// The k-th task to start (a run has 6, a resume those from the
+		// step it resumes from), a moment after it started.
+		k := 1 + c.s.rng.Intn(tasks)
 		if c.killK > 0 {
 			k = c.killK
 		}
