@@ -5,7 +5,7 @@ GOBIN_DIR := $(shell go env GOPATH)/bin
 PROTOC_GEN_GO_VERSION := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 
-.PHONY: all build deps install install-engine install-rpkg proto test test-go test-r test-rcheck test-e2e example bench clean
+.PHONY: all build deps install install-engine install-rpkg proto test test-go test-r test-rcheck test-e2e test-fault example bench clean
 
 all: build
 
@@ -36,7 +36,7 @@ proto:
 	PATH=$(GOBIN_DIR):$$PATH protoc -I proto --go_out=proto/enginepb --go_opt=paths=source_relative \
 		--go-grpc_out=proto/enginepb --go-grpc_opt=paths=source_relative proto/engine.proto
 
-test: deps install test-go test-r test-rcheck test-e2e
+test: deps install test-go test-r test-rcheck test-e2e test-fault
 
 test-go:
 	go vet ./...
@@ -56,6 +56,14 @@ test-rcheck:
 
 test-e2e:
 	bash tests/e2e/run.sh
+
+# Fault injection (docs/reliability.md): SIGKILLs of the engine, R and
+# tasks, damaged files and a full tmpfs in real runs of the installed
+# engine and R package; FAULT_SEED and FAULT_N (default 50) choose them.
+# Needs root (the tmpfs).
+test-fault:
+	go build -o bin/fault ./tests/fault
+	bin/fault
 
 # Runs the seed's example end to end.
 example: deps install

@@ -23,7 +23,7 @@ const heartbeatTimeFmt = "2006-01-02 15:04:05 MST"
 // and was created longer ago than that) lost its engine (killed, machine
 // lost): it is reported failed, with the error "its engine stopped (last
 // heartbeat at T)", and so is each of tasks (tasks of run) still recorded
-// as running, with its last attempt. A run that failed (recorded so, or
+// as running, with its last attempt. A run that ended (recorded so, or
 // noted by NoteUnrecordedEnd in this process) has no running task either:
 // a task still recorded as running is read as failed, its end unrecorded.
 // An attempt that ran as a remote job (JobID) is not said to be killed
@@ -33,8 +33,8 @@ const heartbeatTimeFmt = "2006-01-02 15:04:05 MST"
 //
 // The run is settled by the first call (make it before settling tasks
 // concurrently); later calls only settle tasks. Completed and failed runs,
-// and runs whose heartbeat is fresh, are untouched, and so are the tasks of
-// completed and running runs.
+// and runs whose heartbeat is fresh, are untouched, as are the tasks of
+// running runs.
 func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 	if run == nil {
 		return false
@@ -61,15 +61,19 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 			run.FinishedAt = last
 		}
 	}
-	if run.Status != StatusFailed {
+	if run.Status == StatusRunning {
 		return false
 	}
-	// A failed run has no running task: one still recorded as running was
-	// killed with its engine, or its end could not be written (a full,
+	// A run that ended has no running task: one still recorded as running
+	// was killed with its engine, or its end could not be written (a full,
 	// read-only or failing datastore).
 	why := "killed: " + run.Error
-	if !run.engineStopped {
+	switch {
+	case run.engineStopped:
+	case run.Status == StatusFailed:
 		why = "the run failed before the task's end could be recorded: " + run.Error
+	default:
+		why = "its end was not recorded (the run ended " + run.Status + ")"
 	}
 	for _, t := range tasks {
 		if t == nil || t.Status != StatusRunning {
@@ -82,7 +86,7 @@ func Settle(now time.Time, run *Run, tasks ...*Task) bool {
 		if n := len(t.Attempts); n > 0 && t.Attempts[n-1].Status == StatusRunning {
 			a := &t.Attempts[n-1]
 			a.Status, a.Error = StatusFailed, why
-			if a.JobID != "" {
+			if a.JobID != "" && run.Status == StatusFailed {
 				// A remote job does not die with the engine: never say
 				// it was killed.
 				a.Error = run.Error + ": its job " + a.JobID + " was not stopped and may still be running, " +

@@ -25,7 +25,6 @@ func TestSettleTakesRunsWithAStaleHeartbeatForFailed(t *testing.T) {
 		{"completed run untouched", Run{Status: StatusCompleted, CreatedAt: ago(time.Hour), HeartbeatAt: ago(time.Hour), FinishedAt: ago(time.Hour)}, false, ""},
 		{"failed run untouched", Run{Status: StatusFailed, Error: "step a failed", CreatedAt: ago(time.Hour), HeartbeatAt: ago(time.Hour)}, false, ""},
 	}
-	failedRun := func(r Run) bool { return r.Status == StatusFailed }
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			run := tc.run
@@ -42,15 +41,21 @@ func TestSettleTakesRunsWithAStaleHeartbeatForFailed(t *testing.T) {
 				if run.Status != before.Status || run.Error != before.Error || !run.FinishedAt.Equal(before.FinishedAt) {
 					t.Fatalf("run changed: %+v, was %+v", run, before)
 				}
-				if failedRun(before) { // its tasks have ended, recorded or not
-					if running.Status != StatusFailed || !strings.Contains(running.Attempts[0].Error,
-						"the run failed before the task's end could be recorded: step a failed") {
-						t.Fatalf("running task of a failed run not failed: %+v", running)
+				if run.Status == StatusRunning {
+					if running.Status != StatusRunning || running.Attempts[0].Status != StatusRunning {
+						t.Fatalf("task of a live run changed: %+v", running)
 					}
 					return
 				}
-				if running.Status != StatusRunning || running.Attempts[0].Status != StatusRunning {
-					t.Fatalf("task of a live run changed: %+v", running)
+				// The run ended: a task whose end could not be recorded
+				// did not complete.
+				want := "its end was not recorded (the run ended " + run.Status + ")"
+				if run.Status == StatusFailed {
+					want = "the run failed before the task's end could be recorded: " + run.Error
+				}
+				if running.Status != StatusFailed || running.Attempts[0].Status != StatusFailed ||
+					!strings.Contains(running.Attempts[0].Error, want) {
+					t.Fatalf("a task recorded running in an ended run reads %+v", running)
 				}
 				return
 			}

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -211,5 +212,118 @@ func TestCleanStagingKeepsFoldersOfRunningRuns(t *testing.T) {
 	sort.Strings(want)
 	if strings.Join(removed, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("CleanStaging reported\n%v\nwant\n%v", removed, want)
+	}
+}
+
+func TestPlainResumeRefusesAnUnreadableNewestRun(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, runDir string)
+		errHas []string // empty: the run is resumed
+	}{
+		{"a run folder without its record (its engine died creating it) is skipped", func(t *testing.T, runDir string) {
+			next := filepath.Join(filepath.Dir(runDir), "99")
+			if err := os.Mkdir(next, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"a truncated record is named, not skipped for an older run", func(t *testing.T, runDir string) {
+			if err := os.WriteFile(filepath.Join(runDir, "_run.json"), []byte(`{"flow": "F", "st`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"cannot resume: run 2 of flow F cannot be read", "_run.json", "--origin-run-id"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := foreachGraph(t)
+			ex := &fakeExec{steps: map[string]stepFunc{"start": splits(2)}}
+			r, store := newRun(t, g, ex, Options{})
+			if err := execute(t, r); err != nil {
+				t.Fatal(err)
+			}
+			// Run 2's engine died while its end step ran.
+			r2, _ := newRun(t, g, ex, Options{})
+			r2.Store = store
+			if err := execute(t, r2); err != nil {
+				t.Fatal(err)
+			}
+			engineDied(t, store, r2.RunID(), time.Now().Add(-time.Minute))
+			tc.damage(t, filepath.Join(store.Root, "F", r2.RunID()))
+			r3 := &Run{Graph: g, Store: store, Exec: &fakeExec{steps: ex.steps}, Code: []byte("code"), Opts: Options{MaxWorkers: 4, MaxNumSplits: 100, Resume: true}}
+			err := execute(t, r3)
+			if len(tc.errHas) == 0 {
+				if err != nil || r3.meta.OriginRunID != r2.RunID() {
+					t.Fatalf("resumed run %q (%v), want run %s", r3.Opts.OriginRunID, err, r2.RunID())
+				}
+				return
+			}
+			if !errors.Is(err, errs.ErrPrecondition) {
+				t.Fatalf("want a precondition error, got %v", err)
+			}
+			for _, s := range tc.errHas {
+				if !strings.Contains(err.Error(), s) {
+					t.Fatalf("error %q does not say %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// Resume clones a task only from a record that is the task's own and the
+// only one at its place in the flow; otherwise the step runs again.
+func TestResumeDoesNotCloneDamagedTaskRecords(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, work []*datastore.Task) *datastore.Task // the record to write
+	}{
+		{"two tasks claim one foreach index", func(t *testing.T, work []*datastore.Task) *datastore.Task {
+			d := *work[1]
+			d.Stack = append([]datastore.Frame{}, work[0].Stack...)
+			return &d
+		}},
+		{"a record naming another task", func(t *testing.T, work []*datastore.Task) *datastore.Task {
+			d := *work[1]
+			d.TaskID = work[0].TaskID
+			return &d
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := foreachGraph(t)
+			ex := &fakeExec{steps: map[string]stepFunc{"start": splits(2)}}
+			r, store := newRun(t, g, ex, Options{})
+			if err := execute(t, r); err != nil {
+				t.Fatal(err)
+			}
+			engineDied(t, store, r.RunID(), time.Now().Add(-time.Minute))
+			ids, err := store.ListTasks(bg, "F", r.RunID(), "work")
+			if err != nil || len(ids) != 2 {
+				t.Fatalf("work tasks %v (%v)", ids, err)
+			}
+			var work []*datastore.Task
+			for _, id := range ids {
+				w, err := store.GetTask(bg, "F", r.RunID(), "work", id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				work = append(work, w)
+			}
+			// Written in the second task's folder, whatever it says.
+			b, err := json.Marshal(tc.damage(t, work))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(store.Root, "F", r.RunID(), "work", ids[1], "_task.json"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ex2 := &fakeExec{steps: ex.steps}
+			r2 := &Run{Graph: g, Store: store, Exec: ex2, Code: []byte("code"), Opts: Options{MaxWorkers: 4, MaxNumSplits: 100, Resume: true}}
+			if err := execute(t, r2); err != nil {
+				t.Fatal(err)
+			}
+			if r2.Opts.ResumeStep != "work" || len(ex2.stepCalls("work")) != 2 {
+				t.Fatalf("resumed from %q running work %d times; want work run again for both splits", r2.Opts.ResumeStep, len(ex2.stepCalls("work")))
+			}
+		})
 	}
 }

@@ -205,13 +205,21 @@ func (r *Run) prepareResume(ctx context.Context) error {
 		}
 		// The newest run that has ended: not one being created or still
 		// running (a run whose engine stopped has ended: datastore.Settle).
+		// A run folder without its record is one being created (or whose
+		// engine died creating it): skipped. A record that cannot be read
+		// stops the search: resuming an older run instead would be a
+		// surprise.
 		now := time.Now()
 		for _, id := range ids {
 			run, err := store.GetRun(ctx, flow, id)
-			if err == nil {
-				datastore.Settle(now, run)
+			if errors.Is(err, errs.ErrNotFound) {
+				continue
 			}
-			if err == nil && run.Status != datastore.StatusRunning {
+			if err != nil {
+				return errs.Precondition("cannot resume: run %s of flow %s cannot be read (%v): name the run to resume with --origin-run-id", id, flow, err)
+			}
+			datastore.Settle(now, run)
+			if run.Status != datastore.StatusRunning {
 				r.Opts.OriginRunID = id
 				break
 			}
@@ -227,6 +235,7 @@ func (r *Run) prepareResume(ctx context.Context) error {
 	}
 	r.origin = map[string]*datastore.Task{}
 	okSteps := map[string]bool{}
+	ambiguous := map[string]bool{}
 	for _, step := range r.Graph.Order {
 		ids, err := store.ListTasks(ctx, flow, r.Opts.OriginRunID, step)
 		if err != nil {
@@ -241,11 +250,21 @@ func (r *Run) prepareResume(ctx context.Context) error {
 			if err != nil {
 				return storeErr(fmt.Errorf("cannot resume: read task %s/%s/%s: %w", r.Opts.OriginRunID, step, id, err))
 			}
-			if t.Status == datastore.StatusCompleted {
-				r.origin[step+"|"+stackKey(t.Stack)] = t
-			} else {
+			// A record that is not this task's (damaged, or another task's)
+			// is not cloned: the task runs again.
+			if t.Status != datastore.StatusCompleted || t.Flow != flow || t.RunID != r.Opts.OriginRunID || t.Step != step || t.TaskID != id {
 				all = false
+				continue
 			}
+			// Two tasks claiming one place in the flow (a damaged foreach
+			// index): neither is cloned.
+			key := step + "|" + stackKey(t.Stack)
+			if _, dup := r.origin[key]; dup || ambiguous[key] {
+				delete(r.origin, key)
+				ambiguous[key], all = true, false
+				continue
+			}
+			r.origin[key] = t
 		}
 		okSteps[step] = all
 	}

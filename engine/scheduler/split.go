@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -73,6 +74,12 @@ func (r *Run) cutForeach(ctx context.Context, flow, sha string) ([]string, error
 		files = append(files, p)
 		return nil
 	})
+	// The decoder stops at the value's end: read the blob to its end too,
+	// where the checked reader compares the content with its address (a
+	// damaged blob may still decode, as another value).
+	if _, derr := io.Copy(io.Discard, blob); derr != nil && writeErr == nil {
+		return nil, fmt.Errorf("read the foreach value: %w", derr)
+	}
 	switch {
 	case writeErr != nil:
 		return nil, writeErr

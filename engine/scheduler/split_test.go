@@ -1,0 +1,73 @@
+package scheduler
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
+)
+
+// encodeRCharacter encodes a character vector as an R-value document.
+func encodeRCharacter(t *testing.T, v ...string) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(map[string]any{"t": "character", "v": v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A foreach value whose blob was damaged into another valid R value (a
+// shorter one) is an error naming the blob when a split cuts it, not
+// splits of the wrong value: the cutter reads the blob to its end, where
+// it is checked.
+func TestCutForeachChecksTheWholeBlob(t *testing.T) {
+	cases := []struct {
+		name    string
+		content func(t *testing.T) []byte // nil: the blob is sound
+		errHas  string
+	}{
+		{"sound blob", nil, ""},
+		{"another, shorter R value", func(t *testing.T) []byte { return encodeRCharacter(t, "a") }, "is corrupt"},
+		{"another R value of the same length", func(t *testing.T) []byte { return encodeRCharacter(t, "x", "y", "z") }, "is corrupt"},
+		{"trailing bytes", func(t *testing.T) []byte { return append(encodeRCharacter(t, "a", "b", "c"), 0xc0) }, "is corrupt"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, store := newRun(t, foreachGraph(t), &fakeExec{}, Options{})
+			r.meta = &datastore.Run{Flow: "F", RunID: "1"}
+			a, err := store.Put(bg, "F", bytes.NewReader(encodeRCharacter(t, "a", "b", "c")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.content != nil {
+				p := filepath.Join(store.Root, "F", "data", a.SHA[:2], a.SHA)
+				os.Chmod(p, 0o644)
+				if err := os.WriteFile(p, tc.content(t), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f, err := r.splitFile(bg, "F", a.SHA, 2)
+			if tc.errHas == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := os.ReadFile(f)
+				if !bytes.Equal(b, encodeRCharacter(t, "c")) {
+					t.Fatalf("split 2 holds %q", b)
+				}
+				return
+			}
+			if !errors.Is(err, errs.ErrCorrupt) || !strings.Contains(err.Error(), tc.errHas) || !strings.Contains(err.Error(), a.SHA) {
+				t.Fatalf("want a corrupt-blob error naming %s, got %v (file %q)", a.SHA, err, f)
+			}
+		})
+	}
+}
