@@ -148,3 +148,64 @@ func TestPrehasherHandsOverItsHash(t *testing.T) {
 		t.Fatalf("finish = %+v, %v; want sha %s", a, err, shaOf(want))
 	}
 }
+
+// BenchmarkPutFileAfterWrite times what PutFile adds once a task has
+// written a 256 MiB output (in 1 MiB writes, as the R runtime does): hashed
+// and synced whole at the end, or followed by a Prehasher while written.
+// Files go to BENCH_DIR (default: the test's temp folder, on disk).
+//
+//	go test -run '^$' -bench PutFileAfterWrite -benchtime 3x ./engine/datastore/
+func BenchmarkPutFileAfterWrite(b *testing.B) {
+	const size = 256 << 20
+	piece := bytes.Repeat([]byte{1, 2, 3, 4, 5, 6, 7, 8}, (1<<20)/8)
+	for _, follow := range []bool{false, true} {
+		name := map[bool]string{false: "whole", true: "prehashed"}[follow]
+		b.Run(name, func(b *testing.B) {
+			base := os.Getenv("BENCH_DIR")
+			if base == "" {
+				base = b.TempDir()
+			}
+			dir, err := os.MkdirTemp(base, "putfile-bench-")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer os.RemoveAll(dir)
+			store := NewLocal(filepath.Join(dir, ".metaflow"))
+			b.SetBytes(size)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				stage := filepath.Join(dir, "stage")
+				if err := os.MkdirAll(stage, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				var p *Prehasher
+				if follow {
+					p = WatchStaging(stage)
+				}
+				path := filepath.Join(stage, "x.mpk")
+				f, err := os.Create(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for k := 0; k < size>>20; k++ {
+					piece[0] = byte(i) // a new blob each round
+					piece[1] = byte(k)
+					if _, err := f.Write(piece); err != nil {
+						b.Fatal(err)
+					}
+					time.Sleep(time.Millisecond) // R encodes as it writes: ~0.7 GB/s
+				}
+				f.Close()
+				b.StartTimer()
+				if _, err := store.PutFile(WithPrehasher(bg, p), "F", path); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				p.Close()
+				os.RemoveAll(filepath.Join(store.Root, "F", "data"))
+				b.StartTimer()
+			}
+		})
+	}
+}

@@ -12,6 +12,11 @@
 # disk), which needs room for two copies. Targets: flow / baseline <= 1.1x,
 # each task's peak <= 1.2x the object.
 #
+# BIGSUM_BENCH_BEFORE=<prefix> also runs the flow, in the same rounds, with
+# the engine and R package installed under that prefix (<prefix>/bin,
+# <prefix>/lib), e.g. a build of an earlier commit: before/after figures
+# from one run.
+#
 #   Rscript tests/bench/bigsum_bench.R [MiB] [reps]
 
 args <- commandArgs(trailingOnly = TRUE)
@@ -63,10 +68,12 @@ writeLines(c(common,
   "  run()"),
   file.path(work, "flow.R"))
 
-timed <- function(cmd_args) {
+before <- Sys.getenv("BIGSUM_BENCH_BEFORE")
+
+timed <- function(cmd_args, env = character()) {
   system("sync")
   t0 <- Sys.time()
-  out <- system2(rscript, cmd_args, stdout = TRUE, stderr = TRUE)
+  out <- system2(rscript, cmd_args, stdout = TRUE, stderr = TRUE, env = env)
   secs <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
   if (!is.null(attr(out, "status"))) stop(paste(out, collapse = "\n"))
   secs
@@ -79,22 +86,29 @@ run_base <- function() {
   unlink(file.path(work, "x.rds"))
   c(secs = a + b, start = hwm("rds_start"), end = hwm("rds_end"))
 }
-run_flow <- function() {
+run_flow <- function(prefix = "") {
   old <- setwd(work)
   on.exit(setwd(old))
-  s <- timed(c("flow.R", "run"))
+  env <- if (nzchar(prefix)) {
+    c(sprintf("PATH=%s", shQuote(paste0(file.path(prefix, "bin"), ":", Sys.getenv("PATH")))),
+      sprintf("R_LIBS=%s", shQuote(file.path(prefix, "lib"))))
+  } else character()
+  s <- timed(c("flow.R", "run"), env)
   unlink(file.path(work, ".metaflow"), recursive = TRUE)
   c(secs = s, start = hwm("flow_start"), end = hwm("flow_end"))
 }
 
-rows <- list(base = list(), flow = list())
+sides <- c("base", "flow", if (nzchar(before)) "before")
+rows <- setNames(rep(list(list()), length(sides)), sides)
 for (r in seq_len(reps)) {
-  order <- if (r %% 2 == 1) c("base", "flow") else c("flow", "base")
+  order <- if (r %% 2 == 1) sides else rev(sides)
   for (side in order) {
-    rows[[side]][[r]] <- if (side == "base") run_base() else run_flow()
-  }
-  if (!identical(readLines(file.path(work, "rds.sum")), readLines(file.path(work, "flow.sum")))) {
-    stop("the flow's sum differs from the baseline's")
+    rows[[side]][[r]] <- switch(side, base = run_base(), flow = run_flow(),
+                                before = run_flow(before))
+    if (side != "base" && file.exists(file.path(work, "rds.sum")) &&
+        !identical(readLines(file.path(work, "rds.sum")), readLines(file.path(work, "flow.sum")))) {
+      stop("the flow's sum differs from the baseline's")
+    }
   }
 }
 obj <- 8 * n
@@ -107,8 +121,15 @@ cat(sprintf("flow (client + engine + start + end)     s: %s\n",
 ratios <- col("flow", "secs") / col("base", "secs")
 cat(sprintf("ratio flow/baseline per rep: %s; median %.2fx (target <= 1.1x)\n",
             paste(sprintf("%.2f", ratios), collapse = " "), median(ratios)))
-for (side in c("base", "flow")) for (task in c("start", "end")) {
+if (nzchar(before)) {
+  cat(sprintf("before (%s)  s: %s\n", before,
+              paste(sprintf("%.2f", col("before", "secs")), collapse = " ")))
+  rb <- col("before", "secs") / col("base", "secs")
+  cat(sprintf("ratio before/baseline per rep: %s; median %.2fx\n",
+              paste(sprintf("%.2f", rb), collapse = " "), median(rb)))
+}
+for (side in sides) for (task in c("start", "end")) {
   h <- median(col(side, task))
-  cat(sprintf("PEAK RSS %-4s %-5s %7.1f MiB = %.3fx object (target <= 1.2x)\n",
+  cat(sprintf("PEAK RSS %-6s %-5s %7.1f MiB = %.3fx object (target <= 1.2x)\n",
               side, task, h / 1048576, h / obj))
 }
