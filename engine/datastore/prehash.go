@@ -34,8 +34,12 @@ import (
 // not be seen; the runtime never does that. The durability rule is
 // unchanged: the file is fsynced before it is renamed into the store.
 
-// PrehashInterval is how often a Prehasher looks for new bytes.
+// PrehashInterval is how often a Prehasher looks for new bytes while its
+// files grow; while they do not (the step is still computing) it looks half
+// as often each time, down to once every prehashMaxWait.
 var PrehashInterval = 50 * time.Millisecond
+
+const prehashMaxWait = 400 * time.Millisecond
 
 // prehashChunk is the read size of a Prehasher and of hashFile.
 const prehashChunk = 1 << 20
@@ -77,7 +81,8 @@ func WatchStaging(dir string) *Prehasher {
 func (p *Prehasher) loop() {
 	defer close(p.done)
 	buf := make([]byte, prehashChunk)
-	t := time.NewTicker(PrehashInterval)
+	wait := PrehashInterval
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
@@ -85,7 +90,12 @@ func (p *Prehasher) loop() {
 			return
 		case <-t.C:
 		}
-		p.scan(buf)
+		if p.scan(buf) {
+			wait = PrehashInterval
+		} else if wait < prehashMaxWait {
+			wait *= 2
+		}
+		t.Reset(wait)
 	}
 }
 
@@ -95,11 +105,12 @@ func isOutput(name string) bool {
 	return strings.HasSuffix(name, ".mpk") && !strings.HasPrefix(name, "_") && !strings.HasPrefix(name, ".")
 }
 
-// scan hashes what the output files gained since the last scan.
-func (p *Prehasher) scan(buf []byte) {
+// scan hashes what the output files gained since the last scan and
+// reports whether they gained anything.
+func (p *Prehasher) scan(buf []byte) (grew bool) {
 	ents, err := os.ReadDir(p.dir)
 	if err != nil {
-		return // the folder is gone or unreadable: PutFile hashes whole files
+		return false // the folder is gone or unreadable: PutFile hashes whole files
 	}
 	for _, e := range ents {
 		if !e.Type().IsRegular() || !isOutput(e.Name()) {
@@ -117,14 +128,19 @@ func (p *Prehasher) scan(buf []byte) {
 			p.mu.Lock()
 			p.files[e.Name()] = ph
 			p.mu.Unlock()
+			grew = true
 		}
 		if ph.bad {
 			continue
 		}
-		if !ph.advance(buf, p.stop) {
-			return
+		before := ph.n
+		more := ph.advance(buf, p.stop)
+		grew = grew || ph.n > before
+		if !more {
+			return grew
 		}
 	}
+	return grew
 }
 
 // advance hashes f from n to its current end (false: stop was closed).
