@@ -39,7 +39,7 @@ import (
 // as often each time, down to once every prehashMaxWait.
 var PrehashInterval = 50 * time.Millisecond
 
-const prehashMaxWait = 400 * time.Millisecond
+const prehashMaxWait = 200 * time.Millisecond
 
 // prehashChunk is the read size of a Prehasher and of hashFile.
 const prehashChunk = 1 << 20
