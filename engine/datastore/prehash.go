@@ -146,7 +146,7 @@ func (p *Prehasher) scan(buf []byte) (grew bool) {
 // advance hashes f from n to its current end (false: stop was closed).
 func (ph *partialHash) advance(buf []byte, stop <-chan struct{}) bool {
 	if fi, err := ph.f.Stat(); err != nil || fi.Size() < ph.n {
-		ph.bad = true // rewritten from the start: hash it whole at the end
+		ph.bad = true // it shrank: hash it whole at the end
 		return true
 	}
 	for {
