@@ -126,15 +126,24 @@ func (l *Local) PutFile(ctx context.Context, flow, path string) (Artifact, error
 }
 
 // hashFile hashes a file and makes it durable (it is about to be renamed
-// into a store).
+// into a store). A Prehasher in ctx that followed the file has hashed most
+// of it already (prehash.go).
 func hashFile(ctx context.Context, path string) (Artifact, error) {
+	if p, ok := ctx.Value(prehashKey{}).(*Prehasher); ok {
+		if ph := p.take(path); ph != nil {
+			a, err := ph.finish(ctx, path)
+			if !errors.Is(err, errNotFollowed) {
+				return a, err
+			}
+		}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return Artifact{}, err
 	}
 	defer f.Close()
 	h := newHashingReader(ctx, f)
-	if _, err := io.Copy(io.Discard, h); err != nil {
+	if err := drain(h); err != nil {
 		return Artifact{}, err
 	}
 	if err := f.Sync(); err != nil {

@@ -17,11 +17,15 @@ import (
 // encodeRCharacter encodes a character vector as an R-value document.
 func encodeRCharacter(t *testing.T, v ...string) []byte {
 	t.Helper()
-	b, err := msgpack.Marshal(map[string]any{"t": "character", "v": v})
+	// In R's order ("t" first), not a Go map's (random).
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	err := errors.Join(enc.EncodeMapLen(2), enc.EncodeString("t"), enc.EncodeString("character"),
+		enc.EncodeString("v"), enc.Encode(v))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return buf.Bytes()
 }
 
 // A foreach value whose blob was damaged into another valid R value (a

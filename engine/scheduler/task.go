@@ -276,6 +276,12 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	if _, remote := exec.(Remote); !remote { // a remote task publishes its own logs
 		stopSaving = r.saveLogsWhileRunning(ctx, flow, runID, task.Step, task.TaskID, attempt)
 	}
+	// A local task's outputs are hashed as it writes them (PutFile below).
+	var pre *datastore.Prehasher
+	if _, remote := exec.(Remote); !remote {
+		pre = datastore.WatchStaging(outDir)
+	}
+	defer pre.Close()
 	code, runErr := exec.Run(actx, l)
 	stopSaving()
 	runningRec.Stop()
@@ -378,7 +384,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		if sha, ok := remote[name]; ok {
 			a, err = r.adopt(ctx, flow, sha)
 		} else {
-			a, err = r.Store.PutFile(ctx, flow, filepath.Join(outDir, name+".mpk"))
+			a, err = r.Store.PutFile(datastore.WithPrehasher(ctx, pre), flow, filepath.Join(outDir, name+".mpk"))
 		}
 		if err != nil && ctx.Err() != nil { // Ctrl-C stopped the transfer
 			r.taskSay(task, "Task was killed.")

@@ -126,7 +126,14 @@ engine_fingerprint <- function() {
 
 engine_alive <- function(engine) {
   pid <- engine$pid
-  !is.null(pid) && !is.na(pid) && isTRUE(tools::pskill(pid, 0L))
+  if (is.null(pid) || is.na(pid) || !isTRUE(tools::pskill(pid, 0L))) return(FALSE)
+  # An engine that has exited is a zombie until its new parent (init, once
+  # the shell that started it is gone) reaps it: a second or more in some
+  # containers, never where pid 1 does not reap. Signal 0 still reaches a
+  # zombie, so its state is read.
+  stat <- suppressWarnings(tryCatch(readLines(sprintf("/proc/%d/stat", pid), n = 1L, warn = FALSE),
+                                    error = function(e) character(0)))
+  !(length(stat) == 1L && grepl("^[0-9]+ \\(.*\\) [ZX] ", stat))
 }
 
 # The session's engine, started (or restarted, when its settings changed or

@@ -341,6 +341,8 @@ local({
                           "store the data it points to instead (e.g. read the connection's ",
                           "contents)"), nm, why))
     }
+    # The engine hashes <name>.mpk while it grows (engine/datastore/
+    # prehash.go): each is written once, front to back, and never rewritten.
     path <- file.path(spec$output_dir, paste0(nm, ".mpk"))
     tryCatch(rt$write_checked(path, function() rt$mp_write(get(nm, envir = .subset2(self, ".values")), path)),
              error = function(e) fail(sprintf("cannot store artifact '%s': %s", nm, conditionMessage(e))))

@@ -120,3 +120,30 @@ test_that("an unreachable engine is a one-line error", {
   expect_match(err, "^cannot reach the metaflow engine at unix://")
   expect_false(grepl("\n", err))
 })
+
+test_that("an engine that has exited but is not reaped yet (a zombie) is not alive", {
+  skip_on_os(c("windows", "mac", "solaris"))
+  dir <- tempfile("zombie-")
+  dir.create(dir)
+  on.exit(unlink(dir, recursive = TRUE), add = TRUE)
+  # The background child exits at once; its parent then becomes `sleep`,
+  # which never reaps it.
+  cmd <- sprintf("echo $$ > %s/parent; sleep 0 & echo $! > %s/child; exec sleep 30", dir, dir)
+  system2("/bin/sh", c("-c", shQuote(cmd)), wait = FALSE)
+  read_pid <- function(f) {
+    for (i in 1:500) {
+      if (file.exists(f) && length(l <- readLines(f, warn = FALSE)) == 1L) return(as.integer(l))
+      Sys.sleep(0.01)
+    }
+    stop("no pid in ", f)
+  }
+  parent <- read_pid(file.path(dir, "parent"))
+  on.exit(tools::pskill(parent, tools::SIGKILL), add = TRUE)
+  child <- read_pid(file.path(dir, "child"))
+  stat <- function() readLines(sprintf("/proc/%d/stat", child), warn = FALSE)
+  for (i in 1:500) if (grepl("\\) Z ", stat())) break else Sys.sleep(0.01)
+  expect_true(tools::pskill(child, 0L))      # signal 0 still reaches it
+  expect_false(engine_alive(list(pid = child)))
+  expect_true(engine_alive(list(pid = parent)))
+  expect_false(engine_alive(list(pid = NA_integer_)))
+})

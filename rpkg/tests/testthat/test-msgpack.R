@@ -185,6 +185,39 @@ test_that("~10 MB vectors stream through files, in chunks of any size", {
   expect_roundtrip(y)
 })
 
+# Runs code with "b" vectors read in pieces of `bytes` (8 MiB in use).
+with_read_piece <- function(bytes, code) {
+  ns <- environment(mp_read_b)
+  old <- get("mp_read_piece_bytes", envir = ns)
+  locked <- bindingIsLocked("mp_read_piece_bytes", ns)
+  if (locked) unlockBinding("mp_read_piece_bytes", ns)
+  assign("mp_read_piece_bytes", bytes, envir = ns)
+  on.exit({
+    assign("mp_read_piece_bytes", old, envir = ns)
+    if (locked) lockBinding("mp_read_piece_bytes", ns)
+  })
+  force(code)
+}
+
+test_that("vectors of many chunks are read in pieces of any size, identical", {
+  f <- tempfile()
+  on.exit(unlink(f))
+  # Lengths with many divisors (pieces view the vector as a matrix) and a
+  # prime one (pieces by ranges), chunks that do not line up with pieces.
+  cases <- list(list(runif(120000), 7001), list(runif(100003), 30000),
+                list(sample(c(1:9, NA), 60000, TRUE), 25000),
+                list(sample(c(TRUE, FALSE, NA), 50021, TRUE), 9999),
+                list(complex(real = runif(30000), imaginary = -1), 4096))
+  for (bytes in c(24576, 80000, 2^20)) {
+    with_read_piece(bytes, {
+      for (case in cases) {
+        writeBin(chunked_doc(case[[1]], case[[2]]), f)
+        expect_identical(mp_read(f), case[[1]])
+      }
+    })
+  }
+})
+
 test_that("documents from other writers decode", {
   hdr <- function(t) c(s("t"), s(t))
   ints <- c(hex("82"), hdr("integer"), s("v"), hex("96", "05", "fd", "cd", "01", "2c",
