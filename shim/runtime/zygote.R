@@ -1,0 +1,133 @@
+# Warm task starts: a per-run parent R process (the "zygote") that loads the
+# task runtime (task.R), the run's code bundle and its packages once, then
+# forks one child per task with the metaflow package's C helper.
+#   Rscript zygote.R <_code.rds>     fd 3: the engine's control socket (SOCK_SEQPACKET)
+# One message per record:
+#   engine -> zygote  "T <id> <spec path>" with the task's stdout and stderr attached
+#                     "K <id> <signal>"    signal the task's process group
+#   zygote -> engine  "R" ready | "F <why>" cannot start tasks warm (the engine
+#                     then starts a fresh Rscript per task)
+#                     "S <id> <pid>" started | "X <id> <why>" not started
+#                     "E <id> <exit code, -1 if signalled> <signal>" ended
+# The zygote runs no task code itself: every child starts from the same state.
+local({
+  sock <- 3L
+  abi <- 1L
+  send_raw <- NULL
+  refuse <- function(why) {
+    why <- gsub("[\r\n]+", " ", why)
+    if (!is.null(send_raw)) send_raw(paste("F", why)) else cat("F", why, "\n", file = stderr())
+    base::quit(save = "no", status = 3L)
+  }
+
+  pkg <- find.package("metaflow", quiet = TRUE)
+  if (!length(pkg)) {
+    refuse(sprintf("the metaflow R package is not installed for %s", file.path(R.home("bin"), "Rscript")))
+  }
+  dll <- tryCatch(library.dynam("metaflow", "metaflow", lib.loc = dirname(pkg)),
+                  error = function(e) refuse(paste("the metaflow package has no compiled helper:",
+                                                   conditionMessage(e))))
+  fns <- tryCatch(lapply(stats::setNames(nm = c("abi", "init", "wait", "send", "close", "fork",
+                                                 "reap", "kill")),
+                         function(n) getNativeSymbolInfo(paste0("mf_zygote_", n), dll)),
+                  error = function(e) refuse(paste("the metaflow package's helper is too old:",
+                                                   "reinstall the R package (make install)")))
+  if (!identical(.Call(fns$abi), abi)) {
+    refuse("the metaflow package's helper does not match this engine: reinstall the R package (make install)")
+  }
+  send_raw <- function(msg) invisible(.Call(fns$send, sock, msg))
+
+  file_arg <- grep("^--file=", commandArgs(), value = TRUE)
+  here <- dirname(sub("^--file=", "", file_arg[1L]))
+  mf <- tryCatch(source(file.path(here, "task.R"), local = FALSE)$value,
+                 error = function(e) refuse(paste("cannot load the task runtime:", conditionMessage(e))))
+  code_path <- commandArgs(trailingOnly = TRUE)[1L]
+  code <- tryCatch(mf$load_code(code_path, function(msg) stop(msg, call. = FALSE)),
+                   error = function(e) refuse(conditionMessage(e)))
+
+  # Fork safety: forking a process with threads can leave locks held in the
+  # child, so a flow whose packages started threads runs cold, as do flows
+  # that load packages known to start them later or to hold state a fork
+  # breaks (plus METAFLOW_WARM_START_UNSAFE, comma-separated).
+  unsafe <- c("rJava", "reticulate", "arrow", "torch", "tensorflow", "keras", "h2o",
+              "RcppParallel", "V8", "later", "httpuv")
+  extra <- trimws(strsplit(Sys.getenv("METAFLOW_WARM_START_UNSAFE"), ",", fixed = TRUE)[[1L]])
+  bad <- intersect(loadedNamespaces(), c(unsafe, extra[nzchar(extra)]))
+  if (length(bad)) {
+    refuse(sprintf("package %s is not fork-safe", paste(bad, collapse = ", ")))
+  }
+  threads <- length(list.files("/proc/self/task"))
+  if (threads > 1L) refuse(sprintf("the flow's packages started %d threads", threads - 1L))
+  .Call(fns$init)
+  invisible(gc())
+
+  tmpl <- file.path(dirname(tempdir()), "RtmpXXXXXX")
+  live <- list() # by pid: list(id, tmp)
+
+  child <- function(spec_path) {
+    # A fresh seed from the time and this pid, as a fresh Rscript gets.
+    if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
+      rm(".Random.seed", envir = globalenv())
+    }
+    status <- tryCatch({
+      mf$run_task(spec_path, code)
+      0L
+    }, error = function(e) {
+      cat("Error: ", conditionMessage(e), "\n", sep = "", file = stderr())
+      1L
+    })
+    base::quit(save = "no", status = status)
+  }
+
+  send_raw("R")
+  repeat {
+    ev <- .Call(fns$wait, sock, -1L)
+    ended <- .Call(fns$reap)
+    for (i in seq_len(nrow(ended))) {
+      key <- as.character(ended[i, 1L])
+      t <- live[[key]]
+      if (is.null(t)) next
+      live[[key]] <- NULL
+      unlink(t$tmp, recursive = TRUE, force = TRUE)
+      send_raw(sprintf("E %s %d %d", t$id, ended[i, 2L], ended[i, 3L]))
+    }
+    if (ev[[1L]] == "eof") break
+    if (ev[[1L]] != "msg") next
+    msg <- ev[[2L]]
+    fds <- ev[[3L]]
+    parts <- regmatches(msg, regexec("^([TK]) ([^ ]+) (.*)$", msg))[[1L]]
+    if (length(parts) != 4L) {
+      .Call(fns$close, fds)
+      next
+    }
+    id <- parts[3L]
+    if (parts[2L] == "K") {
+      .Call(fns$close, fds)
+      for (key in names(live)) {
+        if (identical(live[[key]]$id, id)) .Call(fns$kill, as.integer(key), as.integer(parts[4L]))
+      }
+      next
+    }
+    if (length(fds) != 2L) {
+      .Call(fns$close, fds)
+      send_raw(sprintf("X %s the request carried %d file descriptors, not 2", id, length(fds)))
+      next
+    }
+    r <- tryCatch(.Call(fns$fork, fds[1L], fds[2L], tmpl), error = function(e) e)
+    if (inherits(r, "error")) {
+      .Call(fns$close, fds)
+      send_raw(sprintf("X %s %s", id, conditionMessage(r)))
+      next
+    }
+    if (r[[1L]] == 0L) child(parts[4L]) # never returns
+    live[[as.character(r[[1L]])]] <- list(id = id, tmp = r[[2L]])
+    send_raw(sprintf("S %s %d", id, r[[1L]]))
+  }
+  # The engine is gone or done with this run: children die with us (their
+  # parent-death signal), so end them first to keep their temp folders tidy.
+  for (key in names(live)) {
+    .Call(fns$kill, as.integer(key), 9L)
+    unlink(live[[key]]$tmp, recursive = TRUE, force = TRUE)
+  }
+  base::quit(save = "no", status = 0L)
+})
