@@ -45,6 +45,37 @@ local({
   code <- tryCatch(mf$load_code(code_path, function(msg) stop(msg, call. = FALSE)),
                    error = function(e) refuse(conditionMessage(e)))
 
+  # Packages the steps (or helpers among the globals) load themselves, with
+  # library(p), require(p), requireNamespace("p") or p::f, are loaded here
+  # too, so that a task only attaches them. One that fails to load is left
+  # for the task to report.
+  pkgs_used <- function(x) {
+    acc <- character()
+    walk <- function(x) {
+      if (is.function(x)) return(walk(body(x)))
+      if (!is.call(x)) return(NULL)
+      f <- x[[1L]]
+      if (is.symbol(f)) {
+        fn <- as.character(f)
+        if (fn %in% c("::", ":::") && length(x) == 3L) acc <<- c(acc, as.character(x[[2L]]))
+        if (fn %in% c("library", "require", "requireNamespace", "loadNamespace") && length(x) >= 2L &&
+            is.null(x$character.only) && (is.symbol(x[[2L]]) || is.character(x[[2L]]))) {
+          acc <<- c(acc, as.character(x[[2L]]))
+        }
+      }
+      for (i in seq_along(x)) {
+        if (!identical(x[[i]], quote(expr = ))) walk(x[[i]])
+      }
+      NULL
+    }
+    walk(x)
+    unique(acc)
+  }
+  fns_of <- c(code$functions, Filter(is.function, code$globals))
+  for (p in setdiff(unlist(lapply(fns_of, pkgs_used)), loadedNamespaces())) {
+    try(suppressPackageStartupMessages(loadNamespace(p)), silent = TRUE)
+  }
+
   # Fork safety: forking a process with threads can leave locks held in the
   # child, so a flow whose packages started threads runs cold, as do flows
   # that load packages known to start them later or to hold state a fork
@@ -56,8 +87,13 @@ local({
   if (length(bad)) {
     refuse(sprintf("package %s is not fork-safe", paste(bad, collapse = ", ")))
   }
-  threads <- length(list.files("/proc/self/task"))
-  if (threads > 1L) refuse(sprintf("the flow's packages started %d threads", threads - 1L))
+  # cli's one thread only sleeps and sets a flag (its progress bars then
+  # update only when a task ends); it holds no lock a child could inherit.
+  benign <- sum(c("cli") %in% loadedNamespaces())
+  threads <- length(list.files("/proc/self/task")) - 1L
+  if (threads > benign) {
+    refuse(sprintf("the flow's packages started %d thread(s): forking a process with threads is unsafe", threads))
+  }
   .Call(fns$init)
   invisible(gc())
 

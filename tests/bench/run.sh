@@ -5,6 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 echo "== foreach scheduling overhead"
 bash "$here/foreach_bench.sh"
+echo "== warm task starts: 200-split foreach vs bare Rscript (plain, and attaching dplyr)"
+bash "$here/warm_bench.sh"
 echo "== artifact throughput and memory (MiB: ${ARTIFACT_MIB:-1024})"
 Rscript "$here/artifact_bench.R" "${ARTIFACT_MIB:-1024}"
 echo "== client API latency (one engine per R session)"
