@@ -419,7 +419,11 @@ func (z *zygote) run(ctx context.Context, ln *scheduler.Launch, grace time.Durat
 	select {
 	case pid = <-t.started:
 	case <-t.failed:
-		return -1, nil, false
+		select {
+		case pid = <-t.started: // it started, then the zygote died: below
+		default:
+			return -1, nil, false
+		}
 	}
 	if ln.Started != nil {
 		ln.Started(pid)

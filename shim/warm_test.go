@@ -178,7 +178,10 @@ func runInfo(t *testing.T, e *warmEnv, env map[string]string) (info, *captured) 
 }
 
 func TestWarmTasksAreFreshProcesses(t *testing.T) {
-	e := newWarmEnv(t, buildHelper(t))
+	lib := buildHelper(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // R's temp folders: the zygote's and its children's
+	e := newWarmEnv(t, lib)
 	var seen []info
 	for i := 0; i < 3; i++ {
 		in, c := runInfo(t, e, nil)
@@ -207,6 +210,14 @@ func TestWarmTasksAreFreshProcesses(t *testing.T) {
 			}
 		}
 		seen = append(seen, in)
+	}
+	// Only the zygote's own temp folder is left, until it stops.
+	if left, _ := filepath.Glob(filepath.Join(tmp, "Rtmp*")); len(left) != 1 {
+		t.Fatalf("R temp folders %q, want the zygote's only", left)
+	}
+	e.w.Close()
+	if left, _ := filepath.Glob(filepath.Join(tmp, "Rtmp*")); len(left) != 0 {
+		t.Fatalf("R temp folders %q left after the zygote stopped", left)
 	}
 }
 

@@ -237,6 +237,21 @@ SEXP mf_zygote_kill(SEXP pid, SEXP sig) {
     return ScalarLogical(kill(-asInteger(pid), asInteger(sig)) == 0);
 }
 
+/*
+ * Ends a child as R's quit() does, except for the removal of the temp
+ * folder: R removes the one it made at start-up, the zygote's (the zygote
+ * removes the child's). Like parallel's children, no atexit handler of the
+ * zygote's libraries runs in the child.
+ */
+SEXP mf_zygote_exit(SEXP status) {
+    int code = asInteger(status);
+    R_RunExitFinalizers();
+    Rf_KillAllDevices();
+    fflush(NULL);
+    child_exit(code);
+    return R_NilValue;
+}
+
 static const R_CallMethodDef calls[] = {
     {"mf_zygote_abi", (DL_FUNC)&mf_zygote_abi, 0},
     {"mf_zygote_init", (DL_FUNC)&mf_zygote_init, 0},
@@ -246,6 +261,7 @@ static const R_CallMethodDef calls[] = {
     {"mf_zygote_fork", (DL_FUNC)&mf_zygote_fork, 3},
     {"mf_zygote_reap", (DL_FUNC)&mf_zygote_reap, 0},
     {"mf_zygote_kill", (DL_FUNC)&mf_zygote_kill, 2},
+    {"mf_zygote_exit", (DL_FUNC)&mf_zygote_exit, 1},
     {NULL, NULL, 0}};
 
 void R_init_metaflow(DllInfo *dll) {

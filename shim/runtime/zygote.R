@@ -28,7 +28,7 @@ local({
                   error = function(e) refuse(paste("the metaflow package has no compiled helper:",
                                                    conditionMessage(e))))
   fns <- tryCatch(lapply(stats::setNames(nm = c("abi", "init", "wait", "send", "close", "fork",
-                                                 "reap", "kill")),
+                                                 "reap", "kill", "exit")),
                          function(n) getNativeSymbolInfo(paste0("mf_zygote_", n), dll)),
                   error = function(e) refuse(paste("the metaflow package's helper is too old:",
                                                    "reinstall the R package (make install)")))
@@ -100,11 +100,21 @@ local({
   tmpl <- file.path(dirname(tempdir()), "RtmpXXXXXX")
   live <- list() # by pid: list(id, tmp)
 
+  # A child ends as R's quit() would (.Last, exit finalizers, graphics
+  # devices closed, output flushed) but without R's removal of the temp
+  # folder, which would remove the zygote's (the zygote removes the child's).
+  child_exit <- function(status) {
+    if (exists(".Last", envir = globalenv(), inherits = FALSE)) {
+      try(get(".Last", envir = globalenv())(), silent = TRUE)
+    }
+    .Call(fns$exit, as.integer(status))
+  }
   child <- function(spec_path) {
     # A fresh seed from the time and this pid, as a fresh Rscript gets.
     if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
       rm(".Random.seed", envir = globalenv())
     }
+    mf$rt$quit <- child_exit
     status <- tryCatch({
       mf$run_task(spec_path, code)
       0L
@@ -112,7 +122,7 @@ local({
       cat("Error: ", conditionMessage(e), "\n", sep = "", file = stderr())
       1L
     })
-    base::quit(save = "no", status = status)
+    child_exit(status)
   }
 
   send_raw("R")
