@@ -32,7 +32,17 @@
 
 /* Ends a child that cannot become a task (R's own exit would run its
  * cleanup on the zygote's state). */
-static void child_exit(int code) { syscall(SYS_exit_group, code); }
+static void child_exit(int code) {
+#ifdef SYS_exit_group
+    syscall(SYS_exit_group, code);
+#else
+    _exit(code);
+#endif
+}
+
+#ifndef MSG_CMSG_CLOEXEC
+#define MSG_CMSG_CLOEXEC 0
+#endif
 
 /* Bumped when the zygote protocol between zygote.R and this file changes. */
 #define MF_ZYGOTE_ABI 1

@@ -128,14 +128,17 @@ local({
   send_raw("R")
   repeat {
     ev <- .Call(fns$wait, sock, -1L)
-    ended <- .Call(fns$reap)
-    for (i in seq_len(nrow(ended))) {
-      key <- as.character(ended[i, 1L])
-      t <- live[[key]]
-      if (is.null(t)) next
-      live[[key]] <- NULL
-      unlink(t$tmp, recursive = TRUE, force = TRUE)
-      send_raw(sprintf("E %s %d %d", t$id, ended[i, 2L], ended[i, 3L]))
+    repeat { # at most 256 children a call
+      ended <- .Call(fns$reap)
+      for (i in seq_len(nrow(ended))) {
+        key <- as.character(ended[i, 1L])
+        t <- live[[key]]
+        if (is.null(t)) next
+        live[[key]] <- NULL
+        unlink(t$tmp, recursive = TRUE, force = TRUE)
+        send_raw(sprintf("E %s %d %d", t$id, ended[i, 2L], ended[i, 3L]))
+      }
+      if (nrow(ended) < 256L) break
     }
     if (ev[[1L]] == "eof") break
     if (ev[[1L]] != "msg") next
