@@ -4,14 +4,14 @@
  * runtime, the run's code and its packages; it forks one child per task.
  * Each child gets what a fresh Rscript would have: its own process group,
  * death with its parent, the task's own stdout/stderr, no inherited file
- * descriptors and its own tempdir(). Linux only (prctl); elsewhere the
- * functions say so and the engine starts a fresh Rscript per task.
+ * descriptors (its own tempdir() is R's: zygote.R). Only system calls here,
+ * no R internals. Linux only (prctl); elsewhere the functions say so and the
+ * engine starts a fresh Rscript per task.
  */
 #define _GNU_SOURCE
 #include <R.h>
 #include <Rinternals.h>
 #include <R_ext/Rdynload.h>
-#include <Rembedded.h> /* R_TempDir */
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,7 +31,7 @@
 #endif
 
 /* Ends a child that cannot become a task (R's own exit would run its
- * cleanup on the zygote's state). */
+ * clean-up on the zygote's state). */
 static void child_exit(int code) {
 #ifdef SYS_exit_group
     syscall(SYS_exit_group, code);
@@ -161,32 +161,19 @@ static void close_from(int lowfd) {
 }
 
 /*
- * Forks a task. The parent makes the child's tempdir (so that it can remove
- * it when the child is gone, however it ended) and returns
- * list(pid, tempdir); the child returns list(0L, tempdir) with fds 1 and 2
- * on out and err, fd 0 kept (the zygote's /dev/null), every other fd closed.
+ * Forks a task. Returns the child's pid in the parent, 0 in the child, which
+ * has fds 1 and 2 on out and err, fd 0 kept (the zygote's /dev/null) and
+ * every other fd closed.
  */
-SEXP mf_zygote_fork(SEXP out_fd, SEXP err_fd, SEXP tmpl) {
+SEXP mf_zygote_fork(SEXP out_fd, SEXP err_fd) {
 #ifndef __linux__
     error("warm task starts need Linux");
 #else
     int out = asInteger(out_fd), err = asInteger(err_fd);
-    char *dir = strdup(CHAR(STRING_ELT(tmpl, 0)));
-    if (!dir) error("out of memory");
-    if (!mkdtemp(dir)) {
-        int e = errno;
-        free(dir);
-        error("cannot create the task's temp folder: %s", strerror(e));
-    }
     pid_t parent = getpid();
     fflush(NULL); /* nothing buffered is written twice */
     pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        rmdir(dir);
-        free(dir);
-        error("fork: %s", strerror(e));
-    }
+    if (pid < 0) error("fork: %s", strerror(errno));
     if (pid == 0) {
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -195,19 +182,12 @@ SEXP mf_zygote_fork(SEXP out_fd, SEXP err_fd, SEXP tmpl) {
         chld_pipe[0] = chld_pipe[1] = -1;
         if (dup2(out, 1) < 0 || dup2(err, 2) < 0) child_exit(126);
         close_from(3);
-        R_TempDir = dir; /* R removes it when the child quits */
-        setenv("R_SESSION_TMPDIR", dir, 1);
     } else {
         setpgid(pid, pid); /* no window where a kill of the group misses it */
         close(out);
         close(err);
     }
-    SEXP res = PROTECT(allocVector(VECSXP, 2));
-    SET_VECTOR_ELT(res, 0, ScalarInteger(pid));
-    SET_VECTOR_ELT(res, 1, mkString(dir));
-    if (pid != 0) free(dir);
-    UNPROTECT(1);
-    return res;
+    return ScalarInteger(pid);
 #endif
 }
 
@@ -247,31 +227,15 @@ SEXP mf_zygote_kill(SEXP pid, SEXP sig) {
     return ScalarLogical(kill(-asInteger(pid), asInteger(sig)) == 0);
 }
 
-/*
- * Ends a child as R's quit() does, except for the removal of the temp
- * folder: R removes the one it made at start-up, the zygote's (the zygote
- * removes the child's). Like parallel's children, no atexit handler of the
- * zygote's libraries runs in the child.
- */
-SEXP mf_zygote_exit(SEXP status) {
-    int code = asInteger(status);
-    R_RunExitFinalizers();
-    Rf_KillAllDevices();
-    fflush(NULL);
-    child_exit(code);
-    return R_NilValue;
-}
-
 static const R_CallMethodDef calls[] = {
     {"mf_zygote_abi", (DL_FUNC)&mf_zygote_abi, 0},
     {"mf_zygote_init", (DL_FUNC)&mf_zygote_init, 0},
     {"mf_zygote_wait", (DL_FUNC)&mf_zygote_wait, 2},
     {"mf_zygote_send", (DL_FUNC)&mf_zygote_send, 2},
     {"mf_zygote_close", (DL_FUNC)&mf_zygote_close, 1},
-    {"mf_zygote_fork", (DL_FUNC)&mf_zygote_fork, 3},
+    {"mf_zygote_fork", (DL_FUNC)&mf_zygote_fork, 2},
     {"mf_zygote_reap", (DL_FUNC)&mf_zygote_reap, 0},
     {"mf_zygote_kill", (DL_FUNC)&mf_zygote_kill, 2},
-    {"mf_zygote_exit", (DL_FUNC)&mf_zygote_exit, 1},
     {NULL, NULL, 0}};
 
 void R_init_metaflow(DllInfo *dll) {

@@ -186,9 +186,6 @@ local({
     registerS3method(m, "metaflow_self", get(paste0(m, ".metaflow_self"), envir = api), envir = baseenv())
   }
   options(warn = 1)
-  # Ends the task (base::quit: the steps' quit() refuses to); a warm start's
-  # child ends its own way (zygote.R).
-  rt$quit <- function(status) base::quit(save = "no", status = status)
 
   # The flow's code: attach the packages the flow had attached, then restore
   # globals. A warm start's zygote (zygote.R) does this once for all tasks.
@@ -210,10 +207,11 @@ local({
   rt$spec <- rt$mp_read_plain(spec_path)
   rt$merged <- list()
   spec <- rt$spec
+  # base::quit: the steps' quit() (metaflow:runtime) refuses to end a task.
   fail <- function(msg, calls = NULL) {
     writeLines(msg, file.path(spec$output_dir, "_error.txt"))
     # catch(print_exception = FALSE): the error is kept, not printed.
-    if (isTRUE(spec$quiet_errors)) rt$quit(1L)
+    if (isTRUE(spec$quiet_errors)) base::quit(save = "no", status = 1L)
     if (!startsWith(msg, "Error")) msg <- paste("Error:", msg)
     cat(msg, "\n", sep = "", file = stderr())
     if (length(calls)) {
@@ -222,7 +220,7 @@ local({
         cat(sprintf("  %d: %s\n", i, paste(deparse(calls[[i]], width.cutoff = 100L)[1L])), file = stderr())
       }
     }
-    rt$quit(1L)
+    base::quit(save = "no", status = 1L)
   }
 
   arts_of <- function(inp) {
@@ -325,7 +323,7 @@ local({
 
   # Sourced by zygote.R: hand it the runtime; else run the task of the spec.
   if (basename(script) == "zygote.R") {
-    list(load_code = load_code, run_task = run_task, rt = rt)
+    list(load_code = load_code, run_task = run_task)
   } else {
     run_task(commandArgs(trailingOnly = TRUE)[1L])
   }

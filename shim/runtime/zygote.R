@@ -28,7 +28,7 @@ local({
                   error = function(e) refuse(paste("the metaflow package has no compiled helper:",
                                                    conditionMessage(e))))
   fns <- tryCatch(lapply(stats::setNames(nm = c("abi", "init", "wait", "send", "close", "fork",
-                                                 "reap", "kill", "exit")),
+                                                 "reap", "kill")),
                          function(n) getNativeSymbolInfo(paste0("mf_zygote_", n), dll)),
                   error = function(e) refuse(paste("the metaflow package's helper is too old:",
                                                    "reinstall the R package (make install)")))
@@ -97,24 +97,23 @@ local({
   .Call(fns$init)
   invisible(gc())
 
-  tmpl <- file.path(dirname(tempdir()), "RtmpXXXXXX")
-  live <- list() # by pid: list(id, tmp)
-
-  # A child ends as R's quit() would (.Last, exit finalizers, graphics
-  # devices closed, output flushed) but without R's removal of the temp
-  # folder, which would remove the zygote's (the zygote removes the child's).
-  child_exit <- function(status) {
-    if (exists(".Last", envir = globalenv(), inherits = FALSE)) {
-      try(get(".Last", envir = globalenv())(), silent = TRUE)
-    }
-    .Call(fns$exit, as.integer(status))
+  # Each child gets its own tempdir() from R itself: the zygote removes its
+  # own (empty) one, so that tempdir(check = TRUE) in a child makes a fresh
+  # one, which R removes when the child quits, as for a fresh Rscript.
+  td <- tempdir()
+  if (length(list.files(td, all.files = TRUE, no.. = TRUE))) {
+    refuse(sprintf("loading the flow's packages left files in tempdir() (%s), which tasks would share", td))
   }
+  unlink(td, recursive = TRUE, force = TRUE)
+
+  live <- list() # task ids by pid
+
   child <- function(spec_path) {
+    tempdir(check = TRUE)
     # A fresh seed from the time and this pid, as a fresh Rscript gets.
     if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
       rm(".Random.seed", envir = globalenv())
     }
-    mf$rt$quit <- child_exit
     status <- tryCatch({
       mf$run_task(spec_path, code)
       0L
@@ -122,7 +121,7 @@ local({
       cat("Error: ", conditionMessage(e), "\n", sep = "", file = stderr())
       1L
     })
-    child_exit(status)
+    base::quit(save = "no", status = status)
   }
 
   send_raw("R")
@@ -132,11 +131,10 @@ local({
       ended <- .Call(fns$reap)
       for (i in seq_len(nrow(ended))) {
         key <- as.character(ended[i, 1L])
-        t <- live[[key]]
-        if (is.null(t)) next
+        id <- live[[key]]
+        if (is.null(id)) next
         live[[key]] <- NULL
-        unlink(t$tmp, recursive = TRUE, force = TRUE)
-        send_raw(sprintf("E %s %d %d", t$id, ended[i, 2L], ended[i, 3L]))
+        send_raw(sprintf("E %s %d %d", id, ended[i, 2L], ended[i, 3L]))
       }
       if (nrow(ended) < 256L) break
     }
@@ -153,7 +151,7 @@ local({
     if (parts[2L] == "K") {
       .Call(fns$close, fds)
       for (key in names(live)) {
-        if (identical(live[[key]]$id, id)) .Call(fns$kill, as.integer(key), as.integer(parts[4L]))
+        if (identical(live[[key]], id)) .Call(fns$kill, as.integer(key), as.integer(parts[4L]))
       }
       next
     }
@@ -162,21 +160,18 @@ local({
       send_raw(sprintf("X %s the request carried %d file descriptors, not 2", id, length(fds)))
       next
     }
-    r <- tryCatch(.Call(fns$fork, fds[1L], fds[2L], tmpl), error = function(e) e)
-    if (inherits(r, "error")) {
+    pid <- tryCatch(.Call(fns$fork, fds[1L], fds[2L]), error = function(e) e)
+    if (inherits(pid, "error")) {
       .Call(fns$close, fds)
-      send_raw(sprintf("X %s %s", id, conditionMessage(r)))
+      send_raw(sprintf("X %s %s", id, conditionMessage(pid)))
       next
     }
-    if (r[[1L]] == 0L) child(parts[4L]) # never returns
-    live[[as.character(r[[1L]])]] <- list(id = id, tmp = r[[2L]])
-    send_raw(sprintf("S %s %d", id, r[[1L]]))
+    if (pid == 0L) child(parts[4L]) # never returns
+    live[[as.character(pid)]] <- id
+    send_raw(sprintf("S %s %d", id, pid))
   }
   # The engine is gone or done with this run: children die with us (their
-  # parent-death signal), so end them first to keep their temp folders tidy.
-  for (key in names(live)) {
-    .Call(fns$kill, as.integer(key), 9L)
-    unlink(live[[key]]$tmp, recursive = TRUE, force = TRUE)
-  }
+  # parent-death signal) or now.
+  for (key in names(live)) .Call(fns$kill, as.integer(key), 9L)
   base::quit(save = "no", status = 0L)
 })
