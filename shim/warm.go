@@ -456,6 +456,11 @@ wait:
 			_ = z.send(fmt.Sprintf("K %s %d", id, int(syscall.SIGKILL)))
 		}
 	}
+	if died {
+		// The task died with the zygote (parent-death signal); what it
+		// started is still in its group, which its members keep from reuse.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
 	select {

@@ -279,14 +279,41 @@ func TestWarmFallsBackToColdStarts(t *testing.T) {
 	}
 }
 
-// A zygote that dies is replaced; its task in flight fails as killed.
+// A zygote that dies takes its running task with it (and what the task
+// started), and is replaced for the next task.
 func TestWarmZygoteDeath(t *testing.T) {
 	e := newWarmEnv(t, buildHelper(t))
 	first, _ := runInfo(t, e, nil)
-	if err := syscall.Kill(first.ppid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	e.w.mu.Lock()
+	var old *zygote
+	for _, z := range e.w.zygotes {
+		old = z
 	}
-	time.Sleep(100 * time.Millisecond)
+	e.w.mu.Unlock()
+
+	bg := filepath.Join(e.dir, "bg.pid")
+	var c captured
+	l := e.launch(t, "sleep", &c)
+	l.Line = func(_ bool, s string) {
+		if s == "sleeping" {
+			_ = syscall.Kill(first.ppid, syscall.SIGKILL)
+		}
+	}
+	code, err := e.w.Run(context.Background(), l)
+	if code != -1 || err == nil || !strings.Contains(err.Error(), "zygote") {
+		t.Fatalf("code=%d err=%v, want the task killed with its zygote", code, err)
+	}
+	b, _ := os.ReadFile(bg)
+	child, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	time.Sleep(50 * time.Millisecond)
+	if child == 0 || alive(child) {
+		t.Fatalf("background process %d survived its task", child)
+	}
+	select {
+	case <-old.dead:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine did not notice its zygote died")
+	}
 	second, _ := runInfo(t, e, nil)
 	if second.ppid == first.ppid || second.ppid == os.Getpid() {
 		t.Fatalf("after its zygote died, a task ran from parent %d (old zygote %d, engine %d)",
