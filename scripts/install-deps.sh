@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs on a fresh machine: R (the
 # task runtime), the R package's imports, testthat, protoc (proto tests) and a
-# C compiler (Go's race detector in the tests).
+# C compiler (Go's race detector in the tests, the R package's warm-start
+# helper in rpkg/src).
 set -euo pipefail
 pkgs=(r-base-core r-cran-curl r-cran-r6 r-cran-magrittr r-cran-testthat r-cran-jsonlite r-cran-knitr protobuf-compiler gcc libc6-dev)
 missing=()

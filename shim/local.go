@@ -28,7 +28,8 @@ import (
 //go:embed runtime/*.R
 var runtimeFiles embed.FS
 
-// WriteRuntime writes the base-R task runtime (task.R, msgpack.R) into dir.
+// WriteRuntime writes the base-R task runtime (task.R, msgpack.R, zygote.R)
+// into dir.
 func WriteRuntime(dir string) error {
 	ents, err := runtimeFiles.ReadDir("runtime")
 	if err != nil {
@@ -84,12 +85,8 @@ func (l *Local) Close() error { return os.RemoveAll(l.RuntimeDir) }
 // Run implements scheduler.Executor.
 func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	specPath := filepath.Join(ln.Spec.OutputDir, "_spec.mpk")
-	b, err := msgpack.Marshal(ln.Spec)
-	if err != nil {
-		return -1, fmt.Errorf("encode task spec: %w", err)
-	}
-	if err := os.WriteFile(specPath, b, 0o600); err != nil {
-		return -1, fmt.Errorf("write task spec: %w", err)
+	if err := writeSpec(specPath, ln.Spec); err != nil {
+		return -1, err
 	}
 	rscript := ln.Rscript
 	if _, err := os.Stat(rscript); rscript == "" || err != nil {
@@ -189,13 +186,8 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 		<-drained
 	}
 	if werr == nil {
-		// A task whose log could not be written (a full, read-only or
-		// failing datastore) fails with that cause; a failed task keeps its
-		// own error, which its console lines have shown.
-		for _, lg := range []*logFile{outLog, errLog} {
-			if lg.err != nil {
-				return 0, fmt.Errorf("the task's log: %w", lg.err)
-			}
+		if err := logsFailed(outLog, errLog); err != nil {
+			return 0, err
 		}
 	}
 	if werr != nil {
@@ -209,6 +201,17 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 		return -1, fmt.Errorf("wait for task: %w", werr)
 	}
 	return 0, nil
+}
+
+func writeSpec(path string, spec *scheduler.TaskSpec) error {
+	b, err := msgpack.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("encode task spec: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("write task spec: %w", err)
+	}
+	return nil
 }
 
 func createLog(path string) (*logFile, error) {
@@ -227,6 +230,19 @@ func createLog(path string) (*logFile, error) {
 type logFile struct {
 	*os.File
 	err error
+}
+
+// logsFailed is the first failed write of a task's logs: a task that
+// succeeded but whose log could not be written (a full, read-only or failing
+// datastore) fails with that cause; a failed task keeps its own error, which
+// its console lines have shown.
+func logsFailed(logs ...*logFile) error {
+	for _, lg := range logs {
+		if lg.err != nil {
+			return fmt.Errorf("the task's log: %w", lg.err)
+		}
+	}
+	return nil
 }
 
 func (l *logFile) Write(p []byte) (int, error) {

@@ -64,9 +64,26 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 				return err
 			}
 			cleanLeftovers(os.Stderr)
-			exec, err := shim.NewLocal()
+			warm, err := shim.WarmStartEnabled(os.Getenv(shim.WarmStartEnv))
 			if err != nil {
 				return err
+			}
+			local, err := shim.NewLocal()
+			if err != nil {
+				return err
+			}
+			var exec interface {
+				scheduler.Executor
+				Close() error
+			} = local
+			if warm {
+				// Local tasks fork from a per-run R process that has loaded
+				// the run's code and packages (docs/ARCHITECTURE.md, "Warm task starts").
+				w := shim.NewWarm(local)
+				w.Refused = func(why string) {
+					fmt.Fprintf(os.Stderr, "metaflow-engine: tasks start a fresh Rscript (no warm start): %s\n", why)
+				}
+				exec = w
 			}
 			defer exec.Close()
 			srv := rpc.NewServer(exec)

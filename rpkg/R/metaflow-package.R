@@ -12,6 +12,7 @@
 #' @aliases metaflow-package
 #' @keywords internal
 #' @importFrom R6 R6Class
+#' @useDynLib metaflow, .registration = TRUE
 NULL
 
 #' Pipe operator

@@ -9,10 +9,10 @@ local({
   # code runs with the JIT level R started with.
   jit_level <- compiler::enableJIT(0)
   file_arg <- grep("^--file=", commandArgs(), value = TRUE)
-  here <- dirname(sub("^--file=", "", file_arg[1L]))
+  script <- sub("^--file=", "", file_arg[1L])
+  here <- dirname(script)
   rt <- new.env()
   sys.source(file.path(here, "msgpack.R"), envir = rt)
-  rt$spec <- rt$mp_read_plain(commandArgs(trailingOnly = TRUE)[1L])
 
   reserved <- c("input", "index", "inputs", "self", "name")
 
@@ -185,10 +185,29 @@ local({
   for (m in c("$", "[[", "$<-", "[[<-", "names", "print")) {
     registerS3method(m, "metaflow_self", get(paste0(m, ".metaflow_self"), envir = api), envir = baseenv())
   }
-  rt$merged <- list()
   options(warn = 1)
 
+  # The flow's code: attach the packages the flow had attached, then restore
+  # globals. A warm start's zygote (zygote.R) does this once for all tasks.
+  load_code <- function(path, fail) {
+    code <- tryCatch(unserialize(readBin(path, "raw", file.size(path))),
+                     error = function(e) fail(paste("cannot read the flow's code bundle:", conditionMessage(e))))
+    for (p in code$packages) {
+      ok <- suppressPackageStartupMessages(requireNamespace(p, quietly = TRUE))
+      if (!ok) fail(sprintf("package '%s' (attached when the flow was started) is not installed for %s",
+                            p, file.path(R.home("bin"), "Rscript")))
+      suppressPackageStartupMessages(library(p, character.only = TRUE))
+    }
+    for (nm in names(code$globals)) assign(nm, code$globals[[nm]], envir = globalenv())
+    code
+  }
+
+  # Runs the task of a spec; code is the loaded code bundle (NULL: load it).
+  run_task <- function(spec_path, code = NULL) {
+  rt$spec <- rt$mp_read_plain(spec_path)
+  rt$merged <- list()
   spec <- rt$spec
+  # base::quit: the steps' quit() (metaflow:runtime) refuses to end a task.
   fail <- function(msg, calls = NULL) {
     # Where the staging folder cannot be written either (read-only), the
     # engine takes the error from the stderr line below.
@@ -212,16 +231,7 @@ local({
     if (is.null(a)) list() else a
   }
 
-  # Load code: attach the packages the flow had attached, then restore globals.
-  code <- tryCatch(unserialize(readBin(spec$code, "raw", file.size(spec$code))),
-                   error = function(e) fail(paste("cannot read the flow's code bundle:", conditionMessage(e))))
-  for (p in code$packages) {
-    ok <- suppressPackageStartupMessages(requireNamespace(p, quietly = TRUE))
-    if (!ok) fail(sprintf("package '%s' (attached when the flow was started) is not installed for %s",
-                          p, file.path(R.home("bin"), "Rscript")))
-    suppressPackageStartupMessages(library(p, character.only = TRUE))
-  }
-  for (nm in names(code$globals)) assign(nm, code$globals[[nm]], envir = globalenv())
+  if (is.null(code)) code <- load_code(spec$code, fail)
   fn <- code$functions[[spec$step]]
   if (!is.function(fn)) fail(sprintf("step %s has no r_function", spec$step))
 
@@ -354,4 +364,12 @@ local({
                            foreach_count = foreach_count), path)
   }), error = function(e) fail(sprintf("cannot store the task's result: %s", conditionMessage(e))))
   invisible(NULL)
+  }
+
+  # Sourced by zygote.R: hand it the runtime; else run the task of the spec.
+  if (basename(script) == "zygote.R") {
+    list(load_code = load_code, run_task = run_task)
+  } else {
+    run_task(commandArgs(trailingOnly = TRUE)[1L])
+  }
 })

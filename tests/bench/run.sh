@@ -5,6 +5,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 echo "== foreach scheduling overhead"
 bash "$here/foreach_bench.sh"
+echo "== warm task starts: 200-split foreach vs bare Rscript (plain, and attaching dplyr)"
+bash "$here/warm_bench.sh"
 echo "== artifact throughput and memory (MiB: ${ARTIFACT_MIB:-1024})"
 Rscript "$here/artifact_bench.R" "${ARTIFACT_MIB:-1024}"
 echo "== the 1 GiB flow (make a matrix in start, sum it in end) vs saveRDS/readRDS in 2 Rscripts (MiB: ${ARTIFACT_MIB:-1024})"
