@@ -259,8 +259,8 @@ func TestTaskRunnerBlobs(t *testing.T) {
 		if outputs[name] != hex.EncodeToString(sum[:]) {
 			t.Errorf("output %s = %s, want the sha256 of %q", name, outputs[name], want)
 		}
-		p, ok := datastore.LocalCopy(blobs, "F", outputs[name])
-		if fi, err := os.Stat(p); !ok || err != nil || !os.SameFile(fi, inodes[name+".mpk"]) {
+		f, ok := datastore.LocalCopy(blobs, "F", outputs[name])
+		if fi, err := os.Stat(f.Path); !ok || err != nil || !os.SameFile(fi, inodes[name+".mpk"]) {
 			t.Errorf("output %s was copied, not renamed into the store (%v)", name, err)
 		}
 	}

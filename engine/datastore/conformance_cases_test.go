@@ -302,8 +302,8 @@ var behaviours = []struct {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p, err := e.LocalFile(bg, "F", a.SHA); err != nil || !bytes.Equal(mustRead(t, p), content) {
-			t.Fatalf("LocalFile = %q, %v", p, err)
+		if f, err := e.LocalFile(bg, "F", a.SHA); err != nil || !bytes.Equal(mustRead(t, f.Path), content) {
+			t.Fatalf("LocalFile = %+v, %v", f, err)
 		}
 		missing := strings.Repeat("cd", 32)
 		_, err = e.Open(bg, "F", missing)
