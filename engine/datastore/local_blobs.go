@@ -92,14 +92,21 @@ func (l *Local) putTemp(ctx context.Context, flow string, r io.Reader, name func
 	return l.place(ctx, flow, sha, tmp.Name(), pre)
 }
 
-// place renames the complete file src to the blob sha (src is removed when
-// the blob exists already: same content). pre is src's stat from before its
-// content was hashed (nil if none): the blob is stamped (stamp.go) when the
-// renamed file still is what was hashed.
+// place renames the complete file src to the blob sha. src is removed when
+// the blob exists already and is verified (its stamp, stamp.go); a blob
+// file not known to be sha's content (never checked, or changed since) is
+// replaced, so making an artifact again repairs a corrupt blob. pre is
+// src's stat from before its content was hashed (nil if none): the blob is
+// stamped when the renamed file still is what was hashed.
 func (l *Local) place(ctx context.Context, flow, sha, src string, pre fs.FileInfo) error {
 	dst := l.path(Blob(flow, sha))
-	if _, err := os.Stat(dst); err == nil {
-		os.Remove(src)
+	if fi, err := os.Stat(dst); err == nil {
+		st, ok := stampOf(fi)
+		if !ok || l.stamped(flow, sha, st) || os.Rename(src, dst) != nil {
+			os.Remove(src)
+			return nil
+		}
+		l.stampPlaced(flow, sha, pre)
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

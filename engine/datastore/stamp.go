@@ -80,7 +80,7 @@ var stamps = struct {
 
 // stampCacheMax bounds the cache (about 100 bytes an entry); past it the
 // cache starts again from the sidecars.
-const stampCacheMax = 1 << 17
+var stampCacheMax = 1 << 17
 
 func cacheStamp(path string, st Stamp) {
 	stamps.Lock()

@@ -16,6 +16,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
@@ -456,8 +457,12 @@ func (r *Run) inputFile(ctx context.Context, flow, sha, step string, files map[s
 // stays on the chain).
 func (r *Run) inputError(step, id, what, name string, in *taskRef, err error) error {
 	flow, runID := r.Graph.Flow, r.meta.RunID
-	return fmt.Errorf("%w: task %s/%s/%s/%s cannot start: its %s '%s' (of %s/%s/%s/%s): %w",
-		errFatal, flow, runID, step, id, what, name, flow, runID, in.step, in.id, err)
+	fix := ""
+	if errors.Is(err, errs.ErrCorrupt) {
+		fix = " (to store it again, resume from the step that assigned it: a blob made again replaces the corrupt one)"
+	}
+	return fmt.Errorf("%w: task %s/%s/%s/%s cannot start: its %s '%s' (of %s/%s/%s/%s): %w%s",
+		errFatal, flow, runID, step, id, what, name, flow, runID, in.step, in.id, err, fix)
 }
 
 // executorDecorator returns the decorator among ds that chooses an executor

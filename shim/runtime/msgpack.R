@@ -1130,6 +1130,41 @@ mp_read <- function(path) {
   v
 }
 
+# A verified read of a blob file by path (docs/ARCHITECTURE.md, "Verified
+# stamps"): the engine hashed the file, or found it unchanged since it was
+# hashed, and gives its stamp (size, and mtime and ctime in seconds as
+# file.info() gives them). Any write to the file changes its ctime, so the
+# file's stat, equal to the stamp before and after the read, means the bytes
+# read are the ones verified. what names the artifact in the error.
+mp_stamp_differs <- function(path, stamp) {
+  fi <- file.info(path, extra_cols = FALSE)
+  if (is.na(fi$size)) return("is missing")
+  if (fi$size != stamp$size || abs(as.numeric(fi$mtime) - stamp$mtime) > 1e-6 ||
+      abs(as.numeric(fi$ctime) - stamp$ctime) > 1e-6) {
+    return("no longer has the size and times it was verified with")
+  }
+  NULL
+}
+
+mp_read_verified <- function(path, stamp, what) {
+  if (is.null(stamp) || is.null(stamp$size) || is.null(stamp$mtime) || is.null(stamp$ctime)) {
+    stop(sprintf("%s was not verified against its content address (its file %s comes without a stamp): it is not read",
+                 what, path), call. = FALSE)
+  }
+  check <- function() {
+    why <- mp_stamp_differs(path, stamp)
+    if (!is.null(why)) {
+      stop(sprintf(paste0("%s changed after it was verified against its content address: ",
+                          "its file %s %s (the blob may be corrupt): it is not read"),
+                   what, path, why), call. = FALSE)
+    }
+  }
+  check()
+  v <- mp_read(path)
+  check()
+  v
+}
+
 # Plain msgpack: named lists and named vectors -> maps, unnamed lists -> arrays,
 # NULL -> nil, length-1 atomic vectors -> scalars, longer ones -> arrays,
 # raw -> bin, factors -> their labels, NA -> nil.
