@@ -210,8 +210,11 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskI
 			if name == req.Artifact {
 				f, err := store.LocalFile(ctx, req.Flow, a.SHA)
 				if err != nil {
-					return nil, grpcError(fmt.Errorf("artifact '%s' of task %s/%s/%s/%s: %w",
-						name, req.Flow, req.RunId, req.Step, req.TaskId, err))
+					what := "artifact " + name + " of " + req.Flow + "/" + req.RunId + "/" + req.Step + "/" + req.TaskId
+					if errors.Is(err, errs.ErrCorrupt) {
+						what += " is corrupt"
+					}
+					return nil, grpcError(fmt.Errorf("%s: %w", what, err))
 				}
 				ai.Path, ai.Stamp = f.Path, fileStamp(f.Stamp)
 			} else if f, ok := datastore.LocalCopy(store, req.Flow, a.SHA); ok {
