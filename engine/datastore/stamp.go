@@ -144,26 +144,33 @@ func (l *Local) writeStamp(flow, sha string, st Stamp) {
 		return
 	}
 	dst := l.path(BlobStamp(flow, sha))
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	// A new sidecar is written in place (one small write: a reader sees it
+	// whole or not at all, and a torn one after a crash only fails to
+	// parse); one that exists is replaced by a rename.
+	if f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644); err == nil {
+		_, err = f.Write(b)
+		if cerr := f.Close(); err != nil || cerr != nil {
+			os.Remove(dst)
+		}
+		return
+	}
+	tmp := dst + ".tmp-" + nonce()
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return
 	}
-	_, err = tmp.Write(b)
-	if cerr := tmp.Close(); err == nil {
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
+		err = os.Rename(tmp, dst)
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		os.Remove(tmp)
 	}
 }
 

@@ -679,20 +679,23 @@ task_client <- R6::R6Class("TaskClient",
         return(stream_artifact(run$flow_id, run$id, self$step$id, self$id, name))
       }
       a <- a[[1]]
-      stamp <- client_stamp(a$stamp)
-      if (!nzchar(a$path) || is.null(stamp) || !is.null(mp_stamp_differs(a$path, stamp))) {
-        # Not on this machine yet (an S3 datastore), or not verified as it
-        # is now: the engine downloads it and checks its stamp or hashes it
-        # (an error naming the artifact when its content is not its sha's).
-        info <- engine_call("GetTask", list(
-          datastore_root = datastore_root(), flow = run$flow_id, run_id = run$id,
-          step = self$step$id, task_id = self$id, artifact = name))
-        a <- Filter(function(x) x$name == name, info$artifacts)[[1]]
-        stamp <- client_stamp(a$stamp)
-        i <- which(vapply(private$info$artifacts, `[[`, "", "name") == name)
-        private$info$artifacts[[i]] <- a
+      # (what is a promise: its message is built only for an error.)
+      if (nzchar(a$path) && !is.null(a$stamp)) {
+        v <- tryCatch(list(mp_read_verified(a$path, client_stamp(a$stamp),
+                                            sprintf("artifact '%s' of task %s", name, self$pathspec))),
+                      mp_stamp_error = function(e) NULL)
+        if (!is.null(v)) return(v[[1]])
       }
-      mp_read_verified(a$path, stamp, sprintf("artifact '%s' of task %s", name, self$pathspec))
+      # Not on this machine yet (an S3 datastore), or not verified as it is
+      # now: the engine downloads it and checks its stamp or hashes it (an
+      # error naming the artifact when its content is not its sha's).
+      info <- engine_call("GetTask", list(
+        datastore_root = datastore_root(), flow = run$flow_id, run_id = run$id,
+        step = self$step$id, task_id = self$id, artifact = name))
+      a <- Filter(function(x) x$name == name, info$artifacts)[[1]]
+      i <- which(vapply(private$info$artifacts, `[[`, "", "name") == name)
+      private$info$artifacts[[i]] <- a
+      mp_read_verified(a$path, client_stamp(a$stamp), sprintf("artifact '%s' of task %s", name, self$pathspec))
     },
 
     #' @description Print a summary of the task.

@@ -57,8 +57,8 @@ local({
       inp <- .subset2(x, ".input")
       # The engine usually gives the element alone ("whole"); else the
       # foreach value, whose element R takes itself.
-      what <- sprintf("the foreach value of %s (self$input)", .subset2(x, ".from"))
-      v <- rt$mp_read_verified(inp$path, inp$stamp, what)
+      v <- rt$mp_read_verified(inp$path, inp$stamp,
+                               sprintf("self$input (an element of the foreach value of %s)", .subset2(x, ".from")))
       if (!isTRUE(inp$whole)) v <- v[[inp$index + 1L]]
       assign(name, v, envir = vals)
       return(v)

@@ -55,3 +55,22 @@ test_that("the tolerance tells apart times 2 microseconds apart", {
   expect_match(mp_stamp_differs(f, modifyList(st, list(mtime = st$mtime - 2e-6))), "no longer")
   expect_match(mp_stamp_differs(f, modifyList(st, list(size = st$size + 1))), "no longer")
 })
+
+test_that("values of every size and kind read back identical, conditions too", {
+  vals <- list(NULL, 42L, letters, runif(1000), as.numeric(1:70000),
+               simpleError("a stored condition"), list(a = 1, b = list("x")))
+  for (x in vals) {
+    f <- tempfile(fileext = ".mpk")
+    mp_write(x, f)
+    expect_identical(mp_read_verified(f, stamp_of(f), "x"), x)
+    unlink(f)
+  }
+})
+
+test_that("a file that does not decode, unchanged since its stamp, gives the decoder's error", {
+  f <- tempfile(fileext = ".mpk")
+  on.exit(unlink(f))
+  writeBin(as.raw(c(0x81, 0xa1)), f)
+  expect_error(mp_read_verified(f, stamp_of(f), "x"), "truncated.*", class = "error")
+  expect_error(mp_read_verified(f, stamp_of(f), "x"), f, fixed = TRUE)
+})
