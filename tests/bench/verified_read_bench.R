@@ -5,8 +5,9 @@
 #
 # A real flow stores both artifacts; GetTask gives their files and stamps.
 # Each reader runs in its own Rscript child, where before and after reads
-# alternate (pairs share the machine's drifting load); medians are
-# reported:
+# alternate (pairs share the machine's drifting load); the medians of
+# each and of the pairs' ratios are reported, in wall-clock and in CPU time
+# of the reading process:
 #   task_before   mp_read(path) in the runtime's codec, JIT off (task.R's read
 #                 of self$x until now)
 #   task_after    mp_read_verified(path, stamp, what): the runtime's read now
@@ -47,24 +48,29 @@ child <- function(who, pathspec, name, path, stamp, pairs, batch, root) {
   # Warm-up: the session engine, R's first calls, the page cache.
   invisible(before())
   invisible(after())
+  # Wall clock and this process's CPU time (user + system: the work done,
+  # less sensitive than the wall clock to other processes on a busy machine).
   time <- function(read) {
     invisible(gc())
-    t0 <- proc.time()[["elapsed"]]
+    t0 <- proc.time()
     for (j in seq_len(batch)) v <- read()
-    (proc.time()[["elapsed"]] - t0) / batch
+    d <- proc.time() - t0
+    c(wall = d[["elapsed"]], cpu = d[["user.self"]] + d[["sys.self"]]) / batch
   }
-  b <- a <- numeric(pairs)
+  b <- a <- matrix(0, pairs, 2, dimnames = list(NULL, c("wall", "cpu")))
   for (i in seq_len(pairs)) {
     if (i %% 2) {
-      b[i] <- time(before)
-      a[i] <- time(after)
+      b[i, ] <- time(before)
+      a[i, ] <- time(after)
     } else {
-      a[i] <- time(after)
-      b[i] <- time(before)
+      a[i, ] <- time(after)
+      b[i, ] <- time(before)
     }
   }
-  cat(sprintf("before=%.9f\nafter=%.9f\nratio=%.4f\n", stats::median(b), stats::median(a),
-              stats::median(a / b)))
+  for (k in c("wall", "cpu")) {
+    cat(sprintf("%s_before=%.9f\n%s_after=%.9f\n%s_ratio=%.4f\n", k, stats::median(b[, k]),
+                k, stats::median(a[, k]), k, stats::median(a[, k] / b[, k])))
+  }
 }
 
 # task_client$artifact() as it was before reads were verified (a local
@@ -89,7 +95,7 @@ run_child <- function(who, target, pairs, batch) {
                  stdout = TRUE)
   kv <- strsplit(grep("=", out, value = TRUE), "=", fixed = TRUE)
   res <- setNames(lapply(kv, function(x) as.numeric(x[2])), vapply(kv, `[`, "", 1))
-  if (is.null(res$ratio)) stop(who, " failed:\n", paste(out, collapse = "\n"))
+  if (is.null(res$cpu_ratio)) stop(who, " failed:\n", paste(out, collapse = "\n"))
   res
 }
 
@@ -103,7 +109,7 @@ main <- function() {
   }
   pairs <- as.integer(Sys.getenv("VERIFY_BENCH_PAIRS", "5"))
   mib <- as.numeric(Sys.getenv("VERIFY_BENCH_MIB", "1024"))
-  small_batch <- as.integer(Sys.getenv("VERIFY_BENCH_SMALL_BATCH", "200"))
+  small_batch <- as.integer(Sys.getenv("VERIFY_BENCH_SMALL_BATCH", "1000"))
   suppressPackageStartupMessages(library(metaflow))
   dir <- tempfile("verify-bench-")
   dir.create(dir)
@@ -128,15 +134,20 @@ main <- function() {
          stamp = metaflow:::client_stamp(a$stamp))
   })
   names(targets) <- vapply(targets, `[[`, "", "name")
-  cat(sprintf("%d pairs of before/after reads, medians; small: 1000 doubles (%d bytes, batches of %d), big: %g MiB (%.0f bytes)\n",
-              pairs, targets$small$stamp$size, small_batch, mib, targets$big$stamp$size))
+  cat(sprintf(paste0("pairs of before/after reads, medians; small: 1000 doubles (%d bytes), %d pairs of ",
+                     "batches of %d reads; big: %g MiB (%.0f bytes), %d pairs\n"),
+              targets$small$stamp$size, 4L * pairs, small_batch, mib, targets$big$stamp$size, pairs))
   for (what in c("small", "big")) {
     for (who in c("task", "client")) {
-      r <- run_child(who, targets[[what]], pairs, if (what == "small") small_batch else 1L)
-      unit <- if (what == "small") c(1e6, "us") else c(1, "s")
-      cat(sprintf("%-5s %-6s read: before %9.3f %s, verified %9.3f %s: %.3fx (median of pair ratios; target <= 1.05)\n",
-                  what, who, r$before * as.numeric(unit[1]), unit[2], r$after * as.numeric(unit[1]), unit[2],
-                  r$ratio))
+      r <- if (what == "small") run_child(who, targets[[what]], 4L * pairs, small_batch)
+           else run_child(who, targets[[what]], pairs, 1L)
+      f <- if (what == "small") 1e6 else 1
+      u <- if (what == "small") "us" else "s"
+      for (k in c("cpu", "wall")) {
+        cat(sprintf("%-5s %-6s read, %-4s time: before %9.3f %s, verified %9.3f %s: %.3fx (median of pair ratios; target <= 1.05)\n",
+                    what, who, k, r[[paste0(k, "_before")]] * f, u, r[[paste0(k, "_after")]] * f, u,
+                    r[[paste0(k, "_ratio")]]))
+      }
     }
   }
 }
