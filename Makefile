@@ -63,7 +63,7 @@ test-e2e:
 # Needs root (the tmpfs).
 test-fault:
 	go build -o bin/fault ./tests/fault
-	bin/fault
+	FAULT_STRICT=all bin/fault
 
 # Runs the seed's example end to end.
 example: deps install

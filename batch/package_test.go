@@ -210,24 +210,47 @@ func TestTaskRunnerBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := &scheduler.TaskSpec{Flow: "F",
+	spec := &scheduler.TaskSpec{Flow: "F", RunID: "1",
 		Inputs: []scheduler.SpecInput{{Step: "start", TaskID: "1", Artifacts: map[string]scheduler.SpecArtifact{
 			"a": {SHA: in.SHA}, "b": {SHA: in.SHA}}}},
 		Input: &scheduler.SpecSplit{SHA: split.SHA, Index: 1}}
 	if err := fetchInputs(ctx, blobs, spec); err != nil {
 		t.Fatal(err)
 	}
+	// The runtime gets each file with the stamp it was verified under.
+	stampOf := func(p string) *scheduler.SpecStamp {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := datastore.StampOf(fi)
+		return scheduler.StampOf(st)
+	}
 	for name, a := range spec.Inputs[0].Artifacts {
 		if b, err := os.ReadFile(a.Path); err != nil || string(b) != "input" {
 			t.Errorf("input %s at %q: %q, %v", name, a.Path, b, err)
+		}
+		if a.Stamp == nil || *a.Stamp != *stampOf(a.Path) {
+			t.Errorf("input %s: stamp %+v, want its file's %+v", name, a.Stamp, stampOf(a.Path))
 		}
 	}
 	if b, err := os.ReadFile(spec.Input.Path); err != nil || string(b) != "split" {
 		t.Errorf("split input at %q: %q, %v", spec.Input.Path, b, err)
 	}
+	if spec.Input.Stamp == nil || *spec.Input.Stamp != *stampOf(spec.Input.Path) {
+		t.Errorf("split input: stamp %+v, want its file's", spec.Input.Stamp)
+	}
+	// A damaged copy is refused, naming the artifact.
+	if err := os.WriteFile(spec.Input.Path, []byte("SPLIT"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := fetchInputs(ctx, blobs, spec); !errors.Is(err, errs.ErrCorrupt) || !strings.Contains(err.Error(), "foreach value") {
+		t.Errorf("a corrupt input: %v, want ErrCorrupt naming it", err)
+	}
+	os.WriteFile(spec.Input.Path, []byte("split"), 0o644)
 	spec.Inputs[0].Artifacts["c"] = scheduler.SpecArtifact{SHA: strings.Repeat("ab", 32)}
-	if err := fetchInputs(ctx, blobs, spec); !errors.Is(err, errs.ErrNotFound) {
-		t.Errorf("a missing input: %v, want ErrNotFound", err)
+	if err := fetchInputs(ctx, blobs, spec); !errors.Is(err, errs.ErrNotFound) || !strings.Contains(err.Error(), "artifact 'c' of F/1/start/1") {
+		t.Errorf("a missing input: %v, want ErrNotFound naming it", err)
 	}
 
 	staging, err := blobs.Staging(ctx, "F")
@@ -259,8 +282,8 @@ func TestTaskRunnerBlobs(t *testing.T) {
 		if outputs[name] != hex.EncodeToString(sum[:]) {
 			t.Errorf("output %s = %s, want the sha256 of %q", name, outputs[name], want)
 		}
-		p, ok := datastore.LocalCopy(blobs, "F", outputs[name])
-		if fi, err := os.Stat(p); !ok || err != nil || !os.SameFile(fi, inodes[name+".mpk"]) {
+		f, ok := datastore.LocalCopy(blobs, "F", outputs[name])
+		if fi, err := os.Stat(f.Path); !ok || err != nil || !os.SameFile(fi, inodes[name+".mpk"]) {
 			t.Errorf("output %s was copied, not renamed into the store (%v)", name, err)
 		}
 	}

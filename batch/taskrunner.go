@@ -194,7 +194,7 @@ func fetchInputs(ctx context.Context, blobs datastore.Blobs, spec *scheduler.Tas
 		mu    sync.Mutex
 		wg    sync.WaitGroup
 		first error
-		files = map[string]string{}
+		files = map[string]datastore.BlobFile{}
 		sem   = make(chan struct{}, 8)
 	)
 	fetch := func(sha string) {
@@ -203,18 +203,18 @@ func fetchInputs(ctx context.Context, blobs datastore.Blobs, spec *scheduler.Tas
 		if _, ok := files[sha]; ok {
 			return
 		}
-		files[sha] = ""
+		files[sha] = datastore.BlobFile{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			p, err := blobs.LocalFile(ctx, spec.Flow, sha)
+			f, err := blobs.LocalFile(ctx, spec.Flow, sha)
 			mu.Lock()
 			defer mu.Unlock()
-			files[sha] = p
+			files[sha] = f
 			if err != nil && first == nil {
-				first = err
+				first = fmt.Errorf("%s: %w", inputNamed(spec, sha), err)
 			}
 		}()
 	}
@@ -232,14 +232,32 @@ func fetchInputs(ctx context.Context, blobs datastore.Blobs, spec *scheduler.Tas
 	}
 	for i := range spec.Inputs {
 		for name, a := range spec.Inputs[i].Artifacts {
-			a.Path = files[a.SHA]
-			spec.Inputs[i].Artifacts[name] = a
+			spec.Inputs[i].Artifacts[name] = scheduler.SpecFile(a.SHA, files[a.SHA])
 		}
 	}
 	if spec.Input != nil {
-		spec.Input.Path = files[spec.Input.SHA]
+		f := files[spec.Input.SHA]
+		spec.Input.Path, spec.Input.Stamp = f.Path, scheduler.StampOf(f.Stamp)
 	}
 	return nil
+}
+
+// inputNamed names an input artifact of spec whose blob is sha (the first
+// in the order of the inputs), for errors: artifact 'x' of F/1/start/1.
+func inputNamed(spec *scheduler.TaskSpec, sha string) string {
+	for _, in := range spec.Inputs {
+		names := make([]string, 0, len(in.Artifacts))
+		for name := range in.Artifacts {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if in.Artifacts[name].SHA == sha {
+				return fmt.Sprintf("artifact '%s' of %s/%s/%s/%s", name, spec.Flow, spec.RunID, in.Step, in.TaskID)
+			}
+		}
+	}
+	return "the foreach value " + sha
 }
 
 // putOutputs puts the artifacts the runtime staged in dir (<name>.mpk)

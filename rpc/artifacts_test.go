@@ -13,7 +13,9 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 	pb "github.com/metaflow-r/metaflow/proto/enginepb"
 )
@@ -98,5 +100,62 @@ func TestReadArtifactStreamsVerifiedBlobs(t *testing.T) {
 				t.Fatalf("corrupt blob: %v", err)
 			}
 		})
+	}
+}
+
+func TestGetTaskGivesVerifiedStamps(t *testing.T) {
+	blob := []byte("the artifact's bytes")
+	c := serveExec(t, "", blobExec{blob})
+	req := request(t, "work")
+	if ev := runToEnd(t, c, req); ev == nil || !ev.Success {
+		t.Fatalf("run: %v", ev)
+	}
+	root := req.Options.DatastoreRoot
+	get := func(artifact string) (*pb.ArtifactInfo, error) {
+		ti, err := c.GetTask(context.Background(), &pb.GetTaskRequest{DatastoreRoot: root, Flow: "RPCFlow",
+			RunId: "1", Step: "end", TaskId: "3", Artifact: artifact})
+		if err != nil {
+			return nil, err
+		}
+		if len(ti.Artifacts) != 1 || ti.Artifacts[0].Name != "x" {
+			t.Fatalf("artifacts: %v", ti.Artifacts)
+		}
+		return ti.Artifacts[0], nil
+	}
+	stampOfFile := func(p string) *pb.FileStamp {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := datastore.StampOf(fi)
+		return fileStamp(st)
+	}
+	// Listed: the file with the stamp it was stored under.
+	a, err := get("")
+	if err != nil || a.Stamp == nil || !proto.Equal(a.Stamp, stampOfFile(a.Path)) || a.Stamp.Size != int64(len(blob)) {
+		t.Fatalf("GetTask = %v, %v; want x's file with its stamp", a, err)
+	}
+	// Changed in place (a byte flipped through the file): listed without a
+	// stamp, and asked for by name it is DataLoss naming the artifact.
+	f, err := os.OpenFile(a.Path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{blob[0] ^ 1}, 0)
+	f.Close()
+	if a, err := get(""); err != nil || a.Path == "" || a.Stamp != nil {
+		t.Fatalf("GetTask of a changed blob = %v, %v; want its path without a stamp", a, err)
+	}
+	_, err = get("x")
+	if status.Code(err) != codes.DataLoss || !strings.Contains(err.Error(), "artifact x of RPCFlow/1/end/3 is corrupt") {
+		t.Fatalf("GetTask of a corrupt artifact: %v; want DataLoss naming it", err)
+	}
+	// Restored, but with a new ctime: asked for by name, it is hashed and
+	// stamped again.
+	f, _ = os.OpenFile(a.Path, os.O_WRONLY, 0)
+	f.WriteAt(blob[:1], 0)
+	f.Close()
+	if a, err := get("x"); err != nil || !proto.Equal(a.Stamp, stampOfFile(a.Path)) {
+		t.Fatalf("GetTask of a restored artifact = %v, %v; want it verified and stamped", a, err)
 	}
 }

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -232,19 +233,38 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskI
 		for _, name := range sortedNames(arts) {
 			a := arts[name]
 			ai := &pb.ArtifactInfo{Name: name, Sha: a.SHA, Size: a.Size}
-			// The blob the caller asked for is made local; others are given
-			// only if this machine has them (always, for a local store).
+			// The blob the caller asked for is made local and verified;
+			// others are given only if this machine has them (always, for a
+			// local store), with a stamp if they are verified already.
 			if name == req.Artifact {
-				if ai.Path, err = store.LocalFile(ctx, req.Flow, a.SHA); err != nil {
-					return nil, grpcError(err)
+				f, err := store.LocalFile(ctx, req.Flow, a.SHA)
+				if err != nil {
+					what := "artifact " + name + " of " + req.Flow + "/" + req.RunId + "/" + req.Step + "/" + req.TaskId
+					if errors.Is(err, errs.ErrCorrupt) {
+						what += " is corrupt"
+					}
+					return nil, grpcError(fmt.Errorf("%s: %w", what, err))
 				}
-			} else if p, ok := datastore.LocalCopy(store, req.Flow, a.SHA); ok {
-				ai.Path = p
+				ai.Path, ai.Stamp = f.Path, fileStamp(f.Stamp)
+			} else if f, ok := datastore.LocalCopy(store, req.Flow, a.SHA); ok {
+				ai.Path, ai.Stamp = f.Path, fileStamp(f.Stamp)
 			}
 			ti.Artifacts = append(ti.Artifacts, ai)
 		}
 	}
 	return ti, nil
+}
+
+// fileStamp is a verified stamp as the client gets it (nil for none).
+func fileStamp(st datastore.Stamp) *pb.FileStamp {
+	if st.IsZero() {
+		return nil
+	}
+	return &pb.FileStamp{
+		Size:     st.Size,
+		MtimeSec: st.MtimeNs / 1e9, MtimeNsec: int32(st.MtimeNs % 1e9),
+		CtimeSec: st.CtimeNs / 1e9, CtimeNsec: int32(st.CtimeNs % 1e9),
+	}
 }
 
 func sortedNames(m map[string]datastore.Artifact) []string {

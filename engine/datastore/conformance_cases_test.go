@@ -317,8 +317,10 @@ var behaviours = []struct {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p, err := e.LocalFile(bg, "F", a.SHA); err != nil || !bytes.Equal(mustRead(t, p), content) {
-			t.Fatalf("LocalFile = %q, %v", p, err)
+		if f, err := e.LocalFile(bg, "F", a.SHA); err != nil || !bytes.Equal(mustRead(t, f.Path), content) {
+			t.Fatalf("LocalFile = %+v, %v", f, err)
+		} else if f.Stamp != statOf(t, f.Path) {
+			t.Errorf("LocalFile's stamp %+v is not its file's stat %+v", f.Stamp, statOf(t, f.Path))
 		}
 		missing := strings.Repeat("cd", 32)
 		_, err = e.Open(bg, "F", missing)
@@ -347,6 +349,10 @@ var behaviours = []struct {
 			writeFile(t, p, []byte("bit rot"))
 			_, err := readAll(e.Store, "F", a.SHA)
 			wantKind(t, "Open of a corrupt local copy", err, errs.ErrCorrupt, a.SHA)
+			// By path too (S3 fetches it again, and the store of record's
+			// copy is damaged above).
+			_, err = e.LocalFile(bg, "F", a.SHA)
+			wantKind(t, "LocalFile of a corrupt local copy", err, errs.ErrCorrupt, a.SHA)
 		}
 	}},
 	{"logs: written here, saved, read anywhere", func(t *testing.T, e *env) {

@@ -209,9 +209,13 @@ type Blobs interface {
 	// Read fails with an errs.ErrCorrupt error, naming flow and sha, when
 	// the content does not match. A missing blob is errs.ErrNotFound.
 	Open(ctx context.Context, flow, sha string) (io.ReadCloser, error)
-	// LocalFile is the blob's file on this machine, for a task to read:
-	// fetched (and checked) first if this machine has no copy.
-	LocalFile(ctx context.Context, flow, sha string) (string, error)
+	// LocalFile is the blob's file on this machine, for a task or a client
+	// to read by path, fetched first if this machine has no copy, and
+	// verified: its stat equals the stamp recorded when its content was last
+	// hashed, else it is hashed now (a mismatch is errs.ErrCorrupt). The
+	// reader compares the file's stat with the returned stamp as it reads
+	// (stamp.go).
+	LocalFile(ctx context.Context, flow, sha string) (BlobFile, error)
 	// Staging makes and returns the folder for files about to be PutFile'd.
 	Staging(ctx context.Context, flow string) (string, error)
 }

@@ -52,9 +52,9 @@ func fuzzBody(t *testing.T, record, index []byte) {
 			continue
 		}
 		for _, a := range arts {
-			if p, err := l.LocalFile(ctx, "F", a.SHA); err == nil {
-				if rel, rerr := filepath.Rel(root, p); rerr != nil || rel == ".." || len(rel) > 2 && rel[:3] == "../" {
-					t.Fatalf("sha %q became a path outside the datastore: %s", a.SHA, p)
+			if f, err := l.LocalFile(ctx, "F", a.SHA); err == nil {
+				if rel, rerr := filepath.Rel(root, f.Path); rerr != nil || rel == ".." || len(rel) > 2 && rel[:3] == "../" {
+					t.Fatalf("sha %q became a path outside the datastore: %s", a.SHA, f.Path)
 				}
 			}
 			if r, err := l.Open(ctx, "F", a.SHA); err == nil {

@@ -15,6 +15,7 @@ import (
 // outside this file spells a name of the layout:
 //
 //	<Flow>/data/<sha[0:2]>/<sha>                  blobs (Blob)
+//	<Flow>/_stamps/<sha[0:2]>/<sha>               a local blob file's verified stamp (BlobStamp)
 //	<Flow>/_staging/                              files about to become blobs (StagingDir)
 //	<Flow>/_staging/<run>-<task>-<random>/        a task attempt's outputs (TaskStagingPrefix)
 //	<Flow>/<run>/_run.json                        run record (RunRecord)
@@ -48,6 +49,7 @@ const (
 const (
 	dataDir         = "data"
 	stagingDir      = "_staging"
+	stampDir        = "_stamps"
 	runRecord       = "_run.json"
 	codeBundle      = "_code.rds"
 	packageManifest = "_package.json"
@@ -111,6 +113,13 @@ func AttemptLog(flow, runID, step, taskID string, attempt int, stream string) st
 
 // Blob is where the content-addressed blob sha of a flow is.
 func Blob(flow, sha string) string { return BlobDir(flow) + "/" + sha[:2] + "/" + sha }
+
+// BlobStamp is where the stamp of the blob file Blob(flow, sha) is: its
+// stat when its content was last hashed (stamp.go). Only local folders have
+// stamps (a Local, an S3's cache); they are never uploaded.
+func BlobStamp(flow, sha string) string {
+	return flow + "/" + stampDir + "/" + sha[:2] + "/" + sha
+}
 
 // BlobDir is the folder of a flow's blobs.
 func BlobDir(flow string) string { return flow + "/" + dataDir }

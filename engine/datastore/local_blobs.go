@@ -88,38 +88,52 @@ func (l *Local) putTemp(ctx context.Context, flow string, r io.Reader, name func
 	if err != nil {
 		return err
 	}
-	return l.place(ctx, flow, sha, tmp.Name())
+	pre, _ := os.Stat(tmp.Name()) // hashed as written: stamp it as it is
+	return l.place(ctx, flow, sha, tmp.Name(), pre)
 }
 
-// place renames the complete file src to the blob sha (src is removed when
-// the blob exists already: same content).
-func (l *Local) place(ctx context.Context, flow, sha, src string) error {
+// place renames the complete file src to the blob sha. src is removed when
+// the blob exists already and is verified (its stamp, stamp.go); a blob
+// file not known to be sha's content (never checked, or changed since) is
+// replaced, so making an artifact again repairs a corrupt blob. pre is
+// src's stat from before its content was hashed (nil if none): the blob is
+// stamped when the renamed file still is what was hashed.
+func (l *Local) place(ctx context.Context, flow, sha, src string, pre fs.FileInfo) error {
 	dst := l.path(Blob(flow, sha))
-	if _, err := os.Stat(dst); err == nil {
-		os.Remove(src)
+	if fi, err := os.Stat(dst); err == nil {
+		st, ok := stampOf(fi)
+		if !ok || l.stamped(flow, sha, st) || os.Rename(src, dst) != nil {
+			os.Remove(src)
+			return nil
+		}
+		l.stampPlaced(flow, sha, pre)
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("create blob folder: %w", err)
 	}
 	if err := os.Rename(src, dst); err != nil {
-		// src on another filesystem: copy to a temp file beside dst, then rename.
+		// src on another filesystem: copy to a temp file beside dst, then
+		// rename (not stamped: the copy is hashed when first read by path).
 		if err := copyAtomic(ctx, src, dst); err != nil {
 			return err
 		}
 		os.Remove(src)
+		return nil
 	}
+	l.stampPlaced(flow, sha, pre)
 	return nil
 }
 
 // PutFile hashes a staged file and renames it into the blob its content
 // names.
 func (l *Local) PutFile(ctx context.Context, flow, path string) (Artifact, error) {
+	pre, _ := os.Stat(path) // the stamp's witness: unchanged until placed
 	a, err := hashFile(ctx, path)
 	if err != nil {
 		return Artifact{}, fmt.Errorf("store %s in flow %s: %w", path, flow, err)
 	}
-	if err := l.place(ctx, flow, a.SHA, path); err != nil {
+	if err := l.place(ctx, flow, a.SHA, path, pre); err != nil {
 		return Artifact{}, fmt.Errorf("store %s in flow %s: %w", path, flow, err)
 	}
 	return a, nil
@@ -154,11 +168,12 @@ func hashFile(ctx context.Context, path string) (Artifact, error) {
 
 // Open opens the blob's file behind a reader that checks its content.
 func (l *Local) Open(ctx context.Context, flow, sha string) (io.ReadCloser, error) {
-	p, err := l.LocalFile(ctx, flow, sha)
-	if err != nil {
+	if _, ok, err := l.Has(ctx, flow, sha); err != nil {
 		return nil, err
+	} else if !ok {
+		return nil, errs.NotFound("blob %s of flow %s not found in %s: %w", sha, flow, l.Root, fs.ErrNotExist)
 	}
-	f, err := os.Open(p)
+	f, err := os.Open(l.path(Blob(flow, sha)))
 	if err != nil {
 		return nil, fmt.Errorf("open blob %s of flow %s: %w", sha, flow, err)
 	}
@@ -169,14 +184,10 @@ func (l *Local) Open(ctx context.Context, flow, sha string) (io.ReadCloser, erro
 	return v, nil
 }
 
-// LocalFile is the blob's file in the folder.
-func (l *Local) LocalFile(ctx context.Context, flow, sha string) (string, error) {
-	if _, ok, err := l.Has(ctx, flow, sha); err != nil {
-		return "", err
-	} else if !ok {
-		return "", errs.NotFound("blob %s of flow %s not found in %s: %w", sha, flow, l.Root, fs.ErrNotExist)
-	}
-	return l.path(Blob(flow, sha)), nil
+// LocalFile is the blob's file in the folder, verified: by its stamp, else
+// by hashing it (stamp.go).
+func (l *Local) LocalFile(ctx context.Context, flow, sha string) (BlobFile, error) {
+	return l.verifiedFile(ctx, flow, sha)
 }
 
 // Staging makes the flow's staging folder, beside its blobs.

@@ -165,49 +165,66 @@ func (s *S3) Open(ctx context.Context, flow, sha string) (io.ReadCloser, error) 
 	return v, nil
 }
 
-// LocalFile is the cache's copy of the blob, downloaded first (in parallel
-// parts, then checked, then renamed into place) if this machine has none.
-func (s *S3) LocalFile(ctx context.Context, flow, sha string) (string, error) {
+// LocalFile is the cache's copy of the blob, verified (by its stamp, else
+// hashed), or downloaded first (in parallel parts, then checked, then
+// renamed into place and stamped) if this machine has none. A cached copy
+// that is corrupt is replaced by a fresh download: S3 is the store of
+// record.
+func (s *S3) LocalFile(ctx context.Context, flow, sha string) (BlobFile, error) {
 	if err := checkSHA(flow, sha); err != nil {
-		return "", err
+		return BlobFile{}, err
 	}
 	if s.cache == nil {
-		return "", s.errNoCache(fmt.Sprintf("blob %s of flow %s", sha, flow))
+		return BlobFile{}, s.errNoCache(fmt.Sprintf("blob %s of flow %s", sha, flow))
 	}
-	if _, ok, err := s.cache.Has(ctx, flow, sha); err != nil {
-		return "", err
-	} else if ok {
-		return s.cache.path(Blob(flow, sha)), nil
+	bf, err := s.cache.verifiedFile(ctx, flow, sha)
+	switch {
+	case err == nil:
+		return bf, nil
+	case errors.Is(err, errs.ErrCorrupt):
+		os.Remove(s.cache.path(Blob(flow, sha)))
+	case !errors.Is(err, errs.ErrNotFound):
+		return BlobFile{}, err
 	}
+	if err := s.download(ctx, flow, sha); err != nil {
+		return BlobFile{}, err
+	}
+	return s.cache.verifiedFile(ctx, flow, sha)
+}
+
+// download fetches the blob into the cache: checked, then renamed into
+// place and stamped.
+func (s *S3) download(ctx context.Context, flow, sha string) error {
 	size, ok, err := s.Has(ctx, flow, sha)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if !ok {
-		return "", errs.NotFound("blob %s of flow %s not found in %s: %w", sha, flow, s.Location(), fs.ErrNotExist)
+		return errs.NotFound("blob %s of flow %s not found in %s: %w", sha, flow, s.Location(), fs.ErrNotExist)
 	}
 	dir, err := s.cache.Staging(ctx, flow)
 	if err != nil {
-		return "", err
+		return err
 	}
 	tmp := filepath.Join(dir, ".get-"+sha+"-"+nonce())
 	defer os.Remove(tmp)
 	tctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 	if err := s.c.GetFile(tctx, s.bucket, s.key(Blob(flow, sha)), tmp); err != nil {
-		return "", fmt.Errorf("download blob %s of flow %s: %w", sha, flow, err)
+		return fmt.Errorf("download blob %s of flow %s: %w", sha, flow, err)
 	}
+	pre, _ := os.Stat(tmp)
 	got, err := hashFile(ctx, tmp)
 	if err != nil {
-		return "", fmt.Errorf("download blob %s of flow %s: %w", sha, flow, err)
+		return fmt.Errorf("download blob %s of flow %s: %w", sha, flow, err)
 	}
 	if got.SHA != sha {
-		return "", errs.Corrupt("blob %s of flow %s in %s is corrupt: its content hashes to %s", sha, flow, s.Location(), got.SHA)
+		return errs.Corrupt("blob %s of flow %s in %s is corrupt: its content hashes to %s", sha, flow, s.Location(), got.SHA)
 	}
-	if err := s.cache.place(ctx, flow, sha, tmp); err != nil {
-		return "", fmt.Errorf("download blob %s of flow %s: %w", sha, flow, err)
+	if err := s.cache.place(ctx, flow, sha, tmp, pre); err != nil {
+		return fmt.Errorf("download blob %s of flow %s: %w", sha, flow, err)
 	}
-	return s.cache.path(Blob(flow, sha)), nil
+	return nil
 }
 
 // Staging is the cache's staging folder.

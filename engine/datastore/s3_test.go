@@ -141,17 +141,17 @@ func TestS3BlobsAreUploadedOnceAndFetchedWhole(t *testing.T) {
 	if err != nil || again != art {
 		t.Fatalf("second put of the same content = %+v, %v; want %+v", again, err, art)
 	}
-	if p, err := a.LocalFile(bg, "F", art.SHA); err != nil || p != a.cache.path(Blob("F", art.SHA)) {
-		t.Fatalf("LocalFile on the machine that made it = %q, %v", p, err)
+	if f, err := a.LocalFile(bg, "F", art.SHA); err != nil || f.Path != a.cache.path(Blob("F", art.SHA)) {
+		t.Fatalf("LocalFile on the machine that made it = %+v, %v", f, err)
 	}
 	if _, err := os.Stat(b.cache.path(Blob("F", art.SHA))); err == nil {
 		t.Fatal("the other machine's cache has the blob before fetching it")
 	}
-	p, err := b.LocalFile(bg, "F", art.SHA)
+	f, err := b.LocalFile(bg, "F", art.SHA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(p)
+	got, err := os.ReadFile(f.Path)
 	if err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("fetched blob differs (%d bytes, %v)", len(got), err)
 	}
@@ -401,13 +401,13 @@ func TestS3WithoutCacheServesStreamsOnly(t *testing.T) {
 	if _, ok := LocalCopy(s, "F", put.SHA); ok {
 		t.Error("LocalCopy without a cache found a file")
 	}
-	if p, ok := LocalCopy(a, "F", put.SHA); ok || p != "" && exists(p) {
-		t.Errorf("LocalCopy of a blob the machine never fetched = %q, %v", p, ok)
+	if f, ok := LocalCopy(a, "F", put.SHA); ok || f.Path != "" && exists(f.Path) {
+		t.Errorf("LocalCopy of a blob the machine never fetched = %+v, %v", f, ok)
 	}
 	if _, err := a.LocalFile(bg, "F", put.SHA); err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := LocalCopy(a, "F", put.SHA); !ok || !bytes.Equal(mustRead(t, p), []byte("streamed")) {
-		t.Errorf("LocalCopy of a fetched blob = %q, %v", p, ok)
+	if f, ok := LocalCopy(a, "F", put.SHA); !ok || f.Stamp.IsZero() || !bytes.Equal(mustRead(t, f.Path), []byte("streamed")) {
+		t.Errorf("LocalCopy of a fetched blob = %+v, %v; want its file, stamped", f, ok)
 	}
 }

@@ -149,25 +149,34 @@ func CopyBlob(ctx context.Context, dst, src Blobs, flow, sha string) (Artifact, 
 
 // LocalCopy is the blob's file on this machine when it has one already,
 // without fetching it (a Local's blob; an S3's cached copy): for a client
-// that reads files itself and asks for the others when it needs them.
-func LocalCopy(b Blobs, flow, sha string) (string, bool) {
+// that reads files itself and asks for the others when it needs them. Its
+// Stamp is set only when the file's stat equals its verified stamp (else
+// the client asks LocalFile, which hashes it).
+func LocalCopy(b Blobs, flow, sha string) (BlobFile, bool) {
 	if lc, ok := b.(interface {
-		localCopy(flow, sha string) (string, bool)
+		localCopy(flow, sha string) (BlobFile, bool)
 	}); ok && checkSHA(flow, sha) == nil {
 		return lc.localCopy(flow, sha)
 	}
-	return "", false
+	return BlobFile{}, false
 }
 
-func (l *Local) localCopy(flow, sha string) (string, bool) {
+func (l *Local) localCopy(flow, sha string) (BlobFile, bool) {
 	p := l.path(Blob(flow, sha))
-	_, err := os.Stat(p)
-	return p, err == nil
+	fi, err := os.Stat(p)
+	if err != nil {
+		return BlobFile{}, false
+	}
+	bf := BlobFile{Path: p}
+	if st, ok := stampOf(fi); ok && l.stamped(flow, sha, st) {
+		bf.Stamp = st
+	}
+	return bf, true
 }
 
-func (s *S3) localCopy(flow, sha string) (string, bool) {
+func (s *S3) localCopy(flow, sha string) (BlobFile, bool) {
 	if s.cache == nil {
-		return "", false
+		return BlobFile{}, false
 	}
 	return s.cache.localCopy(flow, sha)
 }

@@ -300,7 +300,7 @@ func (s *readsStore) Open(ctx context.Context, flow, sha string) (io.ReadCloser,
 	return s.Local.Open(ctx, flow, sha)
 }
 
-func (s *readsStore) LocalFile(ctx context.Context, flow, sha string) (string, error) {
+func (s *readsStore) LocalFile(ctx context.Context, flow, sha string) (datastore.BlobFile, error) {
 	s.note(sha)
 	return s.Local.LocalFile(ctx, flow, sha)
 }
@@ -425,7 +425,7 @@ type countingStore struct {
 
 func (s *countingStore) Location() string { return "s3://bucket/prefix" }
 
-func (s *countingStore) LocalFile(ctx context.Context, flow, sha string) (string, error) {
+func (s *countingStore) LocalFile(ctx context.Context, flow, sha string) (datastore.BlobFile, error) {
 	s.mu.Lock()
 	s.fetched++
 	s.mu.Unlock()

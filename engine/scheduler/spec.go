@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
 )
 
 // TaskSpec tells the base-R task runtime what to run (plain msgpack; field
@@ -37,18 +39,44 @@ type SpecInput struct {
 }
 
 // SpecArtifact locates one artifact blob: its file on the task's machine
-// (empty in the spec a Remote executor gets: it finds the blob by SHA).
+// (empty in the spec a Remote executor gets: it finds the blob by SHA) and
+// the stamp it was verified under (set with Path).
 type SpecArtifact struct {
-	SHA  string `msgpack:"sha"`
-	Path string `msgpack:"path"`
+	SHA   string     `msgpack:"sha"`
+	Path  string     `msgpack:"path"`
+	Stamp *SpecStamp `msgpack:"stamp,omitempty"`
+}
+
+// SpecStamp is the stat a file had when its content was verified
+// (datastore.Stamp, in the units of R's file.info(): bytes, seconds). The
+// runtime compares the file's stat with it before and after it reads the
+// file, and fails naming the artifact when they differ.
+type SpecStamp struct {
+	Size  int64   `msgpack:"size"`
+	Mtime float64 `msgpack:"mtime"`
+	Ctime float64 `msgpack:"ctime"`
+}
+
+// StampOf is the spec's form of a verified stamp (nil for none).
+func StampOf(st datastore.Stamp) *SpecStamp {
+	if st.IsZero() {
+		return nil
+	}
+	return &SpecStamp{Size: st.Size, Mtime: st.MtimeSeconds(), Ctime: st.CtimeSeconds()}
+}
+
+// SpecFile is a verified file in the form a spec carries it.
+func SpecFile(sha string, f datastore.BlobFile) SpecArtifact {
+	return SpecArtifact{SHA: sha, Path: f.Path, Stamp: StampOf(f.Stamp)}
 }
 
 // SpecSplit is the foreach element a split task receives as self$input:
 // element Index of the blob SHA, read from Path (as in SpecArtifact).
 type SpecSplit struct {
-	SHA   string `msgpack:"sha"`
-	Path  string `msgpack:"path"`
-	Index int    `msgpack:"index"`
+	SHA   string     `msgpack:"sha"`
+	Path  string     `msgpack:"path"`
+	Stamp *SpecStamp `msgpack:"stamp,omitempty"`
+	Index int        `msgpack:"index"`
 	// Whole: Path holds the element itself (x[[index + 1]]), not the value.
 	Whole bool `msgpack:"whole"`
 }

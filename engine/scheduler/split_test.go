@@ -58,7 +58,7 @@ func TestCutForeachChecksTheWholeBlob(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			f, err := r.splitFile(bg, "F", a.SHA, 2)
+			f, _, err := r.splitFile(bg, "F", a.SHA, 2)
 			if tc.errHas == "" {
 				if err != nil {
 					t.Fatal(err)

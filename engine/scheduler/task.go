@@ -16,6 +16,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
 )
 
@@ -113,14 +114,15 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 	if spec.Parameters == nil {
 		spec.Parameters = []string{}
 	}
+	files := map[string]SpecArtifact{} // by sha: one check per blob (a join's inputs share many)
 	for _, in := range p.inputs {
 		si := SpecInput{Step: in.step, TaskID: in.id, Artifacts: map[string]SpecArtifact{}}
 		for name, a := range in.arts {
-			path, err := r.inputPath(ctx, flow, a.SHA, p.step)
+			sa, err := r.inputFile(ctx, flow, a.SHA, p.step, files)
 			if err != nil {
-				return nil, fmt.Errorf("%w: input %s of step %s: %v", errFatal, name, p.step, err)
+				return nil, r.inputError(p.step, id, "input artifact", name, in, err)
 			}
-			si.Artifacts[name] = SpecArtifact{SHA: a.SHA, Path: path}
+			si.Artifacts[name] = sa
 		}
 		spec.Inputs = append(spec.Inputs, si)
 	}
@@ -130,18 +132,18 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 		parent := g.Steps[top.Step]
 		a := p.inputs[0].arts[parent.Foreach]
 		spec.Index = top.Index
-		path, err := r.inputPath(ctx, flow, a.SHA, p.step)
+		sa, err := r.inputFile(ctx, flow, a.SHA, p.step, files)
 		if err != nil {
-			return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
+			return nil, r.inputError(p.step, id, "foreach artifact", parent.Foreach, p.inputs[0], err)
 		}
-		spec.Input = &SpecSplit{SHA: a.SHA, Path: path, Index: top.Index}
+		spec.Input = &SpecSplit{SHA: a.SHA, Path: sa.Path, Stamp: sa.Stamp, Index: top.Index}
 		if _, remote := r.execs[p.step].exec.(Remote); !remote {
-			elem, err := r.splitFile(ctx, flow, a.SHA, top.Index)
+			elem, st, err := r.splitFile(ctx, flow, a.SHA, top.Index)
 			if err != nil {
-				return nil, fmt.Errorf("%w: foreach input of step %s: %v", errFatal, p.step, err)
+				return nil, r.inputError(p.step, id, "foreach artifact", parent.Foreach, p.inputs[0], err)
 			}
 			if elem != "" {
-				spec.Input.Path, spec.Input.Whole = elem, true
+				spec.Input.Path, spec.Input.Stamp, spec.Input.Whole = elem, StampOf(st), true
 			}
 		}
 	}
@@ -535,15 +537,39 @@ func (r *Run) clone(ctx context.Context, p *pending, id string, ot *datastore.Ta
 	return r.complete(ctx, task, p, arts, nil)
 }
 
-// inputPath is the file a task reads an input blob from: this machine's
-// copy (fetched if need be). A remote executor gets inputs by sha only (no
-// path) and ships what its tasks cannot reach from Launch.Blobs, so for its
-// steps nothing is fetched from a remote datastore just to be found there.
-func (r *Run) inputPath(ctx context.Context, flow, sha, step string) (string, error) {
+// inputFile is the file a task reads an input blob from: this machine's
+// copy (fetched if need be), verified (by its stamp, else hashed), with the
+// stamp the runtime checks again as it reads; files caches them by sha. A
+// remote executor gets inputs by sha only (no path) and ships what its
+// tasks cannot reach from Launch.Blobs, so for its steps nothing is fetched
+// from a remote datastore just to be found there.
+func (r *Run) inputFile(ctx context.Context, flow, sha, step string, files map[string]SpecArtifact) (SpecArtifact, error) {
 	if _, remote := r.execs[step].exec.(Remote); remote {
-		return "", nil
+		return SpecArtifact{SHA: sha}, nil
 	}
-	return r.Store.LocalFile(ctx, flow, sha)
+	if sa, ok := files[sha]; ok {
+		return sa, nil
+	}
+	f, err := r.Store.LocalFile(ctx, flow, sha)
+	if err != nil {
+		return SpecArtifact{}, err
+	}
+	sa := SpecFile(sha, f)
+	files[sha] = sa
+	return sa, nil
+}
+
+// inputError is why task id of step cannot start: an artifact of input in
+// could not be read (it is missing, or its blob is corrupt: errs.ErrCorrupt
+// stays on the chain).
+func (r *Run) inputError(step, id, what, name string, in *taskRef, err error) error {
+	flow, runID := r.Graph.Flow, r.meta.RunID
+	fix := ""
+	if errors.Is(err, errs.ErrCorrupt) {
+		fix = " (to store it again, resume from the step that assigned it: a blob made again replaces the corrupt one)"
+	}
+	return fmt.Errorf("%w: task %s/%s/%s/%s cannot start: its %s '%s' (of %s/%s/%s/%s): %w%s",
+		errFatal, flow, runID, step, id, what, name, flow, runID, in.step, in.id, err, fix)
 }
 
 // executorDecorator returns the decorator among ds that chooses an executor

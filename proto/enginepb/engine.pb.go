@@ -1240,7 +1240,12 @@ type ArtifactInfo struct {
 	Size  int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	// Local path of the blob (R reads it with its msgpack codec); empty when
 	// the blob is not on this machine yet (ask GetTask with artifact = name).
-	Path          string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	Path string `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	// The stat the file at path had when its content was verified against
+	// sha; the reader compares the file's stat with it before and after it
+	// reads. Absent when the engine has not verified the file: ask GetTask
+	// with artifact = name (which hashes it, or fails with DATA_LOSS).
+	Stamp         *FileStamp `protobuf:"bytes,5,opt,name=stamp,proto3" json:"stamp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1303,6 +1308,91 @@ func (x *ArtifactInfo) GetPath() string {
 	return ""
 }
 
+func (x *ArtifactInfo) GetStamp() *FileStamp {
+	if x != nil {
+		return x.Stamp
+	}
+	return nil
+}
+
+// A file's stat when its content was verified (docs/ARCHITECTURE.md,
+// "Verified stamps"): size, and mtime and ctime as seconds + nanoseconds.
+type FileStamp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	MtimeSec      int64                  `protobuf:"varint,2,opt,name=mtime_sec,json=mtimeSec,proto3" json:"mtime_sec,omitempty"`
+	MtimeNsec     int32                  `protobuf:"varint,3,opt,name=mtime_nsec,json=mtimeNsec,proto3" json:"mtime_nsec,omitempty"`
+	CtimeSec      int64                  `protobuf:"varint,4,opt,name=ctime_sec,json=ctimeSec,proto3" json:"ctime_sec,omitempty"`
+	CtimeNsec     int32                  `protobuf:"varint,5,opt,name=ctime_nsec,json=ctimeNsec,proto3" json:"ctime_nsec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileStamp) Reset() {
+	*x = FileStamp{}
+	mi := &file_engine_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileStamp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileStamp) ProtoMessage() {}
+
+func (x *FileStamp) ProtoReflect() protoreflect.Message {
+	mi := &file_engine_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileStamp.ProtoReflect.Descriptor instead.
+func (*FileStamp) Descriptor() ([]byte, []int) {
+	return file_engine_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FileStamp) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileStamp) GetMtimeSec() int64 {
+	if x != nil {
+		return x.MtimeSec
+	}
+	return 0
+}
+
+func (x *FileStamp) GetMtimeNsec() int32 {
+	if x != nil {
+		return x.MtimeNsec
+	}
+	return 0
+}
+
+func (x *FileStamp) GetCtimeSec() int64 {
+	if x != nil {
+		return x.CtimeSec
+	}
+	return 0
+}
+
+func (x *FileStamp) GetCtimeNsec() int32 {
+	if x != nil {
+		return x.CtimeNsec
+	}
+	return 0
+}
+
 type TaskInfo struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Step         string                 `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
@@ -1326,7 +1416,7 @@ type TaskInfo struct {
 
 func (x *TaskInfo) Reset() {
 	*x = TaskInfo{}
-	mi := &file_engine_proto_msgTypes[18]
+	mi := &file_engine_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1428,7 @@ func (x *TaskInfo) String() string {
 func (*TaskInfo) ProtoMessage() {}
 
 func (x *TaskInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[18]
+	mi := &file_engine_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1441,7 @@ func (x *TaskInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskInfo.ProtoReflect.Descriptor instead.
 func (*TaskInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{18}
+	return file_engine_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TaskInfo) GetStep() string {
@@ -1455,7 +1545,7 @@ type StepInfo struct {
 
 func (x *StepInfo) Reset() {
 	*x = StepInfo{}
-	mi := &file_engine_proto_msgTypes[19]
+	mi := &file_engine_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1557,7 @@ func (x *StepInfo) String() string {
 func (*StepInfo) ProtoMessage() {}
 
 func (x *StepInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[19]
+	mi := &file_engine_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1570,7 @@ func (x *StepInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepInfo.ProtoReflect.Descriptor instead.
 func (*StepInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{19}
+	return file_engine_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StepInfo) GetName() string {
@@ -1522,7 +1612,7 @@ type RunInfo struct {
 
 func (x *RunInfo) Reset() {
 	*x = RunInfo{}
-	mi := &file_engine_proto_msgTypes[20]
+	mi := &file_engine_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1624,7 @@ func (x *RunInfo) String() string {
 func (*RunInfo) ProtoMessage() {}
 
 func (x *RunInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[20]
+	mi := &file_engine_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1637,7 @@ func (x *RunInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunInfo.ProtoReflect.Descriptor instead.
 func (*RunInfo) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{20}
+	return file_engine_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RunInfo) GetFlow() string {
@@ -1647,7 +1737,7 @@ type CodeFile struct {
 
 func (x *CodeFile) Reset() {
 	*x = CodeFile{}
-	mi := &file_engine_proto_msgTypes[21]
+	mi := &file_engine_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1749,7 @@ func (x *CodeFile) String() string {
 func (*CodeFile) ProtoMessage() {}
 
 func (x *CodeFile) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[21]
+	mi := &file_engine_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1762,7 @@ func (x *CodeFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeFile.ProtoReflect.Descriptor instead.
 func (*CodeFile) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{21}
+	return file_engine_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CodeFile) GetPath() string {
@@ -1705,7 +1795,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_engine_proto_msgTypes[22]
+	mi := &file_engine_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1807,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[22]
+	mi := &file_engine_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1820,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{22}
+	return file_engine_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRunsResponse) GetRuns() []*RunInfo {
@@ -1751,7 +1841,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_engine_proto_msgTypes[23]
+	mi := &file_engine_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1853,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[23]
+	mi := &file_engine_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1866,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{23}
+	return file_engine_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRunRequest) GetDatastoreRoot() string {
@@ -1807,8 +1897,10 @@ type GetTaskRequest struct {
 	RunId         string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	Step          string                 `protobuf:"bytes,4,opt,name=step,proto3" json:"step,omitempty"`
 	TaskId        string                 `protobuf:"bytes,5,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	// Make this artifact's blob local (an S3 datastore downloads it) and give
-	// its path. Other artifacts have a path only if already local.
+	// Make this artifact's blob local (an S3 datastore downloads it),
+	// verify it (by its stamp, else by hashing it) and give its path and
+	// stamp. Other artifacts have a path only if already local, and a stamp
+	// only if their file's stat equals the stamp it was verified under.
 	Artifact      string `protobuf:"bytes,6,opt,name=artifact,proto3" json:"artifact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1816,7 +1908,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_engine_proto_msgTypes[24]
+	mi := &file_engine_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1920,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[24]
+	mi := &file_engine_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1933,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{24}
+	return file_engine_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetTaskRequest) GetDatastoreRoot() string {
@@ -1895,7 +1987,7 @@ type ListFlowsRequest struct {
 
 func (x *ListFlowsRequest) Reset() {
 	*x = ListFlowsRequest{}
-	mi := &file_engine_proto_msgTypes[25]
+	mi := &file_engine_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1999,7 @@ func (x *ListFlowsRequest) String() string {
 func (*ListFlowsRequest) ProtoMessage() {}
 
 func (x *ListFlowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[25]
+	mi := &file_engine_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2012,7 @@ func (x *ListFlowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFlowsRequest.ProtoReflect.Descriptor instead.
 func (*ListFlowsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{25}
+	return file_engine_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListFlowsRequest) GetDatastoreRoot() string {
@@ -1940,7 +2032,7 @@ type ListFlowsResponse struct {
 
 func (x *ListFlowsResponse) Reset() {
 	*x = ListFlowsResponse{}
-	mi := &file_engine_proto_msgTypes[26]
+	mi := &file_engine_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2044,7 @@ func (x *ListFlowsResponse) String() string {
 func (*ListFlowsResponse) ProtoMessage() {}
 
 func (x *ListFlowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[26]
+	mi := &file_engine_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2057,7 @@ func (x *ListFlowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFlowsResponse.ProtoReflect.Descriptor instead.
 func (*ListFlowsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{26}
+	return file_engine_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListFlowsResponse) GetFlows() []string {
@@ -1983,7 +2075,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_engine_proto_msgTypes[27]
+	mi := &file_engine_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2087,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[27]
+	mi := &file_engine_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2100,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{27}
+	return file_engine_proto_rawDescGZIP(), []int{28}
 }
 
 type ShutdownResponse struct {
@@ -2019,7 +2111,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_engine_proto_msgTypes[28]
+	mi := &file_engine_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2123,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[28]
+	mi := &file_engine_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2136,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{28}
+	return file_engine_proto_rawDescGZIP(), []int{29}
 }
 
 // Selects the jobs of one flow: those of run_id (empty: the latest run in
@@ -2067,7 +2159,7 @@ type BatchJobsRequest struct {
 
 func (x *BatchJobsRequest) Reset() {
 	*x = BatchJobsRequest{}
-	mi := &file_engine_proto_msgTypes[29]
+	mi := &file_engine_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2171,7 @@ func (x *BatchJobsRequest) String() string {
 func (*BatchJobsRequest) ProtoMessage() {}
 
 func (x *BatchJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[29]
+	mi := &file_engine_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2184,7 @@ func (x *BatchJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJobsRequest.ProtoReflect.Descriptor instead.
 func (*BatchJobsRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{29}
+	return file_engine_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BatchJobsRequest) GetFlow() string {
@@ -2156,7 +2248,7 @@ type BatchJob struct {
 
 func (x *BatchJob) Reset() {
 	*x = BatchJob{}
-	mi := &file_engine_proto_msgTypes[30]
+	mi := &file_engine_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2260,7 @@ func (x *BatchJob) String() string {
 func (*BatchJob) ProtoMessage() {}
 
 func (x *BatchJob) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[30]
+	mi := &file_engine_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2273,7 @@ func (x *BatchJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJob.ProtoReflect.Descriptor instead.
 func (*BatchJob) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{30}
+	return file_engine_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BatchJob) GetJobId() string {
@@ -2263,7 +2355,7 @@ type BatchJobsResponse struct {
 
 func (x *BatchJobsResponse) Reset() {
 	*x = BatchJobsResponse{}
-	mi := &file_engine_proto_msgTypes[31]
+	mi := &file_engine_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2275,7 +2367,7 @@ func (x *BatchJobsResponse) String() string {
 func (*BatchJobsResponse) ProtoMessage() {}
 
 func (x *BatchJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[31]
+	mi := &file_engine_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2288,7 +2380,7 @@ func (x *BatchJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchJobsResponse.ProtoReflect.Descriptor instead.
 func (*BatchJobsResponse) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{31}
+	return file_engine_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BatchJobsResponse) GetJobs() []*BatchJob {
@@ -2333,7 +2425,7 @@ type ReadArtifactRequest struct {
 
 func (x *ReadArtifactRequest) Reset() {
 	*x = ReadArtifactRequest{}
-	mi := &file_engine_proto_msgTypes[32]
+	mi := &file_engine_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2437,7 @@ func (x *ReadArtifactRequest) String() string {
 func (*ReadArtifactRequest) ProtoMessage() {}
 
 func (x *ReadArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[32]
+	mi := &file_engine_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2450,7 @@ func (x *ReadArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadArtifactRequest.ProtoReflect.Descriptor instead.
 func (*ReadArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{32}
+	return file_engine_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReadArtifactRequest) GetDatastoreRoot() string {
@@ -2414,7 +2506,7 @@ type ArtifactChunk struct {
 
 func (x *ArtifactChunk) Reset() {
 	*x = ArtifactChunk{}
-	mi := &file_engine_proto_msgTypes[33]
+	mi := &file_engine_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2518,7 @@ func (x *ArtifactChunk) String() string {
 func (*ArtifactChunk) ProtoMessage() {}
 
 func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_engine_proto_msgTypes[33]
+	mi := &file_engine_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2531,7 @@ func (x *ArtifactChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArtifactChunk.ProtoReflect.Descriptor instead.
 func (*ArtifactChunk) Descriptor() ([]byte, []int) {
-	return file_engine_proto_rawDescGZIP(), []int{33}
+	return file_engine_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ArtifactChunk) GetData() []byte {
@@ -2556,12 +2648,21 @@ const file_engine_proto_rawDesc = "" +
 	"\x05tasks\x18\x01 \x03(\v2\x14.metaflow.v1.TaskLogR\x05tasks\"L\n" +
 	"\x0fListRunsRequest\x12%\n" +
 	"\x0edatastore_root\x18\x01 \x01(\tR\rdatastoreRoot\x12\x12\n" +
-	"\x04flow\x18\x02 \x01(\tR\x04flow\"\\\n" +
+	"\x04flow\x18\x02 \x01(\tR\x04flow\"\x8a\x01\n" +
 	"\fArtifactInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03sha\x18\x02 \x01(\tR\x03sha\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x12\n" +
-	"\x04path\x18\x04 \x01(\tR\x04path\"\x8e\x03\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\x12,\n" +
+	"\x05stamp\x18\x05 \x01(\v2\x16.metaflow.v1.FileStampR\x05stamp\"\x97\x01\n" +
+	"\tFileStamp\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x1b\n" +
+	"\tmtime_sec\x18\x02 \x01(\x03R\bmtimeSec\x12\x1d\n" +
+	"\n" +
+	"mtime_nsec\x18\x03 \x01(\x05R\tmtimeNsec\x12\x1b\n" +
+	"\tctime_sec\x18\x04 \x01(\x03R\bctimeSec\x12\x1d\n" +
+	"\n" +
+	"ctime_nsec\x18\x05 \x01(\x05R\tctimeNsec\"\x8e\x03\n" +
 	"\bTaskInfo\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x16\n" +
@@ -2681,7 +2782,7 @@ func file_engine_proto_rawDescGZIP() []byte {
 }
 
 var file_engine_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_engine_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_engine_proto_goTypes = []any{
 	(RunEvent_Kind)(0),          // 0: metaflow.v1.RunEvent.Kind
 	(*Arg)(nil),                 // 1: metaflow.v1.Arg
@@ -2702,22 +2803,23 @@ var file_engine_proto_goTypes = []any{
 	(*LogsResponse)(nil),        // 16: metaflow.v1.LogsResponse
 	(*ListRunsRequest)(nil),     // 17: metaflow.v1.ListRunsRequest
 	(*ArtifactInfo)(nil),        // 18: metaflow.v1.ArtifactInfo
-	(*TaskInfo)(nil),            // 19: metaflow.v1.TaskInfo
-	(*StepInfo)(nil),            // 20: metaflow.v1.StepInfo
-	(*RunInfo)(nil),             // 21: metaflow.v1.RunInfo
-	(*CodeFile)(nil),            // 22: metaflow.v1.CodeFile
-	(*ListRunsResponse)(nil),    // 23: metaflow.v1.ListRunsResponse
-	(*GetRunRequest)(nil),       // 24: metaflow.v1.GetRunRequest
-	(*GetTaskRequest)(nil),      // 25: metaflow.v1.GetTaskRequest
-	(*ListFlowsRequest)(nil),    // 26: metaflow.v1.ListFlowsRequest
-	(*ListFlowsResponse)(nil),   // 27: metaflow.v1.ListFlowsResponse
-	(*ShutdownRequest)(nil),     // 28: metaflow.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),    // 29: metaflow.v1.ShutdownResponse
-	(*BatchJobsRequest)(nil),    // 30: metaflow.v1.BatchJobsRequest
-	(*BatchJob)(nil),            // 31: metaflow.v1.BatchJob
-	(*BatchJobsResponse)(nil),   // 32: metaflow.v1.BatchJobsResponse
-	(*ReadArtifactRequest)(nil), // 33: metaflow.v1.ReadArtifactRequest
-	(*ArtifactChunk)(nil),       // 34: metaflow.v1.ArtifactChunk
+	(*FileStamp)(nil),           // 19: metaflow.v1.FileStamp
+	(*TaskInfo)(nil),            // 20: metaflow.v1.TaskInfo
+	(*StepInfo)(nil),            // 21: metaflow.v1.StepInfo
+	(*RunInfo)(nil),             // 22: metaflow.v1.RunInfo
+	(*CodeFile)(nil),            // 23: metaflow.v1.CodeFile
+	(*ListRunsResponse)(nil),    // 24: metaflow.v1.ListRunsResponse
+	(*GetRunRequest)(nil),       // 25: metaflow.v1.GetRunRequest
+	(*GetTaskRequest)(nil),      // 26: metaflow.v1.GetTaskRequest
+	(*ListFlowsRequest)(nil),    // 27: metaflow.v1.ListFlowsRequest
+	(*ListFlowsResponse)(nil),   // 28: metaflow.v1.ListFlowsResponse
+	(*ShutdownRequest)(nil),     // 29: metaflow.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),    // 30: metaflow.v1.ShutdownResponse
+	(*BatchJobsRequest)(nil),    // 31: metaflow.v1.BatchJobsRequest
+	(*BatchJob)(nil),            // 32: metaflow.v1.BatchJob
+	(*BatchJobsResponse)(nil),   // 33: metaflow.v1.BatchJobsResponse
+	(*ReadArtifactRequest)(nil), // 34: metaflow.v1.ReadArtifactRequest
+	(*ArtifactChunk)(nil),       // 35: metaflow.v1.ArtifactChunk
 }
 var file_engine_proto_depIdxs = []int32{
 	1,  // 0: metaflow.v1.Decorator.args:type_name -> metaflow.v1.Arg
@@ -2731,40 +2833,41 @@ var file_engine_proto_depIdxs = []int32{
 	0,  // 8: metaflow.v1.RunEvent.kind:type_name -> metaflow.v1.RunEvent.Kind
 	13, // 9: metaflow.v1.CancelRunResponse.jobs:type_name -> metaflow.v1.StoppedJob
 	15, // 10: metaflow.v1.LogsResponse.tasks:type_name -> metaflow.v1.TaskLog
-	18, // 11: metaflow.v1.TaskInfo.artifacts:type_name -> metaflow.v1.ArtifactInfo
-	19, // 12: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
-	20, // 13: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
-	22, // 14: metaflow.v1.RunInfo.code_package:type_name -> metaflow.v1.CodeFile
-	13, // 15: metaflow.v1.RunInfo.jobs_left_running:type_name -> metaflow.v1.StoppedJob
-	21, // 16: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
-	31, // 17: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
-	8,  // 18: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
-	8,  // 19: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
-	11, // 20: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
-	14, // 21: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
-	17, // 22: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
-	24, // 23: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
-	25, // 24: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
-	33, // 25: metaflow.v1.Engine.ReadArtifact:input_type -> metaflow.v1.ReadArtifactRequest
-	28, // 26: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
-	30, // 27: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
-	26, // 28: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
-	9,  // 29: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
-	10, // 30: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
-	12, // 31: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
-	16, // 32: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
-	23, // 33: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
-	21, // 34: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
-	19, // 35: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
-	34, // 36: metaflow.v1.Engine.ReadArtifact:output_type -> metaflow.v1.ArtifactChunk
-	29, // 37: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
-	32, // 38: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
-	27, // 39: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
-	29, // [29:40] is the sub-list for method output_type
-	18, // [18:29] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	19, // 11: metaflow.v1.ArtifactInfo.stamp:type_name -> metaflow.v1.FileStamp
+	18, // 12: metaflow.v1.TaskInfo.artifacts:type_name -> metaflow.v1.ArtifactInfo
+	20, // 13: metaflow.v1.StepInfo.tasks:type_name -> metaflow.v1.TaskInfo
+	21, // 14: metaflow.v1.RunInfo.steps:type_name -> metaflow.v1.StepInfo
+	23, // 15: metaflow.v1.RunInfo.code_package:type_name -> metaflow.v1.CodeFile
+	13, // 16: metaflow.v1.RunInfo.jobs_left_running:type_name -> metaflow.v1.StoppedJob
+	22, // 17: metaflow.v1.ListRunsResponse.runs:type_name -> metaflow.v1.RunInfo
+	32, // 18: metaflow.v1.BatchJobsResponse.jobs:type_name -> metaflow.v1.BatchJob
+	8,  // 19: metaflow.v1.Engine.Validate:input_type -> metaflow.v1.RunRequest
+	8,  // 20: metaflow.v1.Engine.StartRun:input_type -> metaflow.v1.RunRequest
+	11, // 21: metaflow.v1.Engine.CancelRun:input_type -> metaflow.v1.CancelRunRequest
+	14, // 22: metaflow.v1.Engine.Logs:input_type -> metaflow.v1.LogsRequest
+	17, // 23: metaflow.v1.Engine.ListRuns:input_type -> metaflow.v1.ListRunsRequest
+	25, // 24: metaflow.v1.Engine.GetRun:input_type -> metaflow.v1.GetRunRequest
+	26, // 25: metaflow.v1.Engine.GetTask:input_type -> metaflow.v1.GetTaskRequest
+	34, // 26: metaflow.v1.Engine.ReadArtifact:input_type -> metaflow.v1.ReadArtifactRequest
+	29, // 27: metaflow.v1.Engine.Shutdown:input_type -> metaflow.v1.ShutdownRequest
+	31, // 28: metaflow.v1.Engine.BatchJobs:input_type -> metaflow.v1.BatchJobsRequest
+	27, // 29: metaflow.v1.Engine.ListFlows:input_type -> metaflow.v1.ListFlowsRequest
+	9,  // 30: metaflow.v1.Engine.Validate:output_type -> metaflow.v1.ValidateResponse
+	10, // 31: metaflow.v1.Engine.StartRun:output_type -> metaflow.v1.RunEvent
+	12, // 32: metaflow.v1.Engine.CancelRun:output_type -> metaflow.v1.CancelRunResponse
+	16, // 33: metaflow.v1.Engine.Logs:output_type -> metaflow.v1.LogsResponse
+	24, // 34: metaflow.v1.Engine.ListRuns:output_type -> metaflow.v1.ListRunsResponse
+	22, // 35: metaflow.v1.Engine.GetRun:output_type -> metaflow.v1.RunInfo
+	20, // 36: metaflow.v1.Engine.GetTask:output_type -> metaflow.v1.TaskInfo
+	35, // 37: metaflow.v1.Engine.ReadArtifact:output_type -> metaflow.v1.ArtifactChunk
+	30, // 38: metaflow.v1.Engine.Shutdown:output_type -> metaflow.v1.ShutdownResponse
+	33, // 39: metaflow.v1.Engine.BatchJobs:output_type -> metaflow.v1.BatchJobsResponse
+	28, // 40: metaflow.v1.Engine.ListFlows:output_type -> metaflow.v1.ListFlowsResponse
+	30, // [30:41] is the sub-list for method output_type
+	19, // [19:30] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_engine_proto_init() }
@@ -2778,7 +2881,7 @@ func file_engine_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_engine_proto_rawDesc), len(file_engine_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -2,7 +2,9 @@
 # Metaflow's R client does (flow_client, run_client, step_client,
 # task_client, mf_client, new_flow() ...). It asks the engine (ListRuns,
 # GetRun, GetTask, Logs) and reads artifact blobs with the msgpack codec from
-# the local datastore (or the engine's local copy of an S3 datastore's blob).
+# the local datastore (or the engine's local copy of an S3 datastore's blob),
+# each only while its file's stat equals the stamp the engine verified it
+# under (mp_read_verified(); docs/ARCHITECTURE.md, "Verified stamps").
 # Objects outside the current namespace (set_namespace()) are refused with
 # Metaflow's message.
 
@@ -33,6 +35,14 @@ stream_artifact <- function(flow, run_id, step, task_id, name) {
   blob <- if (length(chunks)) do.call(c, chunks) else raw(0)
   chunks <- NULL
   mp_unpack(blob)
+}
+
+# A verified stamp as mp_read_verified() takes it (file.info() units), from
+# GetTask's FileStamp; NULL for none.
+client_stamp <- function(st) {
+  if (is.null(st)) return(NULL)
+  list(size = st$size, mtime = st$mtime_sec + st$mtime_nsec / 1e9,
+       ctime = st$ctime_sec + st$ctime_nsec / 1e9)
 }
 
 # ---- tags and namespaces -----------------------------------------------------
@@ -676,15 +686,24 @@ task_client <- R6::R6Class("TaskClient",
         # An engine on another machine: its paths mean nothing here.
         return(stream_artifact(run$flow_id, run$id, self$step$id, self$id, name))
       }
-      path <- a[[1]]$path
-      if (!nzchar(path)) {
-        # Not on this machine yet (an S3 datastore): the engine downloads it.
-        info <- engine_call("GetTask", list(
-          datastore_root = datastore_root(), flow = run$flow_id, run_id = run$id,
-          step = self$step$id, task_id = self$id, artifact = name))
-        path <- Filter(function(x) x$name == name, info$artifacts)[[1]]$path
+      a <- a[[1]]
+      # (what is a promise: its message is built only for an error.)
+      if (nzchar(a$path) && !is.null(a$stamp)) {
+        v <- tryCatch(list(mp_read_verified(a$path, client_stamp(a$stamp),
+                                            sprintf("artifact '%s' of task %s", name, self$pathspec))),
+                      mp_stamp_error = function(e) NULL)
+        if (!is.null(v)) return(v[[1]])
       }
-      mp_read(path)
+      # Not on this machine yet (an S3 datastore), or not verified as it is
+      # now: the engine downloads it and checks its stamp or hashes it (an
+      # error naming the artifact when its content is not its sha's).
+      info <- engine_call("GetTask", list(
+        datastore_root = datastore_root(), flow = run$flow_id, run_id = run$id,
+        step = self$step$id, task_id = self$id, artifact = name))
+      a <- Filter(function(x) x$name == name, info$artifacts)[[1]]
+      i <- which(vapply(private$info$artifacts, `[[`, "", "name") == name)
+      private$info$artifacts[[i]] <- a
+      mp_read_verified(a$path, client_stamp(a$stamp), sprintf("artifact '%s' of task %s", name, self$pathspec))
     },
 
     #' @description Print a summary of the task.

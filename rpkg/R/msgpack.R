@@ -1143,6 +1143,62 @@ mp_read <- function(path) {
   v
 }
 
+# A verified read of a blob file by path (docs/ARCHITECTURE.md, "Verified
+# stamps"): the engine hashed the file, or found it unchanged since it was
+# hashed, and gives its stamp (size, and mtime and ctime in seconds as
+# file.info() gives them). Any write to the file changes its ctime, so the
+# file's stat, equal to the stamp after the read, means the bytes read are
+# the ones verified; it is checked before too, so that a damaged file is not
+# decoded (a broken length could ask for any amount of memory). what names
+# the artifact in the error.
+mp_stamp_differs <- function(path, stamp) {
+  fi <- file.info(path, extra_cols = FALSE)
+  # .subset2 and unclass: the runtime runs uncompiled, where `$` on a data
+  # frame and as.numeric() on a time would cost more than the stat.
+  size <- .subset2(fi, "size")
+  if (is.na(size)) return("is missing")
+  if (size != stamp$size || abs(unclass(.subset2(fi, "mtime")) - stamp$mtime) > 1e-6 ||
+      abs(unclass(.subset2(fi, "ctime")) - stamp$ctime) > 1e-6) {
+    return("no longer has the size and times it was verified with")
+  }
+  NULL
+}
+
+mp_read_verified <- function(path, stamp, what) {
+  if (is.null(stamp) || is.null(stamp$size) || is.null(stamp$mtime) || is.null(stamp$ctime)) {
+    stop(sprintf("%s was not verified against its content address (its file %s comes without a stamp): it is not read",
+                 what, path), call. = FALSE)
+  }
+  # The error's class, mp_stamp_error, lets the client ask the engine to
+  # verify the file again.
+  check <- function() {
+    why <- mp_stamp_differs(path, stamp)
+    if (!is.null(why)) {
+      msg <- sprintf(paste0("%s changed after it was verified against its content address: ",
+                            "its file %s %s (the blob may be corrupt): it is not read"),
+                     what, path, why)
+      stop(structure(class = c("mp_stamp_error", "error", "condition"),
+                     list(message = msg, call = NULL)))
+    }
+  }
+  check()
+  # A small file (its size is the stamp's) is read in one call and decoded
+  # in memory, which costs less than the two checks save.
+  ok <- FALSE
+  v <- tryCatch({
+    v <- if (stamp$size <= mp_read_ahead) mp_unpack(readBin(path, "raw", stamp$size + 1)) else mp_read(path)
+    ok <- TRUE
+    v
+  }, error = function(e) e)
+  check()
+  if (!ok) {
+    msg <- conditionMessage(v)
+    if (!grepl(path, msg, fixed = TRUE)) msg <- paste0(msg, " (", path, ")")
+    stop(msg, call. = FALSE)
+  }
+  v
+}
+
 # Plain msgpack: named lists and named vectors -> maps, unnamed lists -> arrays,
 # NULL -> nil, length-1 atomic vectors -> scalars, longer ones -> arrays,
 # raw -> bin, factors -> their labels, NA -> nil.

@@ -31,10 +31,15 @@ local({
   }
 
   # A self object: values assigned in this task plus lazily read inherited
-  # artifacts (name -> list(sha, path)); only what the step touches is loaded.
-  rt$new_self <- function(inherited, input = NULL, index = -1L, readonly = FALSE, label = "self") {
+  # artifacts (name -> list(sha, path, stamp)); only what the step touches is
+  # loaded, each checked against the stamp it was verified under. from is
+  # the pathspec of the task the artifacts come from (an artifact merged
+  # from another input carries its own).
+  rt$new_self <- function(inherited, input = NULL, index = -1L, readonly = FALSE, label = "self",
+                          from = "") {
     s <- new.env(parent = emptyenv())
     s$.inherited <- inherited
+    s$.from <- from
     s$.values <- new.env(parent = emptyenv())
     s$.assigned <- character()
     s$.input <- input
@@ -52,7 +57,9 @@ local({
       inp <- .subset2(x, ".input")
       # The engine usually gives the element alone ("whole"); else the
       # foreach value, whose element R takes itself.
-      v <- if (isTRUE(inp$whole)) rt$mp_read(inp$path) else rt$mp_read(inp$path)[[inp$index + 1L]]
+      v <- rt$mp_read_verified(inp$path, inp$stamp,
+                               sprintf("self$input (an element of the foreach value of %s)", .subset2(x, ".from")))
+      if (!isTRUE(inp$whole)) v <- v[[inp$index + 1L]]
       assign(name, v, envir = vals)
       return(v)
     }
@@ -64,7 +71,8 @@ local({
       stop(sprintf("%s has no artifact '%s' in step %s: assign it in an earlier step (self$%s <- value)",
                    .subset2(x, ".label"), name, rt$spec$step, name), call. = FALSE)
     }
-    v <- rt$mp_read(art$path)
+    from <- if (is.null(art$from)) .subset2(x, ".from") else art$from
+    v <- rt$mp_read_verified(art$path, art$stamp, sprintf("artifact '%s' of %s", name, from))
     assign(name, v, envir = vals)
     v
   }
@@ -133,7 +141,9 @@ local({
       }
       rt$merged[[nm]] <- d$i[1L] - 1L
       inh <- .subset2(self, ".inherited")
-      inh[[nm]] <- .subset2(inputs[[d$i[1L]]], ".inherited")[[nm]]
+      art <- .subset2(inputs[[d$i[1L]]], ".inherited")[[nm]]
+      art$from <- .subset2(inputs[[d$i[1L]]], ".from")
+      inh[[nm]] <- art
       assign(".inherited", inh, envir = self)
     }
     invisible(self)
@@ -230,6 +240,7 @@ local({
     a <- inp$artifacts
     if (is.null(a)) list() else a
   }
+  from_of <- function(inp) paste(spec$flow, spec$run_id, inp$step, inp$task_id, sep = "/")
 
   if (is.null(code)) code <- load_code(spec$code, fail)
   fn <- code$functions[[spec$step]]
@@ -239,15 +250,17 @@ local({
   if (isTRUE(spec$join)) {
     params <- unlist(spec$parameters)
     first <- arts_of(inputs[[1L]])
-    self <- rt$new_self(first[intersect(names(first), params)])
+    self <- rt$new_self(first[intersect(names(first), params)], from = from_of(inputs[[1L]]))
     ins <- lapply(inputs, function(inp) rt$new_self(arts_of(inp), readonly = TRUE,
-                                                    label = paste0("input ", inp$step, "/", inp$task_id)))
+                                                    label = paste0("input ", inp$step, "/", inp$task_id),
+                                                    from = from_of(inp)))
     steps <- vapply(inputs, function(inp) inp$step, "")
     if (!anyDuplicated(steps)) names(ins) <- steps
     call_step <- function() fn(self, ins)
   } else {
     self <- rt$new_self(arts_of(inputs[[1L]]), input = spec[["input", exact = TRUE]],
-                        index = if (is.null(spec$index)) -1L else as.integer(spec$index))
+                        index = if (is.null(spec$index)) -1L else as.integer(spec$index),
+                        from = from_of(inputs[[1L]]))
     call_step <- function() fn(self)
   }
 

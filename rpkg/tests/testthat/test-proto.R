@@ -111,6 +111,18 @@ test_that("responses from protoc decode with defaults for missing fields", {
   expect_identical(ti$artifacts[[1]]$size, 2^40)
   expect_identical(ti$artifacts[[2]]$size, 2^53)
   expect_equal(ti$artifacts[[2]]$path, "")
+  expect_null(ti$artifacts[[1]]$stamp)
+
+  # A verified stamp: times as seconds + nanoseconds.
+  st <- proto_decode(protoc("encode", "TaskInfo", c(
+    'artifacts { name: "x" sha: "ab" size: 3 path: "/d/ab"',
+    '  stamp { size: 3 mtime_sec: 1796065177 mtime_nsec: 611828069',
+    '          ctime_sec: 1796065178 ctime_nsec: 999999999 } }')), "TaskInfo")$artifacts[[1]]$stamp
+  expect_identical(st$size, 3)
+  expect_identical(st$mtime_sec, 1796065177)
+  expect_identical(st$mtime_nsec, 611828069L)
+  expect_identical(st$ctime_sec, 1796065178)
+  expect_identical(st$ctime_nsec, 999999999L)
 
   ev <- proto_decode(protoc("encode", "RunEvent", 'kind: RUN_FINISHED run_id: "3" error: "boom"'),
                      "RunEvent")
