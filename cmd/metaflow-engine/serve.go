@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +41,11 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 			if (socket == "") == (listen == "") {
 				return errors.New("serve needs exactly one of --socket PATH or --listen HOST:PORT")
 			}
+			stopProfile, perr := cpuProfile(os.Getenv("METAFLOW_ENGINE_CPUPROFILE"))
+			if perr != nil {
+				return perr
+			}
+			defer stopProfile()
 			var ln net.Listener
 			var token string
 			var err error
@@ -211,4 +217,21 @@ func watchParent(pid int, stop func()) {
 			return
 		}
 	}
+}
+
+// cpuProfile writes the engine's CPU profile to path until stop (for
+// benchmarks: `go tool pprof`); "" profiles nothing.
+func cpuProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("METAFLOW_ENGINE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("METAFLOW_ENGINE_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

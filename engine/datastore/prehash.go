@@ -44,6 +44,10 @@ const prehashMaxWait = 200 * time.Millisecond
 // prehashChunk is the read size of a Prehasher and of hashFile.
 const prehashChunk = 1 << 20
 
+// chunks recycles the read buffers: a task's outputs are mostly small, and
+// a fresh MiB per task (zeroed, then collected) costs more than the reads.
+var chunks = sync.Pool{New: func() any { b := make([]byte, prehashChunk); return &b }}
+
 // writebackEvery: bytes hashed between two requests to start write-back.
 const writebackEvery = 8 << 20
 
@@ -80,7 +84,9 @@ func WatchStaging(dir string) *Prehasher {
 
 func (p *Prehasher) loop() {
 	defer close(p.done)
-	buf := make([]byte, prehashChunk)
+	bp := chunks.Get().(*[]byte)
+	defer chunks.Put(bp)
+	buf := *bp
 	wait := PrehashInterval
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -262,6 +268,8 @@ func (ph *partialHash) finish(ctx context.Context, path string) (Artifact, error
 // drain reads r to its end in 1 MiB reads (io.Copy to io.Discard would
 // read 8 KiB at a time: 131,072 reads for a GiB).
 func drain(r io.Reader) error {
-	_, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, r, make([]byte, prehashChunk))
+	bp := chunks.Get().(*[]byte)
+	defer chunks.Put(bp)
+	_, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, r, *bp)
 	return err
 }
