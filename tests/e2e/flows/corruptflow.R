@@ -14,7 +14,7 @@ spoil <- function(self) {
   if (!file.exists("spoil")) return(invisible())
   flow <- current("flow_name")
   idx <- paste(readLines(file.path(".metaflow", flow, current("run_id"), "start",
-                                   self$start_task, "_artifacts.json"), warn = FALSE),
+                                   self$start_task, "_task.json"), warn = FALSE),
                collapse = "")
   sha <- sub('.*"x"\\s*:\\s*\\{\\s*"sha"\\s*:\\s*"([0-9a-f]{64})".*', "\\1", idx)
   blob <- file.path(".metaflow", flow, "data", substr(sha, 1, 2), sha)
