@@ -87,6 +87,26 @@ func (w *Warm) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	return code, err
 }
 
+// EndRun stops the zygotes of a run that has ended (scheduler.RunEnder):
+// none of its tasks runs any more, and none will.
+func (w *Warm) EndRun(flow, runID string) {
+	w.mu.Lock()
+	var ended []*zygote
+	for key, z := range w.zygotes {
+		if z.flow == flow && z.runID == runID {
+			if z.idle != nil {
+				z.idle.Stop()
+			}
+			delete(w.zygotes, key)
+			ended = append(ended, z)
+		}
+	}
+	w.mu.Unlock()
+	for _, z := range ended {
+		z.stop()
+	}
+}
+
 // Close stops every zygote.
 func (w *Warm) Close() error {
 	w.mu.Lock()
@@ -172,12 +192,14 @@ type warmTask struct {
 
 // zygote is one running zygote.R and its control socket.
 type zygote struct {
-	key   string
-	cmd   *exec.Cmd
-	conn  *net.UnixConn
-	out   *tailBuffer
-	ready chan struct{} // closed when it is ready, refused or died
-	dead  chan struct{} // closed when its socket is closed
+	key string
+	// flow and runID: the run whose tasks it forks (EndRun).
+	flow, runID string
+	cmd         *exec.Cmd
+	conn        *net.UnixConn
+	out         *tailBuffer
+	ready       chan struct{} // closed when it is ready, refused or died
+	dead        chan struct{} // closed when its socket is closed
 
 	mu      sync.Mutex
 	why     string // set when it refused (or could not start)
@@ -190,7 +212,7 @@ type zygote struct {
 }
 
 func startZygote(runtimeDir string, ln *scheduler.Launch, refused func(string)) *zygote {
-	z := &zygote{key: zygoteKey(ln), ready: make(chan struct{}), dead: make(chan struct{}),
+	z := &zygote{key: zygoteKey(ln), flow: ln.Spec.Flow, runID: ln.Spec.RunID, ready: make(chan struct{}), dead: make(chan struct{}),
 		tasks: map[string]*warmTask{}, out: &tailBuffer{max: 4096}}
 	fail := func(why string) *zygote {
 		z.why = why
@@ -506,3 +528,5 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.b))
 }
+
+var _ scheduler.RunEnder = (*Warm)(nil)

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -419,4 +420,68 @@ func TestWarmLogWriteFailureFailsTheTask(t *testing.T) {
 	if len(e.why) != 0 {
 		t.Fatalf("the task did not start warm: %v", e.why)
 	}
+}
+
+// A run's end stops its zygote at once (not after Idle); another run's
+// zygote lives on.
+func TestWarmEndRunStopsTheRunsZygote(t *testing.T) {
+	e := newWarmEnv(t, buildHelper(t))
+	e.w.Idle = time.Hour
+	zygotePid := func(runID string) int {
+		e.w.mu.Lock()
+		defer e.w.mu.Unlock()
+		for _, z := range e.w.zygotes {
+			if z.runID == runID && z.cmd != nil && z.cmd.Process != nil {
+				return z.cmd.Process.Pid
+			}
+		}
+		return 0
+	}
+	// Each run has its own code bundle (the datastore's <run>/_code.rds).
+	code2 := filepath.Join(t.TempDir(), "_code.rds")
+	if b, err := os.ReadFile(e.code); err != nil || os.WriteFile(code2, b, 0o644) != nil {
+		t.Fatalf("copy the code bundle: %v", err)
+	}
+	for _, run := range []string{"1", "2"} {
+		l := e.launch(t, "info", nil)
+		l.Spec.RunID = run
+		if run == "2" {
+			l.Spec.Code = code2
+		}
+		if code, err := e.w.Run(context.Background(), l); code != 0 || err != nil {
+			t.Fatalf("run %s: code=%d err=%v", run, code, err)
+		}
+	}
+	one, two := zygotePid("1"), zygotePid("2")
+	if one == 0 || two == 0 || one == two {
+		t.Fatalf("zygotes of runs 1 and 2: %d, %d", one, two)
+	}
+	e.w.EndRun("F", "1")
+	if zygotePid("1") != 0 {
+		t.Fatal("run 1's zygote is still kept")
+	}
+	gone := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !gone; time.Sleep(10 * time.Millisecond) {
+		gone = syscall.Kill(one, 0) != nil || processState(one) == "Z"
+	}
+	if !gone {
+		t.Fatal("run 1's zygote outlived the run's end")
+	}
+	if syscall.Kill(two, 0) != nil {
+		t.Fatal("run 2's zygote was stopped too")
+	}
+}
+
+// processState is the state letter of /proc/<pid>/stat ("" if gone).
+func processState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
 }

@@ -62,6 +62,14 @@ type Launch struct {
 	Package []CodeFile
 }
 
+// RunEnder is an optional executor capability: EndRun is called once a run
+// has ended (none of its tasks runs any more), so that the executor frees
+// what it kept for the run's tasks (the warm executor's zygote) at once
+// rather than when it has been idle for a while.
+type RunEnder interface {
+	EndRun(flow, runID string)
+}
+
 // Remote is an executor whose tasks run away from this machine and reach
 // the datastore on their own:
 //   - the scheduler gives it input blobs by sha only (SpecArtifact.Path and

@@ -137,6 +137,7 @@ func (r *Run) Execute(ctx context.Context) error {
 	err := r.execute(ctx)
 	// No heartbeat may land after (and overwrite) the run's end.
 	stopBeating()
+	r.endRunInExecutors()
 	r.meta.FinishedAt = r.Now()
 	left := r.LeftRunning()
 	r.meta.JobsLeftRunning = left
@@ -633,4 +634,18 @@ func (r *Run) emit(stderr bool, line string) {
 	defer r.emitMu.Unlock()
 	// Steps may print bytes in any encoding; the console stream is UTF-8.
 	r.Emit(Event{Line: strings.ToValidUTF8(line, "\uFFFD"), Stderr: stderr})
+}
+
+// endRunInExecutors tells each executor the run used that it has ended.
+func (r *Run) endRunInExecutors() {
+	seen := map[Executor]bool{}
+	for _, e := range r.execs {
+		if e.exec == nil || seen[e.exec] {
+			continue
+		}
+		seen[e.exec] = true
+		if re, ok := e.exec.(RunEnder); ok {
+			re.EndRun(r.Graph.Flow, r.meta.RunID)
+		}
+	}
 }

@@ -23,6 +23,7 @@ type chain struct {
 	root   string // its datastore (the .metaflow folder)
 	base   string // METAFLOW_DATASTORE_SYSROOT_LOCAL, for a tmpfs datastore
 	served bool   // engine: metaflow-engine serve (else each client's embedded one)
+	cold   bool   // tasks: a fresh Rscript each (METAFLOW_WARM_START=0), else forked by a zygote
 	sock   string
 	engine *proc
 	env    []string
@@ -38,6 +39,9 @@ type chain struct {
 func (s *suite) newChain(tmpfs bool) (*chain, error) {
 	s.chains++
 	c := &chain{s: s, id: s.chains, dir: filepath.Join(s.tmp, "c"+strconv.Itoa(s.chains)), served: s.rng.Intn(2) == 0}
+	// Tasks start warm (forked by a zygote) by default; half the chains
+	// start a fresh Rscript per task.
+	c.cold = s.rng.Intn(2) == 0
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -45,6 +49,9 @@ func (s *suite) newChain(tmpfs bool) (*chain, error) {
 		return nil, err
 	}
 	c.env = append([]string{}, s.env...)
+	if c.cold {
+		c.env = append(c.env, "METAFLOW_WARM_START=0")
+	}
 	c.root = filepath.Join(c.dir, ".metaflow")
 	if tmpfs {
 		c.base = filepath.Join(c.dir, "ds")
@@ -71,10 +78,14 @@ func (s *suite) newChain(tmpfs bool) (*chain, error) {
 }
 
 func (c *chain) mode() string {
-	if c.served {
-		return "served engine"
+	starts := "warm starts"
+	if c.cold {
+		starts = "cold starts"
 	}
-	return "embedded engine"
+	if c.served {
+		return "served engine, " + starts
+	}
+	return "embedded engine, " + starts
 }
 
 // close stops the chain's engine, unmounts its tmpfs and removes it.
@@ -109,7 +120,7 @@ func (c *chain) ensureEngine() error {
 	if !c.served || (c.engine != nil && !c.engine.exited()) {
 		return nil
 	}
-	e, err := c.s.startEngine(filepath.Dir(c.sock), c.sock)
+	e, err := c.s.startEngine(filepath.Dir(c.sock), c.sock, c.env)
 	if err != nil {
 		return err
 	}
@@ -128,14 +139,28 @@ func (c *chain) client(args ...string) (*proc, error) {
 }
 
 // tasks are the live task processes of the chain's runs (their spec is
-// in the datastore's staging folder).
-func (c *chain) tasks() []int { return procsMatching("task.R", c.root) }
+// in the datastore's staging folder), and the zygotes warm tasks are
+// forked from (their code bundle is in the datastore).
+func (c *chain) tasks() []int {
+	return append(procsMatching("task.R", c.root), procsMatching("zygote.R", c.root)...)
+}
 
-// taskSpecs maps each running task (its spec file, one per attempt) to the
-// pid of its process, the leader of its process group: R's start-up script
-// may fork shells with the same arguments for a moment.
+// taskSpecs maps each running task (its spec file, one per attempt; a warm
+// task: "warm <pid>") to the pid of its process, the leader of its process
+// group: R's start-up script may fork shells with the same arguments for a
+// moment.
 func (c *chain) taskSpecs() map[string]int {
 	out := map[string]int{}
+	zygotes := procsWith("zygote.R", c.root)
+	isZygote := map[int]bool{}
+	for _, p := range zygotes {
+		isZygote[p.pid] = true
+	}
+	for _, p := range zygotes { // a zygote's children are its tasks
+		if isZygote[parentOf(p.pid)] && groupLeader(p.pid) {
+			out["warm "+strconv.Itoa(p.pid)] = p.pid
+		}
+	}
 	for _, p := range procsWith("task.R", c.root) {
 		spec := ""
 		for _, a := range strings.Fields(p.cmdline) {
@@ -232,7 +257,7 @@ func (c *chain) leftoversGone(deadPID int) []string {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return []string{err.Error()}
 		}
-		e, err := c.s.startEngine(d, filepath.Join(d, "e.sock"))
+		e, err := c.s.startEngine(d, filepath.Join(d, "e.sock"), c.env)
 		if err != nil {
 			return []string{"an engine did not start: " + err.Error()}
 		}

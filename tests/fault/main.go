@@ -234,9 +234,10 @@ func cleanEnv(tmpdir, home string) []string {
 		"METAFLOW_ENGINE_HEARTBEAT_SECONDS="+strconv.FormatFloat(heartbeat, 'f', -1, 64))
 }
 
-// startEngine serves an engine on sock (its folder must exist, 0700).
-func (s *suite) startEngine(dir, sock string) (*proc, error) {
-	p, err := startProc(dir, filepath.Join(dir, fmt.Sprintf("engine-%d.log", time.Now().UnixNano())), s.env, "metaflow-engine", "serve", "--socket", sock)
+// startEngine serves an engine with env on sock (its folder must exist,
+// 0700).
+func (s *suite) startEngine(dir, sock string, env []string) (*proc, error) {
+	p, err := startProc(dir, filepath.Join(dir, fmt.Sprintf("engine-%d.log", time.Now().UnixNano())), env, "metaflow-engine", "serve", "--socket", sock)
 	if err != nil {
 		return nil, err
 	}

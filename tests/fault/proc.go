@@ -221,3 +221,21 @@ func groupLeader(pid int) bool {
 	f := strings.Fields(string(b[i+1:]))
 	return len(f) > 2 && f[2] == strconv.Itoa(pid)
 }
+
+// parentOf is pid's parent (0 if it is gone).
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:])) // state ppid ...
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}

@@ -33,7 +33,7 @@ func startReader(s *suite) (*reader, error) {
 		return nil, err
 	}
 	sock := filepath.Join(dir, "e.sock")
-	eng, err := s.startEngine(dir, sock)
+	eng, err := s.startEngine(dir, sock, s.env)
 	if err != nil {
 		return nil, err
 	}
