@@ -14,7 +14,7 @@ import (
 // wait follows a job until it is done or ctx is cancelled (then the job is
 // terminated). While the job is RUNNING it calls running every LogInterval.
 func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any), stuck func(time.Duration) string,
-	running func(context.Context)) (JobStatus, error) {
+	running func(context.Context), stop func(say func(string, ...any))) (JobStatus, error) {
 	w := e.poll.add(id)
 	defer e.poll.remove(id)
 	last := StateSubmitted
@@ -38,6 +38,9 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 				// The client went away without asking to cancel: the job
 				// runs on, bounded by its own timeout (batchTimeout).
 				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: context.Cause(ctx)}
+			}
+			if stop != nil {
+				stop(say)
 			}
 			if err := e.terminate(id, "metaflow: the task was cancelled", say); err != nil {
 				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: err}
