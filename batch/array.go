@@ -231,13 +231,15 @@ func (e *Executor) submitArray(ms []*arrayMember) {
 // by array index (each child's own folder is its task's).
 const arrayTask = "_array"
 
-// arraySpecKey is the spec of the array child the task runner runs: its
-// spec URL ends in "/" and the index is AWS_BATCH_JOB_ARRAY_INDEX, else the
-// ":<index>" suffix of AWS_BATCH_JOB_ID (moto sets only the latter).
-func arraySpecKey(key string, getenv func(string) string) (string, error) {
-	if !strings.HasSuffix(key, "/") {
+// arraySpecKey is the key of the spec the task runner runs: key itself, or
+// for an array child (its spec URL ends in "/": array) the spec in folder
+// key named by its index, AWS_BATCH_JOB_ARRAY_INDEX, else the ":<index>"
+// suffix of AWS_BATCH_JOB_ID (moto sets only the latter).
+func arraySpecKey(key string, array bool, getenv func(string) string) (string, error) {
+	if !array {
 		return key, nil
 	}
+	key = strings.TrimSuffix(key, "/") + "/"
 	idx := getenv("AWS_BATCH_JOB_ARRAY_INDEX")
 	if idx == "" {
 		if id := getenv("AWS_BATCH_JOB_ID"); strings.Contains(id, ":") {

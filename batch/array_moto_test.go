@@ -1,0 +1,132 @@
+//go:build linux
+
+package batch
+
+// Foreach splits on Batch as array jobs, against the live moto_server: moto
+// runs each array child as a container of the local base-R image.
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/batch"
+	"github.com/aws/aws-sdk-go-v2/service/batch/types"
+
+	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/graph"
+	"github.com/metaflow-r/metaflow/engine/scheduler"
+)
+
+// A 3-way foreach on Batch is one SubmitJob (an array of 3 children) plus
+// one for the retry of the split that fails once; each child's artifacts,
+// logs and attempts are its own.
+func TestEmuArrayFanOut(t *testing.T) {
+	f, exe, local := testExecutor(t)
+	g, err := graph.New("ArrayFlowR", []graph.Step{
+		{Name: "start", Next: []string{"work"}, Foreach: "xs"},
+		{Name: "work", Next: []string{"join"}, Decorators: []graph.Decorator{
+			{Name: "batch", Args: map[string]string{"memory": "512"}}, {Name: "retry", Args: map[string]string{"times": "1"}}}},
+		{Name: "join", Next: []string{"end"}, Join: true},
+		{Name: "end"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := codeBundle(t, `
+		start = function(self) self$xs <- c(1, 2, 3),
+		work = function(self) {
+			cat("child", self$input, Sys.getenv("AWS_BATCH_JOB_ID"), "\n")
+			if (self$input == 2 && current("retry_count") == 0) stop("split two fails once")
+			self$sq <- self$input^2
+		},
+		join = function(self, inputs) self$total <- sum(sapply(inputs, function(i) i$sq)),
+		end = function(self) cat("total is:", self$total, "\n")`)
+	root := t.TempDir()
+	store := datastore.NewLocal(filepath.Join(root, ".metaflow"))
+	var mu sync.Mutex
+	var lines []string
+	r := &scheduler.Run{
+		Graph: g, Store: store, Exec: local, Executors: executors(t, exe), Code: code,
+		Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 10, User: "tester", Workdir: root, Rscript: "Rscript"},
+		Emit: func(ev scheduler.Event) { mu.Lock(); lines = append(lines, ev.Line); mu.Unlock() },
+	}
+	if err := r.Prepare(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = r.Execute(f.ctx)
+	all := strings.Join(lines, "\n")
+	if err != nil {
+		t.Fatalf("run failed: %v\n%s", err, all)
+	}
+	t.Logf("console:\n%s", all)
+	if !strings.Contains(all, "total is: 14") {
+		t.Errorf("console lacks the total:\n%s", all)
+	}
+	// What moto holds: submissions are the jobs that are not array
+	// children (moto lists children by queue too; AWS does not).
+	out, err := f.raw.ListJobs(f.ctx, &batch.ListJobsInput{JobQueue: aws.String(f.queue),
+		Filters: []types.KeyValuesPair{{Name: aws.String("JOB_NAME"), Values: []string{"mf-ArrayFlowR-*"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var submitted []string
+	for _, j := range out.JobSummaryList {
+		if id := aws.ToString(j.JobId); !strings.Contains(id, ":") {
+			submitted = append(submitted, id)
+		}
+	}
+	if len(submitted) != 2 {
+		t.Fatalf("%d jobs submitted (%v), want 2: one array of 3 and one retry", len(submitted), submitted)
+	}
+	ids, err := store.ListTasks(f.ctx, "ArrayFlowR", r.RunID(), "work")
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("work tasks %v: %v", ids, err)
+	}
+	parents := map[string]bool{}
+	var children []string
+	for _, id := range ids {
+		task, err := store.GetTask(f.ctx, "ArrayFlowR", r.RunID(), "work", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := task.Stack[0].Index
+		want := 1
+		if i == 1 {
+			want = 2
+		}
+		if len(task.Attempts) != want || task.Status != datastore.StatusCompleted {
+			t.Fatalf("split %d: %d attempts, %s; want %d, completed", i, len(task.Attempts), task.Status, want)
+		}
+		first := task.Attempts[0].JobID
+		if !strings.Contains(first, ":") {
+			t.Errorf("split %d's first attempt ran as job %q, not an array child", i, first)
+		}
+		parents[parentOf(first)] = true
+		children = append(children, first)
+		if want == 2 && strings.Contains(task.Attempts[1].JobID, ":") {
+			t.Errorf("split %d's retry ran as %q, an array child; want a job of its own", i, task.Attempts[1].JobID)
+		}
+		arts, err := store.GetArtifacts(f.ctx, "ArrayFlowR", r.RunID(), "work", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := arts["sq"]; !ok {
+			t.Errorf("split %d has no artifact sq: %v", i, arts)
+		}
+		// Each child's log is its own: its element and its job id.
+		last := task.Attempts[len(task.Attempts)-1]
+		b, _ := os.ReadFile(store.LogFile("ArrayFlowR", r.RunID(), "work", id, last.Attempt, datastore.Stdout))
+		if want := "child " + []string{"1", "2", "3"}[i] + " " + last.JobID; !strings.Contains(string(b), want) {
+			t.Errorf("split %d's stdout log %q lacks %q", i, b, want)
+		}
+	}
+	sort.Strings(children)
+	if len(parents) != 1 || len(children) != 3 || children[0] == children[1] || children[1] == children[2] {
+		t.Errorf("first attempts ran as %v, want 3 children of one array job", children)
+	}
+}
