@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
@@ -51,11 +52,12 @@ type arrayBatch struct {
 }
 
 // arrayJob is a submitted array job, shared by its children: the first
-// child cancelled terminates the parent (which on AWS ends all children).
+// child cancelled terminates the parent too.
 type arrayJob struct {
 	id       string
 	children int
-	once     sync.Once
+	stopping atomic.Bool
+	stopped  chan struct{} // closed when the parent's TerminateJob is done
 }
 
 // parentOf is an array child's parent job id (the id itself otherwise).
@@ -83,18 +85,29 @@ func (e *Executor) runChild(ctx context.Context, l *scheduler.Launch, j *prepare
 		return -1, m.err
 	}
 	var stop func(say func(string, ...any))
+	mine := false // this child terminates the parent: it waits for that
 	if a := m.arr; a != nil {
 		stop = func(say func(string, ...any)) {
-			a.once.Do(func() {
-				// The children are terminated too, each by its own
-				// follower: what is reported is what each call did.
+			if !a.stopping.CompareAndSwap(false, true) {
+				return
+			}
+			mine = true
+			// The parent is terminated beside the children (which on AWS
+			// it ends; moto does not): each child is still terminated by
+			// its own follower, and reported for what that call did.
+			go func() {
+				defer close(a.stopped)
 				if err := e.terminate(a.id, "metaflow: the task was cancelled", say); err == nil {
 					say("Batch array job %s (%d children) terminated.", a.id, a.children)
 				}
-			})
+			}()
 		}
 	}
-	return e.follow(ctx, l, j, m.id, stop)
+	code, err := e.follow(ctx, l, j, m.id, stop)
+	if mine {
+		<-m.arr.stopped
+	}
+	return code, err
 }
 
 // join adds m to its fan-out's batch and submits the batch when it is
@@ -220,7 +233,7 @@ func (e *Executor) submitArray(ms []*arrayMember) {
 		fail(err)
 		return
 	}
-	a := &arrayJob{id: id, children: len(ms)}
+	a := &arrayJob{id: id, children: len(ms), stopped: make(chan struct{})}
 	for i, m := range ms {
 		m.id, m.arr = id+":"+strconv.Itoa(i), a
 		close(m.done)

@@ -6,12 +6,14 @@ package batch
 // runs each array child as a container of the local base-R image.
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/batch"
@@ -128,5 +130,70 @@ func TestEmuArrayFanOut(t *testing.T) {
 	sort.Strings(children)
 	if len(parents) != 1 || len(children) != 3 || children[0] == children[1] || children[1] == children[2] {
 		t.Errorf("first attempts ran as %v, want 3 children of one array job", children)
+	}
+}
+
+// Ctrl-C while the children run ends every child (and the parent), and the
+// run counts each child it ended.
+func TestEmuArrayCancelEndsChildren(t *testing.T) {
+	f, exe, local := testExecutor(t)
+	g, _ := graph.New("ArrayStopFlowR", []graph.Step{
+		{Name: "start", Next: []string{"work"}, Foreach: "xs"},
+		{Name: "work", Next: []string{"join"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
+		{Name: "join", Next: []string{"end"}, Join: true},
+		{Name: "end"},
+	})
+	root := t.TempDir()
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var ids []string
+	r := &scheduler.Run{
+		Graph: g, Store: datastore.NewLocal(filepath.Join(root, ".metaflow")), Exec: local, Executors: executors(t, exe),
+		Code: codeBundle(t, `start = function(self) self$xs <- 1:3, work = function(self) Sys.sleep(120),
+			join = function(self, inputs) NULL, end = function(self) NULL`),
+		Opts: scheduler.Options{MaxWorkers: 1, MaxNumSplits: 3, User: "tester", Workdir: root, Rscript: "Rscript"},
+		Emit: func(ev scheduler.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			if i := strings.Index(ev.Line, "] Batch job "); i >= 0 && strings.HasSuffix(ev.Line, " is RUNNING.") {
+				if ids = append(ids, strings.Fields(ev.Line[i+len("] Batch job "):])[0]); len(ids) == 3 {
+					cancel()
+				}
+			}
+		},
+	}
+	if err := r.Prepare(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Execute(ctx); !scheduler.IsInterrupted(err) {
+		t.Fatalf("run: %v, want interrupted", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := r.Killed(); got != 3 {
+		t.Errorf("Killed() = %d, want the 3 children", got)
+	}
+	parent := parentOf(ids[0])
+	want := append([]string{parent}, ids...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := exe.Client().Describe(f.ctx, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended := 0
+		for _, id := range ids {
+			if st[id].Status == StateFailed {
+				ended++
+			}
+		}
+		if ended == 3 && st[parent].StatusReason == "metaflow: the task was cancelled" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after the cancel: %d of 3 children FAILED, parent %s reason %q", ended, st[parent].Status, st[parent].StatusReason)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

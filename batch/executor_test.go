@@ -323,7 +323,7 @@ func waitJobsGone(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		left := 0
-		for _, flow := range []string{"ExecFlowR", "FailFlowR", "SleepFlowR", "LiveLogFlowR", "PackageFlowR", "ArrayFlowR"} {
+		for _, flow := range []string{"ExecFlowR", "FailFlowR", "SleepFlowR", "LiveLogFlowR", "PackageFlowR", "ArrayFlowR", "ArrayStopFlowR"} {
 			out, _ := exec.Command("docker", "ps", "-aq", "--filter", "name=^mf-"+flow+"-").Output()
 			left += len(strings.Fields(string(out)))
 		}

@@ -1,0 +1,45 @@
+package batch
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestArraySpecKey(t *testing.T) {
+	cases := []struct {
+		name  string
+		key   string
+		array bool
+		env   map[string]string
+		want  string
+		err   string
+	}{
+		{"a single job's spec", "a/b/_spec.mpk", false, nil, "a/b/_spec.mpk", ""},
+		{"AWS: the array index", "a/_array/0-x", true, map[string]string{"AWS_BATCH_JOB_ARRAY_INDEX": "7", "AWS_BATCH_JOB_ID": "p:3"}, "a/_array/0-x/7", ""},
+		{"moto: the job id's suffix", "a/_array/0-x/", true, map[string]string{"AWS_BATCH_JOB_ID": "p:3"}, "a/_array/0-x/3", ""},
+		{"no index", "a/_array/0-x", true, map[string]string{"AWS_BATCH_JOB_ID": "p"}, "", "has no array index"},
+		{"a bad index", "a/_array/0-x", true, map[string]string{"AWS_BATCH_JOB_ARRAY_INDEX": "-1"}, "", "has no array index"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := arraySpecKey(tc.key, tc.array, func(k string) string { return tc.env[k] })
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParentOf(t *testing.T) {
+	for id, want := range map[string]string{"p:3": "p", "p": "p", "a-b:10": "a-b"} {
+		if got := parentOf(id); got != want {
+			t.Errorf("parentOf(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
