@@ -7,11 +7,14 @@ package batch
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/metaflow-r/metaflow/engine/datastore"
 	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
+	"github.com/metaflow-r/metaflow/shim"
 )
 
 // A 3-way foreach on Batch is one SubmitJob (an array of 3 children) plus
@@ -196,4 +200,115 @@ func TestEmuArrayCancelEndsChildren(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// BenchmarkEmuArrayFanOut runs a 1,000-split foreach on Batch against the
+// frozen moto_server (jobs stay SUBMITTED, no container runs) through the
+// real scheduler and executor, until every split is submitted and followed,
+// then cancels it. Reported: SubmitJob calls per split, the engine's wall
+// and CPU time per split from the foreach's end to the last child
+// submitted, DescribeJobs calls per poll interval per 100 splits, and the
+// time the cancel took. Not a test: run with
+//
+//	go test ./batch/ -run '^$' -bench EmuArrayFanOut -benchtime 1x
+func BenchmarkEmuArrayFanOut(b *testing.B) {
+	const n = 1000
+	if _, err := exec.LookPath("Rscript"); err != nil {
+		b.Skip("Rscript is not installed")
+	}
+	engine, err := exec.LookPath("true") // frozen jobs never run it
+	if err != nil {
+		b.Skip("no `true` binary to stand in for the engine")
+	}
+	f := newFixture(b, false)
+	local, err := shim.NewLocal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { local.Close() })
+	g, _ := graph.New("ArrayBenchFlowR", []graph.Step{
+		{Name: "start", Next: []string{"work"}, Foreach: "xs"},
+		{Name: "work", Next: []string{"join"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
+		{Name: "join", Next: []string{"end"}, Join: true},
+		{Name: "end"},
+	})
+	code := codeBundle(b, fmt.Sprintf(`start = function(self) self$xs <- seq_len(%d), work = function(self) NULL,
+		join = function(self, inputs) NULL, end = function(self) NULL`, n))
+	const poll = time.Second
+	for i := 0; i < b.N; i++ {
+		bucket := strings.ToLower(f.name("mf-bench"))
+		exe, err := NewExecutor(f.ctx, Config{
+			Queue: f.queue, Image: noImage, S3Root: "s3://" + bucket + "/metaflow", EngineBinary: engine,
+			PollInterval: poll, LogInterval: time.Minute,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		createBucket(b, exe.s3, bucket)
+		root := b.TempDir()
+		ctx, cancel := context.WithCancel(f.ctx)
+		var (
+			mu        sync.Mutex
+			submitted int
+			t0, t1    time.Time
+			cpu0      time.Duration
+			cpu1      time.Duration
+			all       = make(chan struct{})
+		)
+		r := &scheduler.Run{
+			Graph: g, Store: datastore.NewLocal(filepath.Join(root, ".metaflow")), Exec: local, Executors: executors(b, exe), Code: code,
+			Opts: scheduler.Options{MaxWorkers: 16, MaxNumSplits: n, User: "bench", Workdir: root, Rscript: "Rscript"},
+			Emit: func(ev scheduler.Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case strings.Contains(ev.Line, "/start/") && strings.HasSuffix(ev.Line, "Task finished successfully."):
+					t0, cpu0 = time.Now(), processCPU()
+					exe.c.ResetCalls()
+				case strings.Contains(ev.Line, " submitted to queue "):
+					if submitted++; submitted == n {
+						t1, cpu1 = time.Now(), processCPU()
+						close(all)
+					}
+				}
+			},
+		}
+		if err := r.Prepare(f.ctx); err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- r.Execute(ctx) }()
+		select {
+		case <-all:
+		case err := <-done:
+			b.Fatalf("run ended before all %d splits were submitted: %v", n, err)
+		}
+		calls := exe.c.Calls()
+		// Polling while all are in flight: DescribeJobs per interval.
+		exe.c.ResetCalls()
+		time.Sleep(5 * poll)
+		describes := exe.c.Calls()["Batch.DescribeJobs"]
+		tc := time.Now()
+		cancel()
+		if err := <-done; !scheduler.IsInterrupted(err) {
+			b.Fatalf("run: %v, want interrupted", err)
+		}
+		took := time.Since(tc)
+		if got := r.Killed(); got != n {
+			b.Errorf("Killed() = %d, want %d", got, n)
+		}
+		b.ReportMetric(float64(calls["Batch.SubmitJob"])/n, "submitjob/split")
+		b.ReportMetric(float64(t1.Sub(t0).Microseconds())/1000/n, "engine-ms/split")
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/n, "engine-cpu-ms/split")
+		b.ReportMetric(float64(describes)/5/(n/100), "describe/interval/100splits")
+		b.ReportMetric(took.Seconds(), "cancel-s")
+		b.Logf("calls from the foreach's end to the last split submitted: %v", calls)
+	}
+}
+
+// processCPU is the user+system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
