@@ -43,3 +43,29 @@ func TestParentOf(t *testing.T) {
 		}
 	}
 }
+
+func TestChangedStates(t *testing.T) {
+	type m = map[State]int
+	cases := []struct {
+		name      string
+		prev, cur m
+		want      string
+	}{
+		{"first sight lists every state with children", nil, m{StateSubmitted: 3, StateRunning: 2, StateFailed: 0}, "SUBMITTED,RUNNING"},
+		{"nothing changed: nothing listed", m{StateRunning: 5}, m{StateRunning: 5, StateFailed: 0}, ""},
+		{"one ended as another started: RUNNING and SUCCEEDED", m{StateRunnable: 1, StateRunning: 1}, m{StateRunning: 1, StateSucceeded: 1}, "RUNNING,SUCCEEDED"},
+		{"a state emptied: only non-empty ones listed", m{StateRunnable: 2}, m{StateStarting: 2}, "STARTING"},
+		{"all done", m{StateRunning: 2}, m{StateSucceeded: 1, StateFailed: 1}, "SUCCEEDED,FAILED"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			for _, s := range changedStates(tc.prev, tc.cur) {
+				got = append(got, string(s))
+			}
+			if strings.Join(got, ",") != tc.want {
+				t.Fatalf("got %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
