@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
+	"github.com/metaflow-r/metaflow/engine/graph"
 	"github.com/metaflow-r/metaflow/engine/scheduler"
 )
 
@@ -264,4 +265,18 @@ func arraySpecKey(key string, array bool, getenv func(string) string) (string, e
 		return "", fmt.Errorf("the task spec %s is an array job's, but this job has no array index (AWS_BATCH_JOB_ARRAY_INDEX %q)", key, idx)
 	}
 	return key + strconv.Itoa(n), nil
+}
+
+// singleJobs is the executor without the scheduler.ArrayExecutor capability
+// (METAFLOW_BATCH_ARRAY_JOBS=0): every attempt is a job of its own.
+type singleJobs struct{ e *Executor }
+
+func (s singleJobs) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
+	return s.e.Run(ctx, l)
+}
+
+func (s singleJobs) RunsRemotely() {}
+
+func (s singleJobs) Preflight(ctx context.Context, step string, decos map[string]graph.Decorator, rscript string) error {
+	return s.e.Preflight(ctx, step, decos, rscript)
 }

@@ -216,8 +216,7 @@ func BenchmarkEmuArrayFanOut(b *testing.B) {
 	if _, err := exec.LookPath("Rscript"); err != nil {
 		b.Skip("Rscript is not installed")
 	}
-	engine, err := exec.LookPath("true") // frozen jobs never run it
-	if err != nil {
+	if _, err := exec.LookPath("true"); err != nil { // frozen jobs never run it
 		b.Skip("no `true` binary to stand in for the engine")
 	}
 	f := newFixture(b, false)
@@ -235,6 +234,17 @@ func BenchmarkEmuArrayFanOut(b *testing.B) {
 	code := codeBundle(b, fmt.Sprintf(`start = function(self) self$xs <- seq_len(%d), work = function(self) NULL,
 		join = function(self, inputs) NULL, end = function(self) NULL`, n))
 	const poll = time.Second
+	for _, mode := range []string{"array", "single"} {
+		b.Run(mode, func(b *testing.B) { benchFanOut(b, f, local, g, code, n, poll, mode == "single") })
+	}
+}
+
+// benchFanOut runs the benchmark's flow b.N times; single turns array
+// jobs off (METAFLOW_BATCH_ARRAY_JOBS=0: a job per split, the baseline),
+// with --max-workers 100: frozen jobs never end, so the first 100 splits
+// are measured (a thousand concurrent tasks overwhelm moto_server).
+func benchFanOut(b *testing.B, f *fixture, local *shim.Local, g *graph.Graph, code []byte, n int, poll time.Duration, single bool) {
+	engine, _ := exec.LookPath("true")
 	for i := 0; i < b.N; i++ {
 		bucket := strings.ToLower(f.name("mf-bench"))
 		exe, err := NewExecutor(f.ctx, Config{
@@ -255,9 +265,14 @@ func BenchmarkEmuArrayFanOut(b *testing.B) {
 			cpu1      time.Duration
 			all       = make(chan struct{})
 		)
+		var ex scheduler.Executor = exe
+		workers, want := 16, n
+		if single {
+			ex, workers, want = singleJobs{exe}, 100, 100
+		}
 		r := &scheduler.Run{
-			Graph: g, Store: datastore.NewLocal(filepath.Join(root, ".metaflow")), Exec: local, Executors: executors(b, exe), Code: code,
-			Opts: scheduler.Options{MaxWorkers: 16, MaxNumSplits: n, User: "bench", Workdir: root, Rscript: "Rscript"},
+			Graph: g, Store: datastore.NewLocal(filepath.Join(root, ".metaflow")), Exec: local, Executors: executors(b, ex), Code: code,
+			Opts: scheduler.Options{MaxWorkers: workers, MaxNumSplits: n, User: "bench", Workdir: root, Rscript: "Rscript"},
 			Emit: func(ev scheduler.Event) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -266,7 +281,7 @@ func BenchmarkEmuArrayFanOut(b *testing.B) {
 					t0, cpu0 = time.Now(), processCPU()
 					exe.c.ResetCalls()
 				case strings.Contains(ev.Line, " submitted to queue "):
-					if submitted++; submitted == n {
+					if submitted++; submitted == want {
 						t1, cpu1 = time.Now(), processCPU()
 						close(all)
 					}
@@ -281,7 +296,7 @@ func BenchmarkEmuArrayFanOut(b *testing.B) {
 		select {
 		case <-all:
 		case err := <-done:
-			b.Fatalf("run ended before all %d splits were submitted: %v", n, err)
+			b.Fatalf("run ended before %d splits were submitted: %v", want, err)
 		}
 		calls := exe.c.Calls()
 		// Polling while all are in flight: DescribeJobs per interval.
@@ -295,12 +310,12 @@ func BenchmarkEmuArrayFanOut(b *testing.B) {
 			b.Fatalf("run: %v, want interrupted", err)
 		}
 		took := time.Since(tc)
-		if got := r.Killed(); got != n {
-			b.Errorf("Killed() = %d, want %d", got, n)
+		if got := r.Killed(); got != want {
+			b.Errorf("Killed() = %d, want %d", got, want)
 		}
-		b.ReportMetric(float64(calls["Batch.SubmitJob"])/n, "submitjob/split")
-		b.ReportMetric(float64(t1.Sub(t0).Microseconds())/1000/n, "engine-ms/split")
-		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/n, "engine-cpu-ms/split")
+		b.ReportMetric(float64(calls["Batch.SubmitJob"])/float64(want), "submitjob/split")
+		b.ReportMetric(float64(t1.Sub(t0).Microseconds())/1000/float64(want), "engine-ms/split")
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(want), "engine-cpu-ms/split")
 		b.ReportMetric(float64(polls)/5, "poll-calls/interval")
 		b.ReportMetric(took.Seconds(), "cancel-s")
 		b.Logf("calls from the foreach's end to the last split submitted: %v; in %s of polling: %v", calls, 5*poll, round)

@@ -3,6 +3,8 @@ package batch
 import (
 	"strings"
 	"testing"
+
+	"github.com/metaflow-r/metaflow/engine/scheduler"
 )
 
 func TestArraySpecKey(t *testing.T) {
@@ -67,5 +69,41 @@ func TestChangedStates(t *testing.T) {
 				t.Fatalf("got %v, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestArrayJobsSetting(t *testing.T) {
+	t.Setenv("METAFLOW_BATCH_JOB_QUEUE", "q")
+	t.Setenv("METAFLOW_DATASTORE_SYSROOT_S3", "s3://my-bucket/x")
+	t.Setenv("AWS_REGION", "us-east-1")
+	for _, tc := range []struct {
+		v      string
+		arrays bool
+		err    bool
+	}{{"", true, false}, {"1", true, false}, {"true", true, false}, {"0", false, false}, {"FALSE", false, false}, {"maybe", false, true}} {
+		t.Setenv("METAFLOW_BATCH_ARRAY_JOBS", tc.v)
+		c, err := ConfigFromEnv()
+		if tc.err {
+			if err == nil || !strings.Contains(err.Error(), "METAFLOW_BATCH_ARRAY_JOBS must be 1") {
+				t.Errorf("%q: %v, want the setting named", tc.v, err)
+			}
+			continue
+		}
+		if err != nil || c.SingleJobs == tc.arrays {
+			t.Errorf("%q: single jobs %v, %v; want arrays %v", tc.v, c.SingleJobs, err, tc.arrays)
+		}
+		ex, err := NewPlugin().NewExecutor()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := ex.(scheduler.ArrayExecutor); ok != tc.arrays {
+			t.Errorf("%q: the executor runs arrays: %v, want %v", tc.v, ok, tc.arrays)
+		}
+		if _, ok := ex.(scheduler.Remote); !ok {
+			t.Errorf("%q: the executor is not remote", tc.v)
+		}
+		if _, ok := ex.(scheduler.Preflighter); !ok {
+			t.Errorf("%q: the executor has no preflight", tc.v)
+		}
 	}
 }
