@@ -328,3 +328,49 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// batch list shows an array job as one row (its parent, task "first..last")
+// and batch kill terminates it with its children.
+func TestEmuJobsListAndKillArrays(t *testing.T) {
+	f := newFixture(t, false)
+	const flow = "ArrayListFlowR"
+	l := Labels{Flow: flow, User: "alice", Run: "15", Step: "work", Task: "2..4"}
+	parent := f.submit(JobSpec{Labels: l, ArraySize: 3})
+	single := f.submit(JobSpec{Labels: Labels{Flow: flow, User: "alice", Run: "15", Step: "work", Task: "3", Attempt: 1}})
+	root := filepath.Join(t.TempDir(), ".metaflow")
+	if err := os.MkdirAll(filepath.Join(root, flow, "15"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("METAFLOW_BATCH_JOB_QUEUE", f.queue)
+	t.Setenv("METAFLOW_DATASTORE_SYSROOT_S3", "s3://metaflow-test/prefix")
+	p := NewPlugin()
+	for _, kill := range []bool{false, true} {
+		rep, err := p.Jobs(f.ctx, inStore(root, scheduler.JobQuery{Flow: flow, User: "alice", Kill: kill}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []string
+		for _, j := range rep.Jobs {
+			rows = append(rows, j.ID+" "+j.TaskID)
+		}
+		sort.Strings(rows)
+		want := []string{parent + " 2..4", single + " 3"}
+		sort.Strings(want)
+		if strings.Join(rows, ",") != strings.Join(want, ",") {
+			t.Errorf("kill %v: rows %v, want %v", kill, rows, want)
+		}
+		if kill && rep.Killed != 2 {
+			t.Errorf("killed %d, want 2 (the array job and the single job)", rep.Killed)
+		}
+	}
+	ids := []string{parent, single, parent + ":0", parent + ":1", parent + ":2"}
+	st, err := f.c.Describe(f.ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if st[id].StatusReason != terminateReason {
+			t.Errorf("job %s was not terminated: %+v", id, st[id])
+		}
+	}
+}
