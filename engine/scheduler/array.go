@@ -3,7 +3,7 @@ package scheduler
 import "strings"
 
 // ArrayExecutor is an executor that runs the splits of one foreach together
-// (a batch system's array job: one submission for many tasks). The
+// (a cluster scheduler's array job: one submission for many tasks). The
 // scheduler starts the first attempts of such a step's foreach splits all at
 // once, not bounded by --max-workers (the backend bounds what runs), and
 // calls Run for each with Launch.Array naming the fan-out, so the executor
