@@ -189,6 +189,18 @@ func TestEmuCancelReportsJobsItCouldNotStop(t *testing.T) {
 			if !scheduler.IsInterrupted(runErr) || len(ids) != 3 {
 				t.Fatalf("run: %v, %d jobs submitted; console:\n%s", runErr, len(ids), console)
 			}
+			// The splits are children of one array job, whose parent was
+			// terminated too (on AWS that ends the children; moto needs
+			// each child's own TerminateJob).
+			parent := parentOf(ids[0])
+			for _, id := range ids {
+				if !strings.Contains(id, ":") || parentOf(id) != parent {
+					t.Fatalf("jobs %v are not the children of one array job", ids)
+				}
+			}
+			if proxy.callsOf(parent) == 0 {
+				t.Errorf("no TerminateJob for the array job %s", parent)
+			}
 			// What moto says: only jobs the report calls ended got TerminateJob.
 			st, err := f.c.Describe(f.ctx, ids)
 			if err != nil {

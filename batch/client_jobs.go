@@ -28,6 +28,9 @@ type JobStatus struct {
 	StartedAt time.Time
 	StoppedAt time.Time
 	Tags      map[string]string
+	// Children counts an array job's children by state
+	// (arrayProperties.statusSummary); nil for other jobs.
+	Children map[State]int
 }
 
 // Describe returns the status of each known id, calling DescribeJobs once
@@ -65,6 +68,12 @@ func statusOf(d types.JobDetail) JobStatus {
 		StartedAt:    millis(d.StartedAt),
 		StoppedAt:    millis(d.StoppedAt),
 		Tags:         d.Tags,
+	}
+	if ap := d.ArrayProperties; ap != nil && ap.StatusSummary != nil {
+		s.Children = make(map[State]int, len(ap.StatusSummary))
+		for k, v := range ap.StatusSummary {
+			s.Children[State(k)] = int(v)
+		}
 	}
 	if ct := d.Container; ct != nil {
 		s.LogStream = aws.ToString(ct.LogStreamName)

@@ -34,7 +34,13 @@ type JobSpec struct {
 	Tags map[string]string
 	// TimeoutSeconds, if positive, makes Batch kill the attempt after it.
 	TimeoutSeconds int
+	// ArraySize, if above 1, submits an array job of that many children
+	// (2 to MaxArraySize), each told its index (AWS_BATCH_JOB_ARRAY_INDEX).
+	ArraySize int
 }
+
+// MaxArraySize is the most children AWS Batch allows in one array job.
+const MaxArraySize = 10000
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -97,6 +103,9 @@ func (c *Client) Submit(ctx context.Context, spec JobSpec) (string, error) {
 	if spec.JobDefinition != "" && spec.Container != (Container{}) {
 		return "", fmt.Errorf("submit: job definition %s fixes the job's IAM roles and Linux parameters: give an image instead to set them", spec.JobDefinition)
 	}
+	if spec.ArraySize < 0 || spec.ArraySize > MaxArraySize {
+		return "", fmt.Errorf("submit: an array job of %d children; Batch allows 2 to %d", spec.ArraySize, MaxArraySize)
+	}
 	key := jobKey(spec.Labels)
 	if len(key) > maxKeyLen {
 		return "", fmt.Errorf("submit: task identity %q is longer than %d characters", key, maxKeyLen)
@@ -121,6 +130,9 @@ func (c *Client) Submit(ctx context.Context, spec JobSpec) (string, error) {
 		// Tags also go to the ECS task, for cost allocation.
 		PropagateTags:      aws.Bool(true),
 		ContainerOverrides: &types.ContainerOverrides{Command: spec.Command, Environment: envPairs(spec.Env)},
+	}
+	if spec.ArraySize > 1 {
+		in.ArrayProperties = &types.ArrayProperties{Size: aws.Int32(int32(spec.ArraySize))}
 	}
 	if spec.TimeoutSeconds > 0 {
 		in.Timeout = &types.JobTimeout{AttemptDurationSeconds: aws.Int32(int32(spec.TimeoutSeconds))}

@@ -70,6 +70,13 @@ func (e *Executor) collect(ctx context.Context, l *scheduler.Launch, logs *logFo
 	// Logs: the rest of the task runner's copies (what the live fetches did
 	// not get and print yet), else CloudWatch.
 	gotLogs := logs.finish(ctx)
+	if !gotLogs && st.LogStream == "" && parentOf(st.ID) != st.ID {
+		// An array child's status came from ListJobs, which has no log
+		// stream: its own description has.
+		if d, err := e.c.Describe(ctx, []string{st.ID}); err == nil {
+			st.LogStream = d[st.ID].LogStream
+		}
+	}
 	if !gotLogs {
 		lines, err := e.c.LogTail(ctx, st.LogStream, 200)
 		if err == nil && len(lines) > 0 {

@@ -47,6 +47,22 @@ type Config struct {
 	// 30 s) bounds how long a failing TerminateJob of a cancelled task is
 	// retried before its job is reported as left running.
 	TerminateTimeout time.Duration
+	// SingleJobs (METAFLOW_BATCH_ARRAY_JOBS=0; default 1) turns array jobs
+	// off: every foreach split is a job of its own, and --max-workers
+	// bounds them as it bounds other tasks.
+	SingleJobs bool
+}
+
+// parseArrayJobs reads METAFLOW_BATCH_ARRAY_JOBS: whether foreach splits
+// are submitted as array jobs.
+func parseArrayJobs(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "1", "true":
+		return true, nil
+	case "0", "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("METAFLOW_BATCH_ARRAY_JOBS must be 1 (foreach splits as array jobs, the default) or 0 (a job per split), not %q", v)
 }
 
 // ConfigFromEnv reads the configuration from the environment and Metaflow's
@@ -72,6 +88,11 @@ func ConfigFromEnv() (Config, error) {
 	if c.TerminateTimeout, err = parseTerminateTimeout(get(terminateTimeoutEnv)); err != nil {
 		return c, err
 	}
+	arrays, err := parseArrayJobs(get("METAFLOW_BATCH_ARRAY_JOBS"))
+	if err != nil {
+		return c, err
+	}
+	c.SingleJobs = !arrays
 	if s := get("METAFLOW_BATCH_JOB_ENV"); s != "" {
 		if err := json.Unmarshal([]byte(s), &c.JobEnv); err != nil {
 			return c, fmt.Errorf("METAFLOW_BATCH_JOB_ENV must be a JSON object of strings: %v", err)

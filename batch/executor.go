@@ -30,7 +30,7 @@ import (
 // once, and reports their shas; the executor copies them into a datastore of
 // record elsewhere (read once, checked) and names them with Launch.Stored,
 // and the scheduler adopts them by sha. Capabilities: scheduler.Remote and
-// scheduler.Preflighter.
+// scheduler.Preflighter and scheduler.ArrayExecutor (array.go).
 type Executor struct {
 	cfg    Config
 	c      *Client
@@ -49,6 +49,9 @@ type Executor struct {
 	engineMu sync.Mutex
 	engine   string              // S3 key of the engine binary, once uploaded
 	codeSHA  map[string]*onceStr // local code path -> sha
+
+	arrMu  sync.Mutex
+	arrays map[string]*arrayBatch // fan-out (Launch.Array.Group) -> splits waiting
 }
 
 type onceErr struct {

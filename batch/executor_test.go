@@ -44,7 +44,7 @@ func ensureImage(t *testing.T) {
 }
 
 // createBucket makes an S3 bucket in the emulator.
-func createBucket(t *testing.T, s *s3io.Client, bucket string) {
+func createBucket(t testing.TB, s *s3io.Client, bucket string) {
 	t.Helper()
 	if err := s.CreateBucket(context.Background(), bucket); err != nil {
 		t.Fatal(err)
@@ -52,7 +52,7 @@ func createBucket(t *testing.T, s *s3io.Client, bucket string) {
 }
 
 // codeBundle serializes step functions the way run() does.
-func codeBundle(t *testing.T, functions string) []byte {
+func codeBundle(t testing.TB, functions string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "code.rds")
@@ -323,7 +323,7 @@ func waitJobsGone(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		left := 0
-		for _, flow := range []string{"ExecFlowR", "FailFlowR", "SleepFlowR", "LiveLogFlowR", "PackageFlowR"} {
+		for _, flow := range []string{"ExecFlowR", "FailFlowR", "SleepFlowR", "LiveLogFlowR", "PackageFlowR", "ArrayFlowR", "ArrayStopFlowR"} {
 			out, _ := exec.Command("docker", "ps", "-aq", "--filter", "name=^mf-"+flow+"-").Output()
 			left += len(strings.Fields(string(out)))
 		}

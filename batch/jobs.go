@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,6 +47,7 @@ func (p *Plugin) Jobs(ctx context.Context, q scheduler.JobQuery) (*scheduler.Job
 	}
 	rep := &scheduler.JobReport{RunID: runID, Queue: queue}
 	var failed []error
+	jobs, children := foldChildren(jobs)
 	for _, j := range jobs {
 		sj := scheduler.Job{
 			ID: j.ID, Name: j.Name, Status: string(j.Status), RunID: j.Labels.Run, Step: j.Labels.Step,
@@ -57,6 +59,14 @@ func (p *Plugin) Jobs(ctx context.Context, q scheduler.JobQuery) (*scheduler.Job
 				failed = append(failed, err)
 			} else {
 				rep.Killed++
+				// AWS ends an array job's children with it; a backend
+				// that lists them by queue (moto) may not: they go too.
+				for _, id := range children[j.ID] {
+					if err := c.Terminate(ctx, id, terminateReason); err != nil {
+						sj.Error = fmt.Sprintf("array child %s: %v", id, err)
+						failed = append(failed, err)
+					}
+				}
 			}
 		}
 		rep.Jobs = append(rep.Jobs, sj)
@@ -216,4 +226,24 @@ func runQueues(ctx context.Context, store scheduler.RunReader, flow string, runs
 		}
 	}
 	return queues, usedBy, nil
+}
+
+// foldChildren keeps one row per array job: children ("<parent>:<i>") of
+// a listed parent are taken out (AWS lists only parents by queue; moto
+// lists the children too), returned by parent id.
+func foldChildren(jobs []Job) ([]Job, map[string][]string) {
+	parents := map[string]bool{}
+	for _, j := range jobs {
+		parents[j.ID] = true
+	}
+	out := jobs[:0:0]
+	children := map[string][]string{}
+	for _, j := range jobs {
+		if p := parentOf(j.ID); p != j.ID && parents[p] {
+			children[p] = append(children[p], j.ID)
+			continue
+		}
+		out = append(out, j)
+	}
+	return out, children
 }

@@ -65,5 +65,8 @@ func (p *Plugin) NewExecutor() (scheduler.Executor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.SingleJobs {
+		return singleJobs{e}, nil
+	}
 	return e, nil
 }

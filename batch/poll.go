@@ -14,7 +14,7 @@ import (
 // wait follows a job until it is done or ctx is cancelled (then the job is
 // terminated). While the job is RUNNING it calls running every LogInterval.
 func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any), stuck func(time.Duration) string,
-	running func(context.Context)) (JobStatus, error) {
+	running func(context.Context), stop func(say func(string, ...any))) (JobStatus, error) {
 	w := e.poll.add(id)
 	defer e.poll.remove(id)
 	last := StateSubmitted
@@ -38,6 +38,9 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 				// The client went away without asking to cancel: the job
 				// runs on, bounded by its own timeout (batchTimeout).
 				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: context.Cause(ctx)}
+			}
+			if stop != nil {
+				stop(say)
 			}
 			if err := e.terminate(id, "metaflow: the task was cancelled", say); err != nil {
 				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: err}
@@ -90,11 +93,17 @@ func awaitDone(w *watcher, d time.Duration) {
 	}
 }
 
-// poller describes every job in flight with one DescribeJobs per 100 jobs
-// per interval, shared by all running tasks.
+// poller follows every job in flight, shared by all running tasks: one
+// DescribeJobs per 100 jobs per interval, where an array job counts once
+// (its parent) whatever its number of children: the children are listed
+// (ListJobs by state, 1,000 per call) only when the parent's count of
+// children by state changed.
 type poller struct {
 	c        *Client
 	interval time.Duration
+	// summary is the last statusSummary seen of each array job followed
+	// (used by the loop only).
+	summary map[string]map[State]int
 
 	mu      sync.Mutex
 	watch   map[string]*watcher
@@ -145,7 +154,7 @@ func (p *poller) loop() {
 		}
 		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		st, err := p.c.Describe(ctx, ids)
+		st, err := p.statuses(ctx, ids)
 		cancel()
 		if err != nil {
 			// Transient, most likely: the next tick tries again.
@@ -216,4 +225,92 @@ func runnableWarning(id, queue string, res Resources, d time.Duration) string {
 		"still scaling up, or unable to get instances of that size (check their state, "+
 		"maxvCpus, instance types and service limits, or ask for less with resources())",
 		id, d.Round(time.Second), res, queue)
+}
+
+// statuses is the latest status of each job of ids that Batch knows: single
+// jobs are described; array children ("<parent>:<index>") are found
+// through their parent (see poller).
+func (p *poller) statuses(ctx context.Context, ids []string) (map[string]JobStatus, error) {
+	var query []string
+	kids := map[string][]string{} // parent -> its children followed
+	for _, id := range ids {
+		if parent := parentOf(id); parent != id {
+			if kids[parent] == nil {
+				query = append(query, parent)
+			}
+			kids[parent] = append(kids[parent], id)
+			continue
+		}
+		query = append(query, id)
+	}
+	st, err := p.c.Describe(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if p.summary == nil {
+		p.summary = map[string]map[State]int{}
+	}
+	for parent := range p.summary {
+		if kids[parent] == nil {
+			delete(p.summary, parent)
+		}
+	}
+	for parent, children := range kids {
+		ps, ok := st[parent]
+		delete(st, parent)
+		if !ok || ps.Children == nil {
+			continue // its children do not exist yet
+		}
+		list := changedStates(p.summary[parent], ps.Children)
+		if len(list) == 0 {
+			continue
+		}
+		want := make(map[string]bool, len(children))
+		for _, id := range children {
+			want[id] = true
+		}
+		for _, s := range list {
+			cs, err := p.c.Children(ctx, parent, s)
+			if err != nil {
+				return nil, err
+			}
+			for _, c := range cs {
+				if want[c.ID] {
+					st[c.ID] = c
+				}
+			}
+		}
+		p.summary[parent] = ps.Children
+	}
+	return st, nil
+}
+
+// changedStates are the states whose children must be listed to learn what
+// changed from summary prev to cur: those whose count changed (listed if
+// any child is in them) and, when anything changed, RUNNING (a child may
+// have started as another ended, leaving its count alone; a running child's
+// logs are followed). Swaps among the states before RUNNING can go unseen
+// until a count changes: they only delay the RUNNABLE warning.
+func changedStates(prev, cur map[State]int) []State {
+	changed := len(prev) == 0
+	for s, n := range cur {
+		if n != prev[s] {
+			changed = true
+		}
+	}
+	for s, n := range prev {
+		if _, ok := cur[s]; !ok && n != 0 {
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	var out []State
+	for _, s := range []State{StateSubmitted, StatePending, StateRunnable, StateStarting, StateRunning, StateSucceeded, StateFailed} {
+		if n := cur[s]; n > 0 && (n != prev[s] || s == StateRunning) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

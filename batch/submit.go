@@ -32,44 +32,73 @@ type remoteSpec struct {
 	Package map[string]string `msgpack:"package,omitempty"`
 }
 
-// Run implements scheduler.Executor.
+// Run implements scheduler.Executor: one job, or one child of an array job
+// when the attempt is a foreach split (Launch.Array, see array.go).
 func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
+	j, err := e.prepare(ctx, l)
+	if err != nil {
+		return -1, err
+	}
+	if l.Array != nil && l.Array.Size > 1 {
+		return e.runChild(ctx, l, j)
+	}
+	id, err := e.submitOne(ctx, j)
+	if err != nil {
+		return -1, err
+	}
+	return e.follow(ctx, l, j, id, nil)
+}
+
+// prepared is an attempt ready to submit: its remote spec, encoded, and the
+// job that runs it (without the spec's location).
+type prepared struct {
+	rs    remoteSpec
+	spec  []byte
+	job   JobSpec
+	queue string
+	res   Resources
+	image string
+}
+
+// prepare ships what the attempt's job needs to the executor's bucket and
+// encodes its remote spec.
+func (e *Executor) prepare(ctx context.Context, l *scheduler.Launch) (*prepared, error) {
 	spec := l.Spec
 	if strings.HasPrefix(l.Datastore, "s3://") && !e.isStore(l.Datastore) {
 		// Inputs are not downloaded for Batch steps of an S3 datastore
 		// (Executor is scheduler.Remote): they must be in this executor's
 		// bucket.
-		return -1, fmt.Errorf("the S3 datastore is %s but this engine sends Batch jobs through %s: restart the engine after changing METAFLOW_DATASTORE_SYSROOT_S3", l.Datastore, e.cfg.S3Root)
+		return nil, fmt.Errorf("the S3 datastore is %s but this engine sends Batch jobs through %s: restart the engine after changing METAFLOW_DATASTORE_SYSROOT_S3", l.Datastore, e.cfg.S3Root)
 	}
 	res, queue, image, err := e.shape(l)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	ctr, err := e.container(l)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	if err := e.checkQueue(ctx, queue, res); err != nil {
-		return -1, err
+		return nil, err
 	}
 	engKey, err := e.engineKey(ctx)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	// Presigned URLs outlive the job's wait in RUNNABLE by a day.
 	engURL, err := e.s3.PresignGet(ctx, e.bucket, engKey, 24*time.Hour)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	rs := remoteSpec{Task: *spec, Root: e.cfg.S3Root}
 	rs.Task.OutputDir = ""
 	codeSHA, err := e.fileSHA(spec.Code)
 	if err != nil {
-		return -1, fmt.Errorf("hash code bundle: %w", err)
+		return nil, fmt.Errorf("hash code bundle: %w", err)
 	}
 	rs.Task.Code = datastore.Key(e.prefix, datastore.CodeBlob(spec.Flow, codeSHA))
 	if err := e.upload(ctx, rs.Task.Code, spec.Code); err != nil {
-		return -1, err
+		return nil, err
 	}
 	// Inputs go by sha: each is shipped to the executor's bucket unless it
 	// is there (always, in an S3 datastore under the same root).
@@ -78,7 +107,7 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 		out := scheduler.SpecInput{Step: in.Step, TaskID: in.TaskID, Artifacts: map[string]scheduler.SpecArtifact{}}
 		for name, a := range in.Artifacts {
 			if err := e.ship(ctx, l, spec.Flow, a.SHA); err != nil {
-				return -1, fmt.Errorf("input %s: %w", name, err)
+				return nil, fmt.Errorf("input %s: %w", name, err)
 			}
 			out.Artifacts[name] = scheduler.SpecArtifact{SHA: a.SHA}
 		}
@@ -86,21 +115,17 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	}
 	if spec.Input != nil {
 		if err := e.ship(ctx, l, spec.Flow, spec.Input.SHA); err != nil {
-			return -1, fmt.Errorf("foreach input: %w", err)
+			return nil, fmt.Errorf("foreach input: %w", err)
 		}
 		rs.Task.Input = &scheduler.SpecSplit{SHA: spec.Input.SHA, Index: spec.Input.Index}
 	}
 	if err := e.uploadPackage(ctx, l, &rs); err != nil {
-		return -1, err
+		return nil, err
 	}
 	rs.JobDir = datastore.Key(e.prefix, datastore.JobDir(spec.Flow, spec.RunID, spec.Step, spec.TaskID, spec.Attempt, nonce()))
 	b, err := msgpack.Marshal(&rs)
 	if err != nil {
-		return -1, fmt.Errorf("encode task spec: %w", err)
-	}
-	specKey := datastore.JobFile(rs.JobDir, datastore.JobSpec)
-	if err := e.s3.PutBytes(ctx, e.bucket, specKey, b); err != nil {
-		return -1, err
+		return nil, fmt.Errorf("encode task spec: %w", err)
 	}
 	env := map[string]string{}
 	for k, v := range e.cfg.JobEnv {
@@ -112,19 +137,33 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 	env[logIntervalEnv] = formatLogInterval(e.cfg.LogInterval)
 	env["METAFLOW_ENGINE_URL"] = engURL
 	env["METAFLOW_BOOTSTRAP"] = bootstrapR
-	env["METAFLOW_TASK_SPEC"] = "s3://" + e.bucket + "/" + specKey
 	user := spec.Current["username"]
 	if user == "" {
 		user = "unknown"
 	}
-	id, err := e.c.Submit(ctx, JobSpec{
+	return &prepared{rs: rs, spec: b, queue: queue, res: res, image: image, job: JobSpec{
 		Queue: queue, Image: image, Command: jobCommand, Env: env, Resources: res, Container: ctr,
 		Labels:         Labels{Flow: spec.Flow, User: user, Run: spec.RunID, Step: spec.Step, Task: spec.TaskID, Attempt: spec.Attempt},
 		TimeoutSeconds: batchTimeout(l.Timeout),
-	})
-	if err != nil {
-		return -1, err
+	}}, nil
+}
+
+// submitOne puts the spec in the job's folder and submits its job.
+func (e *Executor) submitOne(ctx context.Context, j *prepared) (string, error) {
+	specKey := datastore.JobFile(j.rs.JobDir, datastore.JobSpec)
+	if err := e.s3.PutBytes(ctx, e.bucket, specKey, j.spec); err != nil {
+		return "", err
 	}
+	job := j.job
+	job.Env["METAFLOW_TASK_SPEC"] = "s3://" + e.bucket + "/" + specKey
+	return e.c.Submit(ctx, job)
+}
+
+// follow reports the submitted job id, follows the job to its end and
+// collects what it left. stop, if set, is called when ctx is cancelled
+// before the job itself is terminated (an array child ends its parent).
+func (e *Executor) follow(ctx context.Context, l *scheduler.Launch, j *prepared, id string, stop func(say func(string, ...any))) (int, error) {
+	rs, queue, res, image := j.rs, j.queue, j.res, j.image
 	if l.Submitted != nil {
 		l.Submitted(id, "s3://"+e.bucket+"/"+rs.JobDir)
 	}
@@ -136,14 +175,18 @@ func (e *Executor) Run(ctx context.Context, l *scheduler.Launch) (int, error) {
 			l.Line(false, fmt.Sprintf(format, args...))
 		}
 	}
-	say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
+	if stop == nil {
+		say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
+	} else {
+		say("Batch job %s (a child of array job %s) submitted to queue %s (%s, image %s).", id, parentOf(id), queue, res, image)
+	}
 	logs := e.followLogs(rs.JobDir, l)
 	st, err := e.wait(ctx, id, say, func(d time.Duration) string { return runnableWarning(id, queue, res, d) },
 		func(ctx context.Context) {
 			fctx, cancel := context.WithTimeout(ctx, max(e.cfg.LogInterval, 30*time.Second))
 			defer cancel()
 			_ = logs.fetch(fctx) // a failed fetch is tried again at the next interval
-		})
+		}, stop)
 	if err != nil {
 		var left *scheduler.NotStopped
 		if ctx.Err() != nil && !errors.As(err, &left) {

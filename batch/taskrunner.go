@@ -43,6 +43,9 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 	if err != nil {
 		return 1, fmt.Errorf("--spec: %w", err)
 	}
+	if key, err = arraySpecKey(key, strings.HasSuffix(specURL, "/"), os.Getenv); err != nil {
+		return 1, err
+	}
 	awsCfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return 1, fmt.Errorf("load AWS configuration: %w", err)

@@ -13,7 +13,7 @@ import (
 // Executor runs task attempts: the run's own executor (local Rscript
 // processes) or one a step decorator chooses from the Registry. Optional
 // capabilities are further interfaces an executor may implement:
-// Preflighter and Remote.
+// Preflighter, Remote and ArrayExecutor.
 type Executor interface {
 	// Run runs one attempt to completion. Cancelling ctx kills the task.
 	// It returns the exit code; err is set when the task could not be run.
@@ -60,6 +60,9 @@ type Launch struct {
 	// puts each file at its path in the task's working folder (local tasks
 	// run in Workdir, where the files are already).
 	Package []CodeFile
+	// Array is set for the first attempt of a foreach split whose executor
+	// is an ArrayExecutor: the fan-out it belongs to.
+	Array *ArraySplit
 }
 
 // RunEnder is an optional executor capability: EndRun is called once a run

@@ -111,6 +111,7 @@ type pending struct {
 	stack  []datastore.Frame
 	inputs []*taskRef
 	held   *machineGrant // what it took from the machine while it runs
+	array  *ArraySplit   // its first attempt is an array child (ArrayExecutor)
 }
 
 type joinSlot struct {
@@ -384,8 +385,24 @@ func (r *Run) execute(ctx context.Context) error {
 	machine := newMachinePool(*r.Machine)
 	demandAt := func(i int) (taskDemand, string) { return r.demandOf(queue[i]), queue[i].step }
 
+	start := func(p *pending) {
+		running++
+		go func(p *pending) {
+			ref, err := r.runTask(runCtx, p, params)
+			results <- outcome{ref: ref, err: err, p: p}
+		}(p)
+	}
+	arrays := 0 // running array children: --max-workers does not bound them
 	for {
-		for failure == nil && running < r.Opts.MaxWorkers && len(queue) > 0 {
+		if failure == nil {
+			var take []*pending
+			queue, take = r.takeArraySplits(queue)
+			for _, p := range take {
+				arrays++
+				start(p)
+			}
+		}
+		for failure == nil && running-arrays < r.Opts.MaxWorkers && len(queue) > 0 {
 			i, held := machine.pick(len(queue), demandAt)
 			if i < 0 {
 				break // what is queued waits for running tasks to end
@@ -397,11 +414,7 @@ func (r *Run) execute(ctx context.Context) error {
 				queue = append(queue[:i], queue[i+1:]...)
 			}
 			p.held = held
-			running++
-			go func(p *pending) {
-				ref, err := r.runTask(runCtx, p, params)
-				results <- outcome{ref: ref, err: err, p: p}
-			}(p)
+			start(p)
 		}
 		if running == 0 {
 			if failure == nil && len(queue) > 0 { // the machine pool would never let them start
@@ -423,6 +436,9 @@ func (r *Run) execute(ctx context.Context) error {
 			out = <-results
 		}
 		running--
+		if out.p.array != nil {
+			arrays--
+		}
 		machine.give(out.p.held)
 		if out.err != nil {
 			if failure == nil {

@@ -274,6 +274,9 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		},
 		Package: r.pkg,
 	}
+	if attempt == 0 {
+		l.Array = p.array // a retry runs alone
+	}
 	stopSaving := func() {}
 	if _, remote := exec.(Remote); !remote { // a remote task publishes its own logs
 		stopSaving = r.saveLogsWhileRunning(ctx, flow, runID, task.Step, task.TaskID, attempt)

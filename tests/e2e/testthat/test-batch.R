@@ -170,9 +170,15 @@ test_that("--with batch runs every step of a foreach as Batch jobs", {
   expect_line(res$stderr, batch_line_re(1, "end", "total is: 55"), res)
   tl <- parse_task_lines(res$stdout)
   submitted <- tl[grepl("^Batch job .* submitted to queue metaflow-queue \\(1 vCPU, 512 MB", tl$text), ]
-  # start, 5 splits, join, end: 8 jobs, one per task.
+  # start, 5 splits, join, end: 8 jobs, one per task; the 5 splits are the
+  # children of one array job (one SubmitJob), each followed as its own job.
   expect_equal(nrow(submitted), 8)
   expect_setequal(unique(submitted$step), c("start", "work", "join", "end"))
+  works <- submitted$text[submitted$step == "work"]
+  parents <- unique(sub("^Batch job ([^ ]+):([0-9]+) \\(a child of array job ([^ )]+)\\).*$", "\\1 \\3", works))
+  expect_length(parents, 1)
+  expect_equal(strsplit(parents, " ")[[1]][1], strsplit(parents, " ")[[1]][2])
+  expect_setequal(sub("^Batch job [^ ]+:([0-9]+) .*$", "\\1", works), as.character(0:4))
   for (i in 1:5) {
     expect_line(res$stdout, batch_line_re(1, "work", sprintf("work %d squared is %d in a job: TRUE ", i, i^2)), res)
   }
