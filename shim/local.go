@@ -174,17 +174,7 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	close(exited)
 	werr := cmd.Wait()
-	// Drain what is left in the pipes; a process that left the group may
-	// still hold them, so stop reading after a short grace.
-	drained := make(chan struct{})
-	go func() { wg.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(time.Second):
-		outR.Close()
-		errR.Close()
-		<-drained
-	}
+	drainPipes(&wg, outR, errR)
 	if werr == nil {
 		if err := logsFailed(outLog, errLog); err != nil {
 			return 0, err
@@ -294,5 +284,21 @@ func pump(wg *sync.WaitGroup, r io.Reader, log io.Writer, isErr bool, line func(
 		if err != nil {
 			return
 		}
+	}
+}
+
+// drainPipes waits for the pumps (wg) to read what is left in a task's
+// pipes; a process that left the task's group may still hold them, so it
+// stops reading after a short grace.
+func drainPipes(wg *sync.WaitGroup, pipes ...*os.File) {
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(time.Second):
+		for _, p := range pipes {
+			p.Close()
+		}
+		<-drained
 	}
 }

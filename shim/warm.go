@@ -483,15 +483,7 @@ wait:
 		// started is still in its group, which its members keep from reuse.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
-	drained := make(chan struct{})
-	go func() { wg.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(time.Second):
-		outR.Close()
-		errR.Close()
-		<-drained
-	}
+	drainPipes(&wg, outR, errR)
 	switch {
 	case died:
 		return -1, errors.New("killed: the warm-start parent R process (zygote) of the task exited"), true

@@ -68,7 +68,8 @@ type Launch struct {
 // RunEnder is an optional executor capability: EndRun is called once a run
 // has ended (none of its tasks runs any more), so that the executor frees
 // what it kept for the run's tasks (the warm executor's zygote) at once
-// rather than when it has been idle for a while.
+// rather than when it has been idle for a while. It may be called more than
+// once for a run (once per step that ran on the executor).
 type RunEnder interface {
 	EndRun(flow, runID string)
 }

@@ -652,14 +652,11 @@ func (r *Run) emit(stderr bool, line string) {
 	r.Emit(Event{Line: strings.ToValidUTF8(line, "\uFFFD"), Stderr: stderr})
 }
 
-// endRunInExecutors tells each executor the run used that it has ended.
+// endRunInExecutors tells each executor the run used that it has ended
+// (once per step: executors need not be comparable, and EndRun is
+// idempotent).
 func (r *Run) endRunInExecutors() {
-	seen := map[Executor]bool{}
 	for _, e := range r.execs {
-		if e.exec == nil || seen[e.exec] {
-			continue
-		}
-		seen[e.exec] = true
 		if re, ok := e.exec.(RunEnder); ok {
 			re.EndRun(r.Graph.Flow, r.meta.RunID)
 		}
