@@ -214,9 +214,11 @@ test_that("04-statistics-on-batch runs with --with batch, movies.csv in the code
   if (!identical(res$status, 0L)) return(invisible())
   want <- expected_stats(file.path(dir, "movies.csv"))
   tl <- parse_task_lines(res$stdout)
-  # Every task was a Batch job (pid 0): start, one per genre, join, end.
-  submitted <- tl[grepl("^Batch job [0-9a-f-]{36} submitted to queue tutorial-queue \\(1 vCPU, 4000 MB memory",
-                        tl$text), ]
+  # Every task was a Batch job (pid 0): start, one per genre (the children
+  # of one array job), join, end.
+  submitted <- tl[grepl(paste0("^Batch job [0-9a-f-]{36}(:[0-9]+ \\(a child of array job [0-9a-f-]{36}\\))? ",
+                               "submitted to queue tutorial-queue \\(1 vCPU, 4000 MB memory"), tl$text), ]
+  expect_equal(sum(grepl("a child of array job", submitted$text)), nrow(want), info = describe_result(res))
   expect_equal(nrow(submitted), nrow(want) + 3, info = describe_result(res))
   expect_setequal(unique(submitted$step), c("start", "compute_stats", "join", "end"))
   expect_true(all(tl$pid == 0), info = describe_result(res))
