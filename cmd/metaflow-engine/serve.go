@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -40,6 +41,12 @@ when METAFLOW_ENGINE_ADDRESS is unset.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (socket == "") == (listen == "") {
 				return errors.New("serve needs exactly one of --socket PATH or --listen HOST:PORT")
+			}
+			if os.Getenv("GOGC") == "" {
+				// The engine's live heap is small (tens of MB at 10,000
+				// splits): collecting half as often costs little memory
+				// and a third of its CPU per task (tests/bench/foreach_scale.R).
+				debug.SetGCPercent(200)
 			}
 			stopProfile, perr := cpuProfile(os.Getenv("METAFLOW_ENGINE_CPUPROFILE"))
 			if perr != nil {

@@ -39,6 +39,11 @@ import (
 // as often each time, down to once every prehashMaxWait.
 var PrehashInterval = 50 * time.Millisecond
 
+// PrehashFirstLook is how long a Prehasher waits before its first look: a
+// task shorter than that has small outputs (hashed at once when it ends),
+// and most tasks are, so they cost no folder scans.
+var PrehashFirstLook = 250 * time.Millisecond
+
 const prehashMaxWait = 200 * time.Millisecond
 
 // prehashChunk is the read size of a Prehasher and of hashFile.
@@ -88,7 +93,7 @@ func (p *Prehasher) loop() {
 	defer chunks.Put(bp)
 	buf := *bp
 	wait := PrehashInterval
-	t := time.NewTimer(wait)
+	t := time.NewTimer(PrehashFirstLook)
 	defer t.Stop()
 	for {
 		select {
