@@ -393,15 +393,20 @@ func (r *Run) execute(ctx context.Context) error {
 		}(p)
 	}
 	arrays := 0 // running array children: --max-workers does not bound them
+	var fresh []*pending // queued since the last pass: only they can be array splits not yet started
 	for {
-		if failure == nil {
+		if failure == nil && len(fresh) > 0 {
 			var take []*pending
-			queue, take = r.takeArraySplits(queue)
+			fresh, take = r.takeArraySplits(fresh)
 			for _, p := range take {
 				arrays++
 				start(p)
 			}
 		}
+		// (Scanning only what is new keeps a pass O(1) per ended task: a
+		// 10,000-split foreach queued all at once was scanned, and copied,
+		// at every task's end.)
+		queue, fresh = append(queue, fresh...), nil
 		for failure == nil && running-arrays < r.Opts.MaxWorkers && len(queue) > 0 {
 			i, held := machine.pick(len(queue), demandAt)
 			if i < 0 {
@@ -459,7 +464,7 @@ func (r *Run) execute(ctx context.Context) error {
 			cancel()
 			continue
 		}
-		queue = append(queue, next...)
+		fresh = append(fresh, next...)
 	}
 	if failure != nil {
 		return failure
