@@ -392,7 +392,7 @@ func (r *Run) execute(ctx context.Context) error {
 			results <- outcome{ref: ref, err: err, p: p}
 		}(p)
 	}
-	arrays := 0 // running array children: --max-workers does not bound them
+	arrays := 0          // running array children: --max-workers does not bound them
 	var fresh []*pending // queued since the last pass: only they can be array splits not yet started
 	for {
 		if failure == nil && len(fresh) > 0 {
