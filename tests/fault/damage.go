@@ -328,6 +328,14 @@ func (c *chain) mutate(kind, scope string) {
 		c.s.record(kind, what, problems, refusedN > 0)
 		return
 	}
+	// A run that completed after all (the kill came too late for it) is
+	// not resumed: plain resume refuses a completed run, by design.
+	if id, done := c.newestCompleted(); done && id == scope {
+		restore()
+		c.done = true
+		c.s.record(kind, what+" (its run had completed: nothing to resume)", problems, refusedN > 0)
+		return
+	}
 	// Resume the damaged run.
 	what += ", then resume"
 	cl, err := c.client("resume")
