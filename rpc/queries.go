@@ -226,7 +226,7 @@ func (s *Server) GetTask(ctx context.Context, req *pb.GetTaskRequest) (*pb.TaskI
 	}
 	ti := taskInfo(store, t)
 	if t.Status == datastore.StatusCompleted {
-		arts, err := store.GetArtifacts(ctx, req.Flow, req.RunId, req.Step, req.TaskId)
+		arts, err := datastore.ArtifactsOf(ctx, store, t) // the record just read holds them
 		if err != nil {
 			return nil, grpcError(err)
 		}

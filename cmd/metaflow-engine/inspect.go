@@ -86,7 +86,7 @@ func artifactCmd() *cobra.Command {
 			if t.Status != datastore.StatusCompleted {
 				return fmt.Errorf("task %s is %s: only completed tasks have artifacts", args[0], t.Status)
 			}
-			arts, err := store.GetArtifacts(ctx, parts[0], parts[1], parts[2], parts[3])
+			arts, err := datastore.ArtifactsOf(ctx, store, t)
 			if err != nil {
 				return err
 			}

@@ -10,8 +10,12 @@ package datastore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"time"
+
+	"github.com/metaflow-r/metaflow/engine/errs"
 )
 
 // Task statuses.
@@ -238,4 +242,36 @@ func indexOf(t *Task) map[string]Artifact {
 		return map[string]Artifact{}
 	}
 	return t.Artifacts
+}
+
+// ArtifactsOf is the artifact index of task t, whose record the caller has
+// read: the record's own, or, for a completed task recorded before records
+// carried it, its _artifacts.json (m reads it).
+func ArtifactsOf(ctx context.Context, m Metadata, t *Task) (map[string]Artifact, error) {
+	if t.Artifacts != nil || t.Status != StatusCompleted {
+		return indexOf(t), nil
+	}
+	return m.GetArtifacts(ctx, t.Flow, t.RunID, t.Step, t.TaskID)
+}
+
+// getArtifacts is GetArtifacts of both stores: the record's index, else
+// what legacy reads of the task's _artifacts.json (absent: notFound).
+func getArtifacts(ctx context.Context, m Metadata, flow, runID, step, taskID string,
+	legacy func(arts *map[string]Artifact) error, notFound error) (map[string]Artifact, error) {
+	t, err := m.GetTask(ctx, flow, runID, step, taskID)
+	switch {
+	case err == nil && (t.Artifacts != nil || t.Status != StatusCompleted):
+		return indexOf(t), nil
+	case err != nil && !errors.Is(err, errs.ErrNotFound):
+		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
+	}
+	arts := map[string]Artifact{}
+	err = legacy(&arts)
+	if errors.Is(err, notFound) {
+		return map[string]Artifact{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
+	}
+	return arts, nil
 }

@@ -208,22 +208,10 @@ func (l *Local) ListTasks(ctx context.Context, flow, runID, step string) ([]stri
 // GetArtifacts reads the index from the task's record, or from the
 // _artifacts.json of a task recorded before records carried it.
 func (l *Local) GetArtifacts(ctx context.Context, flow, runID, step, taskID string) (map[string]Artifact, error) {
-	t, err := l.GetTask(ctx, flow, runID, step, taskID)
-	switch {
-	case err == nil && (t.Artifacts != nil || t.Status != StatusCompleted):
-		return indexOf(t), nil
-	case err != nil && !errors.Is(err, errs.ErrNotFound):
-		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
-	}
-	arts := map[string]Artifact{}
-	err = readJSON(ctx, l.path(ArtifactIndex(flow, runID, step, taskID)), &arts)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]Artifact{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
-	}
-	return arts, nil
+	return getArtifacts(ctx, l, flow, runID, step, taskID,
+		func(arts *map[string]Artifact) error {
+			return readJSON(ctx, l.path(ArtifactIndex(flow, runID, step, taskID)), arts)
+		}, fs.ErrNotExist)
 }
 
 // PutPackage writes the run's code package manifest atomically.

@@ -316,22 +316,10 @@ func (s *S3) ListTasks(ctx context.Context, flow, runID, step string) ([]string,
 // GetArtifacts reads the index from the task's record, or from the
 // _artifacts.json of a task recorded before records carried it.
 func (s *S3) GetArtifacts(ctx context.Context, flow, runID, step, taskID string) (map[string]Artifact, error) {
-	t, err := s.GetTask(ctx, flow, runID, step, taskID)
-	switch {
-	case err == nil && (t.Artifacts != nil || t.Status != StatusCompleted):
-		return indexOf(t), nil
-	case err != nil && !errors.Is(err, errs.ErrNotFound):
-		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
-	}
-	arts := map[string]Artifact{}
-	err = s.getJSON(ctx, ArtifactIndex(flow, runID, step, taskID), &arts)
-	if errors.Is(err, s3io.ErrNotFound) {
-		return map[string]Artifact{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("artifacts of task %s/%s/%s/%s: %w", flow, runID, step, taskID, err)
-	}
-	return arts, nil
+	return getArtifacts(ctx, s, flow, runID, step, taskID,
+		func(arts *map[string]Artifact) error {
+			return s.getJSON(ctx, ArtifactIndex(flow, runID, step, taskID), arts)
+		}, s3io.ErrNotFound)
 }
 
 // PutPackage writes the run's code package manifest (one PUT: atomic).

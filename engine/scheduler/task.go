@@ -513,7 +513,7 @@ func encodeRString(s string) []byte {
 // clone reuses a task that completed in the origin run (resume).
 func (r *Run) clone(ctx context.Context, p *pending, id string, ot *datastore.Task) (*taskRef, error) {
 	flow, runID := r.Graph.Flow, r.meta.RunID
-	arts, err := r.Store.GetArtifacts(ctx, flow, ot.RunID, ot.Step, ot.TaskID)
+	arts, err := datastore.ArtifactsOf(ctx, r.Store, ot)
 	if err != nil {
 		return nil, err
 	}

@@ -131,17 +131,6 @@ func killStarted() {
 	}
 }
 
-// alive reports whether pid is a live process (zombies are dead: where
-// PID 1 does not reap, a killed orphan stays a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || (b[i+2] != 'Z' && b[i+2] != 'X')
-}
-
 // procsMatching returns the live processes whose command line contains
 // every one of subs.
 func procsMatching(subs ...string) []int {
@@ -206,33 +195,37 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	}
 }
 
+// statFields are the fields of /proc/<pid>/stat after the command name
+// (state, ppid, pgrp, ...); nil if the process is gone.
+func statFields(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
+}
+
+// alive reports whether pid is a live process (zombies are dead: where
+// PID 1 does not reap, a killed orphan stays a zombie).
+func alive(pid int) bool {
+	f := statFields(pid)
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
 // groupLeader reports whether pid leads its process group (a task does:
 // the engine starts each in its own group).
 func groupLeader(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// pid (comm) state ppid pgrp ...
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(b[i+1:]))
+	f := statFields(pid)
 	return len(f) > 2 && f[2] == strconv.Itoa(pid)
 }
 
 // parentOf is pid's parent (0 if it is gone).
 func parentOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:])) // state ppid ...
+	f := statFields(pid)
 	if len(f) < 2 {
 		return 0
 	}
