@@ -120,19 +120,8 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	defer outR.Close()
 	defer errR.Close()
 	cmd.Stdout, cmd.Stderr = outW, errW
-	outLog, err := createLog(ln.StdoutPath)
-	if err != nil {
-		outW.Close()
-		errW.Close()
-		return -1, err
-	}
+	outLog, errLog := newLog(ln.StdoutPath), newLog(ln.StderrPath)
 	defer outLog.Close()
-	errLog, err := createLog(ln.StderrPath)
-	if err != nil {
-		outW.Close()
-		errW.Close()
-		return -1, err
-	}
 	defer errLog.Close()
 	err = cmd.Start()
 	outW.Close() // the child holds its own copies
@@ -204,22 +193,18 @@ func writeSpec(path string, spec *scheduler.TaskSpec) error {
 	return nil
 }
 
-func createLog(path string) (*logFile, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create log folder: %w", err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("create log: %w", err)
-	}
-	return &logFile{File: f}, nil
-}
+// newLog is the log file of one stream of a task, made when the stream
+// first writes: most tasks write nothing to one of them or both, and each
+// file made costs the engine ~0.1 ms (ext4); a log never written reads as
+// empty (Store.ReadLog).
+func newLog(path string) *logFile { return &logFile{path: path} }
 
 // logFile is a task's log file that remembers its first failed write (the
 // pump goes on: the console still gets every line).
 type logFile struct {
-	*os.File
-	err error
+	path string
+	f    *os.File
+	err  error
 }
 
 // logsFailed is the first failed write of a task's logs: a task that
@@ -236,11 +221,29 @@ func logsFailed(logs ...*logFile) error {
 }
 
 func (l *logFile) Write(p []byte) (int, error) {
-	n, err := l.File.Write(p)
+	if l.f == nil && l.err == nil {
+		if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
+			l.err = fmt.Errorf("create log folder: %w", err)
+		} else if l.f, err = os.Create(l.path); err != nil {
+			l.err = fmt.Errorf("create log: %w", err)
+		}
+	}
+	if l.f == nil {
+		return 0, l.err
+	}
+	n, err := l.f.Write(p)
 	if err != nil && l.err == nil {
 		l.err = err
 	}
 	return n, err
+}
+
+// Close closes the file if the stream wrote to it.
+func (l *logFile) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
 }
 
 // MaxConsoleLine is the longest line handed to the console: a longer one is

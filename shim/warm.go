@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/metaflow-r/metaflow/engine/scheduler"
@@ -388,10 +389,11 @@ func (z *zygote) stop() {
 // run runs one task in a child of the zygote. started is false when the
 // task never started (the caller then runs it cold).
 func (z *zygote) run(ctx context.Context, ln *scheduler.Launch, grace time.Duration) (code int, err error, started bool) {
-	specPath := filepath.Join(ln.Spec.OutputDir, "_spec.mpk")
-	if err := writeSpec(specPath, ln.Spec); err != nil {
+	spec, err := specMemfd(ln.Spec)
+	if err != nil {
 		return -1, err, true
 	}
+	defer spec.Close()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return -1, fmt.Errorf("stdout pipe: %w", err), true
@@ -405,17 +407,8 @@ func (z *zygote) run(ctx context.Context, ln *scheduler.Launch, grace time.Durat
 	defer outR.Close()
 	defer errR.Close()
 	closeW := func() { outW.Close(); errW.Close() }
-	outLog, err := createLog(ln.StdoutPath)
-	if err != nil {
-		closeW()
-		return -1, err, true
-	}
+	outLog, errLog := newLog(ln.StdoutPath), newLog(ln.StderrPath)
 	defer outLog.Close()
-	errLog, err := createLog(ln.StderrPath)
-	if err != nil {
-		closeW()
-		return -1, err, true
-	}
 	defer errLog.Close()
 
 	t := &warmTask{started: make(chan int, 1), failed: make(chan string, 1), ended: make(chan taskEnd, 1)}
@@ -429,8 +422,9 @@ func (z *zygote) run(ctx context.Context, ln *scheduler.Launch, grace time.Durat
 	id := strconv.Itoa(z.nextID)
 	z.tasks[id] = t
 	z.mu.Unlock()
-	err = z.send("T "+id+" "+specPath, outW, errW)
+	err = z.send("T "+id+" -", outW, errW, spec)
 	closeW() // the zygote holds its own copies (then only the child does)
+	spec.Close()
 	if err != nil {
 		z.mu.Lock()
 		delete(z.tasks, id)
@@ -495,6 +489,26 @@ wait:
 		}
 	}
 	return end.code, nil, true
+}
+
+// specMemfd is the task's spec in an anonymous memory file, handed to the
+// zygote with the task's pipes: a spec file in the staging folder cost a
+// file creation per task (~0.1 ms of the engine's time on ext4).
+func specMemfd(spec *scheduler.TaskSpec) (*os.File, error) {
+	b, err := msgpack.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode task spec: %w", err)
+	}
+	fd, err := unix.MemfdCreate("metaflow-spec", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("task spec: memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "metaflow-spec")
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write task spec: %w", err)
+	}
+	return f, nil
 }
 
 // tailBuffer keeps the last max bytes written (a zygote's own output, for

@@ -78,10 +78,11 @@ type Run struct {
 	pkg   []CodeFile          // the stored code package, by path
 	// foreignWorkdir: Opts.Workdir is not a folder of this machine.
 	foreignWorkdir bool
-	// splits: foreach values cut into one file per element (split.go).
+	// splits: foreach values cut into their elements (split.go).
 	splitMu   sync.Mutex
 	splits    map[string]*splitSet
 	splitDirs []string
+	staging   stagingPool                // emptied staging folders for the next attempts
 	origin    map[string]*datastore.Task // "step|stack" -> completed origin task
 	rerun     map[string]bool
 	nextID    int
@@ -358,6 +359,7 @@ func (r *Run) execute(ctx context.Context) error {
 	}
 	defer cleanup()
 	defer r.removeSplits()
+	defer r.removeStaging()
 	params, err := r.commitParams(ctx)
 	if err != nil {
 		return err

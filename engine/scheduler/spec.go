@@ -71,14 +71,19 @@ func SpecFile(sha string, f datastore.BlobFile) SpecArtifact {
 }
 
 // SpecSplit is the foreach element a split task receives as self$input:
-// element Index of the blob SHA, read from Path (as in SpecArtifact).
+// element Index of the blob SHA, read from Path (as in SpecArtifact), or
+// given in Doc.
 type SpecSplit struct {
 	SHA   string     `msgpack:"sha"`
 	Path  string     `msgpack:"path"`
 	Stamp *SpecStamp `msgpack:"stamp,omitempty"`
 	Index int        `msgpack:"index"`
-	// Whole: Path holds the element itself (x[[index + 1]]), not the value.
+	// Whole: Path (or Doc) holds the element itself (x[[index + 1]]), not
+	// the value.
 	Whole bool `msgpack:"whole"`
+	// Doc: the element's R-value document, when the engine holds it (a
+	// small element of a local split): Path is then empty.
+	Doc []byte `msgpack:"doc,omitempty"`
 }
 
 // The files a task's runtime leaves in its output folder besides the

@@ -138,12 +138,15 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 		}
 		spec.Input = &SpecSplit{SHA: a.SHA, Path: sa.Path, Stamp: sa.Stamp, Index: top.Index}
 		if _, remote := r.execs[p.step].exec.(Remote); !remote {
-			elem, st, err := r.splitFile(ctx, flow, a.SHA, top.Index)
+			el, err := r.splitOf(ctx, flow, a.SHA, top.Index)
 			if err != nil {
 				return nil, r.inputError(p.step, id, "foreach artifact", parent.Foreach, p.inputs[0], err)
 			}
-			if elem != "" {
-				spec.Input.Path, spec.Input.Stamp, spec.Input.Whole = elem, StampOf(st), true
+			switch {
+			case el.doc != nil:
+				spec.Input.Path, spec.Input.Stamp, spec.Input.Doc, spec.Input.Whole = "", nil, el.doc, true
+			case el.file != "":
+				spec.Input.Path, spec.Input.Stamp, spec.Input.Whole = el.file, StampOf(el.stamp), true
 			}
 		}
 	}
@@ -197,11 +200,12 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 		r.taskSay(task, "Task failed: %v", err)
 		return nil, fatalError{fmt.Errorf("step %s failed (task %s/%s/%s): %w", task.Step, runID, task.Step, task.TaskID, err)}
 	}
-	outDir, err := r.stagingDir(ctx, task.Step+"-"+task.TaskID)
+	outDir, err := r.takeStaging(ctx)
 	if err != nil {
 		return cannot(err)
 	}
-	defer os.RemoveAll(outDir)
+	reuse := false // the folder goes back to the pool only if the attempt ended well
+	defer func() { r.giveStaging(outDir, reuse) }()
 	spec.Attempt, spec.OutputDir = attempt, outDir
 	spec.Current = map[string]string{
 		"flow_name": flow, "run_id": runID, "step_name": task.Step, "task_id": task.TaskID,
@@ -407,6 +411,7 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	}
 	task.ForeachCount = res.ForeachCount
 	<-logsSaved
+	reuse = true
 	return r.complete(rec, task, p, arts, cur)
 }
 

@@ -55,10 +55,12 @@ local({
     if (exists(name, envir = vals, inherits = FALSE)) return(get(name, envir = vals))
     if (name == "input" && !is.null(.subset2(x, ".input"))) {
       inp <- .subset2(x, ".input")
-      # The engine usually gives the element alone ("whole"); else the
-      # foreach value, whose element R takes itself.
-      v <- rt$mp_read_verified(inp$path, inp$stamp,
-                               sprintf("self$input (an element of the foreach value of %s)", .subset2(x, ".from")))
+      # The engine usually gives the element alone ("whole"), in the spec
+      # (doc) or in a file; else the foreach value, whose element R takes
+      # itself.
+      v <- if (is.raw(inp$doc)) rt$mp_unpack(inp$doc) else
+        rt$mp_read_verified(inp$path, inp$stamp,
+                            sprintf("self$input (an element of the foreach value of %s)", .subset2(x, ".from")))
       if (!isTRUE(inp$whole)) v <- v[[inp$index + 1L]]
       assign(name, v, envir = vals)
       return(v)
@@ -213,8 +215,9 @@ local({
   }
 
   # Runs the task of a spec; code is the loaded code bundle (NULL: load it).
-  run_task <- function(spec_path, code = NULL) {
-  rt$spec <- rt$mp_read_plain(spec_path)
+  # spec: the spec file's path, or its bytes (a warm start's zygote).
+  run_task <- function(spec, code = NULL) {
+  rt$spec <- if (is.raw(spec)) rt$mp_unpack_plain(spec) else rt$mp_read_plain(spec)
   rt$merged <- list()
   spec <- rt$spec
   # base::quit: the steps' quit() (metaflow:runtime) refuses to end a task.

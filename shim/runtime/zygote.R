@@ -3,7 +3,8 @@
 # forks one child per task with the metaflow package's C helper.
 #   Rscript zygote.R <_code.rds>     fd 3: the engine's control socket (SOCK_SEQPACKET)
 # One message per record:
-#   engine -> zygote  "T <id> <spec path>" with the task's stdout and stderr attached
+#   engine -> zygote  "T <id> -" with the task's stdout, stderr and spec (a memory
+#                     file) attached
 #                     "K <id> <signal>"    signal the task's process group
 #   zygote -> engine  "R" ready | "F <why>" cannot start tasks warm (the engine
 #                     then starts a fresh Rscript per task)
@@ -108,14 +109,14 @@ local({
 
   live <- list() # task ids by pid
 
-  child <- function(spec_path) {
+  child <- function(spec) {
     tempdir(check = TRUE)
     # A fresh seed from the time and this pid, as a fresh Rscript gets.
     if (exists(".Random.seed", envir = globalenv(), inherits = FALSE)) {
       rm(".Random.seed", envir = globalenv())
     }
     status <- tryCatch({
-      mf$run_task(spec_path, code)
+      mf$run_task(spec, code)
       0L
     }, error = function(e) {
       cat("Error: ", conditionMessage(e), "\n", sep = "", file = stderr())
@@ -155,18 +156,30 @@ local({
       }
       next
     }
-    if (length(fds) != 2L) {
+    if (length(fds) != 3L) {
       .Call(fns$close, fds)
-      send_raw(sprintf("X %s the request carried %d file descriptors, not 2", id, length(fds)))
+      send_raw(sprintf("X %s the request carried %d file descriptors, not 3", id, length(fds)))
+      next
+    }
+    # The spec comes as a memory file (its bytes are read here: the child
+    # keeps no descriptor but its stdout and stderr).
+    spec <- tryCatch({
+      p <- sprintf("/proc/self/fd/%d", fds[3L])
+      readBin(p, "raw", file.size(p))
+    }, error = function(e) e)
+    .Call(fns$close, fds[3L])
+    if (inherits(spec, "error")) {
+      .Call(fns$close, fds[1:2])
+      send_raw(sprintf("X %s cannot read the task spec: %s", id, conditionMessage(spec)))
       next
     }
     pid <- tryCatch(.Call(fns$fork, fds[1L], fds[2L]), error = function(e) e)
     if (inherits(pid, "error")) {
-      .Call(fns$close, fds)
+      .Call(fns$close, fds[1:2])
       send_raw(sprintf("X %s %s", id, conditionMessage(pid)))
       next
     }
-    if (pid == 0L) child(parts[4L]) # never returns
+    if (pid == 0L) child(spec) # never returns
     live[[as.character(pid)]] <- id
     send_raw(sprintf("S %s %d", id, pid))
   }
