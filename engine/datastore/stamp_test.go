@@ -66,7 +66,17 @@ func statOf(t *testing.T, p string) Stamp {
 	return st
 }
 
+// sidecarsForAll gives every blob a sidecar for the test (small blobs
+// normally have their stamp in memory only), so small contents stand for
+// any.
+func sidecarsForAll(t *testing.T) {
+	old := sidecarMinSize
+	sidecarMinSize = 0
+	t.Cleanup(func() { sidecarMinSize = old })
+}
+
 func TestStampsVerifyBlobFilesByStat(t *testing.T) {
+	sidecarsForAll(t)
 	content := []byte("the content that was hashed")
 	// Each case gets a blob just put (stamped), breaks something, and says
 	// how LocalFile must answer.
@@ -173,6 +183,7 @@ func TestStampsVerifyBlobFilesByStat(t *testing.T) {
 }
 
 func TestStampedByEveryPut(t *testing.T) {
+	sidecarsForAll(t)
 	l := NewLocal(filepath.Join(t.TempDir(), ".metaflow"))
 	puts := map[string]func() (Artifact, error){
 		"Put":     func() (Artifact, error) { return l.Put(bg, "F", strings.NewReader("by Put")) },
@@ -339,5 +350,46 @@ func TestS3CacheCopiesAreStampedAndACorruptOneIsFetchedAgain(t *testing.T) {
 	}
 	if got := mustRead(t, f2.Path); !bytes.Equal(got, content) || f2.Stamp != statOf(t, f2.Path) {
 		t.Errorf("after the fresh download: %q, stamp %+v", got, f2.Stamp)
+	}
+}
+
+// A small blob has no sidecar: its stamp is in memory, and a new engine
+// process hashes it once (cheaper than making a file for it at every put);
+// a big one has its sidecar.
+func TestOnlyBigBlobsHaveSidecars(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		size    int
+		sidecar bool
+	}{
+		{"small", int(sidecarMinSize) - 1, false},
+		{"big", int(sidecarMinSize), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			forgetStamps()
+			l := NewLocal(filepath.Join(t.TempDir(), ".metaflow"))
+			a, err := l.PutFile(bg, "F", stageFile(t, l, bytes.Repeat([]byte("x"), c.size)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, n, err := checkFile(t, l, a.SHA); err != nil || n != 0 {
+				t.Fatalf("same process: %v after %d hash(es); want none", err, n)
+			}
+			_, err = os.Stat(l.path(BlobStamp("F", a.SHA)))
+			if got := err == nil; got != c.sidecar {
+				t.Fatalf("sidecar written: %v, want %v", got, c.sidecar)
+			}
+			forgetStamps()
+			want := int64(1)
+			if c.sidecar {
+				want = 0
+			}
+			for i := 0; i < 2; i++ { // a new process hashes a small one once
+				if _, n, err := checkFile(t, l, a.SHA); err != nil || n != want {
+					t.Fatalf("new process, check %d: %v after %d hash(es); want %d", i+1, err, n, want)
+				}
+				want = 0
+			}
+		})
 	}
 }
