@@ -138,9 +138,11 @@ func TestEmuArrayFanOut(t *testing.T) {
 }
 
 // Ctrl-C while the children run ends every child (and the parent), and the
-// run counts each child it ended.
+// run counts each child it ended: moto leaves the children running when
+// their parent is terminated, so each is terminated after the grace.
 func TestEmuArrayCancelEndsChildren(t *testing.T) {
 	f, exe, local := testExecutor(t)
+	setCancelGrace(t, 500*time.Millisecond)
 	g, _ := graph.New("ArrayStopFlowR", []graph.Step{
 		{Name: "start", Next: []string{"work"}, Foreach: "xs"},
 		{Name: "work", Next: []string{"join"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
@@ -177,6 +179,9 @@ func TestEmuArrayCancelEndsChildren(t *testing.T) {
 	defer mu.Unlock()
 	if got := r.Killed(); got != 3 {
 		t.Errorf("Killed() = %d, want the 3 children", got)
+	}
+	if n := exe.Client().Calls()["Batch.TerminateJob"]; n != 4 {
+		t.Errorf("%d TerminateJob calls, want 4: the parent, then each child moto left running", n)
 	}
 	parent := parentOf(ids[0])
 	want := append([]string{parent}, ids...)
