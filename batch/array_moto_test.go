@@ -213,7 +213,9 @@ func TestEmuArrayCancelEndsChildren(t *testing.T) {
 // then cancels it. Reported: SubmitJob calls per split, the engine's wall
 // and CPU time per split from the foreach's end to the last child
 // submitted, the poller's calls (DescribeJobs, ListJobs) per interval
-// while all splits are in flight, and the time the cancel took. Not a test: run with
+// while all splits are in flight, the time the cancel took and its
+// TerminateJob calls (moto leaves the children running when their parent
+// is terminated: each is terminated after ArrayCancelGrace). Not a test: run with
 //
 //	go test ./batch/ -run '^$' -bench EmuArrayFanOut -benchtime 1x
 func BenchmarkEmuArrayFanOut(b *testing.B) {
@@ -309,12 +311,14 @@ func benchFanOut(b *testing.B, f *fixture, local *shim.Local, g *graph.Graph, co
 		time.Sleep(5 * poll)
 		round := exe.c.Calls()
 		polls := round["Batch.DescribeJobs"] + round["Batch.ListJobs"]
+		exe.c.ResetCalls()
 		tc := time.Now()
 		cancel()
 		if err := <-done; !scheduler.IsInterrupted(err) {
 			b.Fatalf("run: %v, want interrupted", err)
 		}
 		took := time.Since(tc)
+		terminates := exe.c.Calls()["Batch.TerminateJob"]
 		if got := r.Killed(); got != want {
 			b.Errorf("Killed() = %d, want %d", got, want)
 		}
@@ -323,6 +327,7 @@ func benchFanOut(b *testing.B, f *fixture, local *shim.Local, g *graph.Graph, co
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(want), "engine-cpu-ms/split")
 		b.ReportMetric(float64(polls)/5, "poll-calls/interval")
 		b.ReportMetric(took.Seconds(), "cancel-s")
+		b.ReportMetric(float64(terminates), "terminatejob-calls")
 		b.Logf("calls from the foreach's end to the last split submitted: %v; in %s of polling: %v", calls, 5*poll, round)
 	}
 }
