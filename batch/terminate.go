@@ -51,8 +51,8 @@ func (e *Executor) terminate(id, reason string, say func(string, ...any)) error 
 	return e.terminateNotify(id, reason, say, func() {})
 }
 
-// terminateNotify is terminate that calls failed at the first failed
-// attempt, while it tries again (an array's children stop waiting for it).
+// terminateNotify is terminate that calls failed at each failed attempt,
+// before it tries again (an array's children stop waiting at the first).
 func (e *Executor) terminateNotify(id, reason string, say func(string, ...any), failed func()) error {
 	window := e.cfg.TerminateTimeout
 	if window <= 0 {
