@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/metaflow-r/metaflow/engine/datastore"
@@ -52,15 +51,6 @@ type arrayBatch struct {
 	timer   *time.Timer
 }
 
-// arrayJob is a submitted array job, shared by its children: the first
-// child cancelled terminates the parent too.
-type arrayJob struct {
-	id       string
-	children int
-	stopping atomic.Bool
-	stopped  chan struct{} // closed when the parent's TerminateJob is done
-}
-
 // parentOf is an array child's parent job id (the id itself otherwise).
 func parentOf(id string) string {
 	if i := strings.LastIndexByte(id, ':'); i >= 0 {
@@ -85,30 +75,7 @@ func (e *Executor) runChild(ctx context.Context, l *scheduler.Launch, j *prepare
 	if m.err != nil {
 		return -1, m.err
 	}
-	var stop func(say func(string, ...any))
-	mine := false // this child terminates the parent: it waits for that
-	if a := m.arr; a != nil {
-		stop = func(say func(string, ...any)) {
-			if !a.stopping.CompareAndSwap(false, true) {
-				return
-			}
-			mine = true
-			// The parent is terminated beside the children (which on AWS
-			// it ends; moto does not): each child is still terminated by
-			// its own follower, and reported for what that call did.
-			go func() {
-				defer close(a.stopped)
-				if err := e.terminate(a.id, "metaflow: the task was cancelled", say); err == nil {
-					say("Batch array job %s (%d children) terminated.", a.id, a.children)
-				}
-			}()
-		}
-	}
-	code, err := e.follow(ctx, l, j, m.id, stop)
-	if mine {
-		<-m.arr.stopped
-	}
-	return code, err
+	return e.follow(ctx, l, j, m.id, m.arr)
 }
 
 // join adds m to its fan-out's batch and submits the batch when it is
@@ -234,7 +201,7 @@ func (e *Executor) submitArray(ms []*arrayMember) {
 		fail(err)
 		return
 	}
-	a := &arrayJob{id: id, children: len(ms), stopped: make(chan struct{})}
+	a := newArrayJob(id, len(ms))
 	for i, m := range ms {
 		m.id, m.arr = id+":"+strconv.Itoa(i), a
 		close(m.done)

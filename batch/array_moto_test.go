@@ -138,9 +138,11 @@ func TestEmuArrayFanOut(t *testing.T) {
 }
 
 // Ctrl-C while the children run ends every child (and the parent), and the
-// run counts each child it ended.
+// run counts each child it ended: moto leaves the children running when
+// their parent is terminated, so each is terminated after the grace.
 func TestEmuArrayCancelEndsChildren(t *testing.T) {
 	f, exe, local := testExecutor(t)
+	setCancelGrace(t, 500*time.Millisecond)
 	g, _ := graph.New("ArrayStopFlowR", []graph.Step{
 		{Name: "start", Next: []string{"work"}, Foreach: "xs"},
 		{Name: "work", Next: []string{"join"}, Decorators: []graph.Decorator{{Name: "batch", Args: map[string]string{"memory": "512"}}}},
@@ -178,6 +180,9 @@ func TestEmuArrayCancelEndsChildren(t *testing.T) {
 	if got := r.Killed(); got != 3 {
 		t.Errorf("Killed() = %d, want the 3 children", got)
 	}
+	if n := exe.Client().Calls()["Batch.TerminateJob"]; n != 4 {
+		t.Errorf("%d TerminateJob calls, want 4: the parent, then each child moto left running", n)
+	}
 	parent := parentOf(ids[0])
 	want := append([]string{parent}, ids...)
 	deadline := time.Now().Add(20 * time.Second)
@@ -208,7 +213,9 @@ func TestEmuArrayCancelEndsChildren(t *testing.T) {
 // then cancels it. Reported: SubmitJob calls per split, the engine's wall
 // and CPU time per split from the foreach's end to the last child
 // submitted, the poller's calls (DescribeJobs, ListJobs) per interval
-// while all splits are in flight, and the time the cancel took. Not a test: run with
+// while all splits are in flight, the time the cancel took and its
+// TerminateJob calls (moto leaves the children running when their parent
+// is terminated: each is terminated after ArrayCancelGrace). Not a test: run with
 //
 //	go test ./batch/ -run '^$' -bench EmuArrayFanOut -benchtime 1x
 func BenchmarkEmuArrayFanOut(b *testing.B) {
@@ -304,12 +311,14 @@ func benchFanOut(b *testing.B, f *fixture, local *shim.Local, g *graph.Graph, co
 		time.Sleep(5 * poll)
 		round := exe.c.Calls()
 		polls := round["Batch.DescribeJobs"] + round["Batch.ListJobs"]
+		exe.c.ResetCalls()
 		tc := time.Now()
 		cancel()
 		if err := <-done; !scheduler.IsInterrupted(err) {
 			b.Fatalf("run: %v, want interrupted", err)
 		}
 		took := time.Since(tc)
+		terminates := exe.c.Calls()["Batch.TerminateJob"]
 		if got := r.Killed(); got != want {
 			b.Errorf("Killed() = %d, want %d", got, want)
 		}
@@ -318,6 +327,7 @@ func benchFanOut(b *testing.B, f *fixture, local *shim.Local, g *graph.Graph, co
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(want), "engine-cpu-ms/split")
 		b.ReportMetric(float64(polls)/5, "poll-calls/interval")
 		b.ReportMetric(took.Seconds(), "cancel-s")
+		b.ReportMetric(float64(terminates), "terminatejob-calls")
 		b.Logf("calls from the foreach's end to the last split submitted: %v; in %s of polling: %v", calls, 5*poll, round)
 	}
 }

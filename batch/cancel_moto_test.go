@@ -11,6 +11,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -96,6 +98,7 @@ func TestEmuCancelReportsJobsItCouldNotStop(t *testing.T) {
 		t.Skip("no `true` binary to stand in for the engine")
 	}
 	f := newFixture(t, false) // f.c talks to moto directly, not through the proxy
+	setCancelGrace(t, 300*time.Millisecond)
 	proxy, proxyURL := newTerminateProxy(t, emu.frozen)
 	t.Setenv("AWS_ENDPOINT_URL", proxyURL) // the executor's calls go through it
 	local, err := shim.NewLocal()
@@ -261,7 +264,57 @@ func TestEmuCancelReportsJobsItCouldNotStop(t *testing.T) {
 			if took > tc.window+terminateCallTimeout+10*time.Second {
 				t.Errorf("cancel took %s with a %s window", took, tc.window)
 			}
-			t.Logf("cancel took %s (window %s)", took.Round(time.Millisecond), tc.window)
+			calls := proxy.callsOf(parent)
+			for _, id := range ids {
+				calls += proxy.callsOf(id)
+			}
+			t.Logf("cancel took %s (window %s), %d TerminateJob calls", took.Round(time.Millisecond), tc.window, calls)
 		})
+	}
+}
+
+// moto does not end an array job's children with their parent: after the
+// parent's TerminateJob and the grace, each child is terminated by its own
+// call, and every child is reported stopped only because that call
+// succeeded.
+func TestEmuArrayCancelFallsBackToEachChild(t *testing.T) {
+	const (
+		n     = 3
+		grace = 500 * time.Millisecond
+	)
+	f := newFixture(t, false)
+	setCancelGrace(t, grace)
+	parent := f.submit(JobSpec{Labels: Labels{Flow: "ArrayCancelFlowR", User: "alice", Run: "1", Step: "work", Task: "0..2"}, ArraySize: n})
+	e := followerExecutor(t, f.c, 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	f.c.ResetCalls()
+	errs, took, console := cancelArray(ctx, t, e, parent, n, true, cancel)
+	calls := f.c.Calls()["Batch.TerminateJob"]
+	t.Logf("cancel of %d children on moto: %d TerminateJob calls in %s", n, calls, took.Round(time.Millisecond))
+	if calls != n+1 {
+		t.Errorf("%d TerminateJob calls, want %d: the parent and each child moto left running", calls, n+1)
+	}
+	if took < grace {
+		t.Errorf("the children were terminated %s after the cancel, before the %s grace", took, grace)
+	}
+	ids := []string{parent}
+	for i, err := range errs {
+		ids = append(ids, fmt.Sprintf("%s:%d", parent, i))
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("child %d: %v, want it stopped (context.Canceled)", i, err)
+		}
+	}
+	st, err := f.c.Describe(f.ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if st[id].StatusReason != cancelReason {
+			t.Errorf("job %s: not terminated in moto (%s, reason %q)", id, st[id].Status, st[id].StatusReason)
+		}
+	}
+	if t.Failed() {
+		t.Logf("console:\n%s", console)
 	}
 }

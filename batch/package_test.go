@@ -270,7 +270,7 @@ func TestTaskRunnerBlobs(t *testing.T) {
 		}
 		inodes[n], _ = os.Stat(p)
 	}
-	outputs, err := putOutputs(ctx, blobs, "F", out)
+	outputs, err := putOutputs(ctx, blobs, nil, "F", out)
 	if err != nil {
 		t.Fatal(err)
 	}

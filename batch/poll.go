@@ -12,9 +12,10 @@ import (
 )
 
 // wait follows a job until it is done or ctx is cancelled (then the job is
-// terminated). While the job is RUNNING it calls running every LogInterval.
+// terminated: through its parent when arr is set, see cancelJob). While the
+// job is RUNNING it calls running every LogInterval.
 func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any), stuck func(time.Duration) string,
-	running func(context.Context), stop func(say func(string, ...any))) (JobStatus, error) {
+	running func(context.Context), arr *arrayJob) (JobStatus, error) {
 	w := e.poll.add(id)
 	defer e.poll.remove(id)
 	last := StateSubmitted
@@ -39,18 +40,7 @@ func (e *Executor) wait(ctx context.Context, id string, say func(string, ...any)
 				// runs on, bounded by its own timeout (batchTimeout).
 				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: context.Cause(ctx)}
 			}
-			if stop != nil {
-				stop(say)
-			}
-			if err := e.terminate(id, "metaflow: the task was cancelled", say); err != nil {
-				return JobStatus{}, &scheduler.NotStopped{JobID: id, Err: err}
-			}
-			say("Batch job %s terminated.", id)
-			if last == StateRunning {
-				// The runner uploads its last log lines on SIGTERM.
-				awaitDone(w, jobEndWait)
-			}
-			return JobStatus{}, ctx.Err()
+			return e.cancelJob(ctx, w, id, last, say, arr)
 		case err := <-w.err:
 			lost := fmt.Errorf("follow Batch job %s: %w", id, err)
 			if terr := e.terminate(id, "metaflow: the engine lost track of the job", say); terr != nil {

@@ -160,9 +160,9 @@ func (e *Executor) submitOne(ctx context.Context, j *prepared) (string, error) {
 }
 
 // follow reports the submitted job id, follows the job to its end and
-// collects what it left. stop, if set, is called when ctx is cancelled
-// before the job itself is terminated (an array child ends its parent).
-func (e *Executor) follow(ctx context.Context, l *scheduler.Launch, j *prepared, id string, stop func(say func(string, ...any))) (int, error) {
+// collects what it left. arr is the array job id is a child of (nil for a
+// single job): a cancel ends the child through it (cancelJob).
+func (e *Executor) follow(ctx context.Context, l *scheduler.Launch, j *prepared, id string, arr *arrayJob) (int, error) {
 	rs, queue, res, image := j.rs, j.queue, j.res, j.image
 	if l.Submitted != nil {
 		l.Submitted(id, "s3://"+e.bucket+"/"+rs.JobDir)
@@ -175,7 +175,7 @@ func (e *Executor) follow(ctx context.Context, l *scheduler.Launch, j *prepared,
 			l.Line(false, fmt.Sprintf(format, args...))
 		}
 	}
-	if stop == nil {
+	if arr == nil {
 		say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
 	} else {
 		say("Batch job %s (a child of array job %s) submitted to queue %s (%s, image %s).", id, parentOf(id), queue, res, image)
@@ -186,7 +186,7 @@ func (e *Executor) follow(ctx context.Context, l *scheduler.Launch, j *prepared,
 			fctx, cancel := context.WithTimeout(ctx, max(e.cfg.LogInterval, 30*time.Second))
 			defer cancel()
 			_ = logs.fetch(fctx) // a failed fetch is tried again at the next interval
-		}, stop)
+		}, arr)
 	if err != nil {
 		var left *scheduler.NotStopped
 		if ctx.Err() != nil && !errors.As(err, &left) {

@@ -120,6 +120,10 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 			defer cancel()
 			return s3.PutFile(ctx, bucket, datastore.JobFile(rs.JobDir, name), p)
 		})
+	// The outputs are hashed as the task writes them (PutFile below), as a
+	// local task's are.
+	pre := datastore.WatchStaging(spec.OutputDir)
+	defer pre.Close()
 	var outMu sync.Mutex
 	code, runErr := local.Run(ctx, &scheduler.Launch{
 		Spec: &spec, Rscript: "Rscript", Workdir: cwd,
@@ -169,7 +173,7 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 		}
 	}
 	if code == 0 {
-		outputs, err := putOutputs(fctx, blobs, spec.Flow, spec.OutputDir)
+		outputs, err := putOutputs(fctx, blobs, pre, spec.Flow, spec.OutputDir)
 		if err != nil {
 			return 1, err
 		}
@@ -265,8 +269,10 @@ func inputNamed(spec *scheduler.TaskSpec, sha string) string {
 
 // putOutputs puts the artifacts the runtime staged in dir (<name>.mpk)
 // into the blob store, each hashed once as it is renamed into the store's
-// cache, and returns their shas by name.
-func putOutputs(ctx context.Context, blobs datastore.Blobs, flow, dir string) (map[string]string, error) {
+// cache (pre, if set, followed dir while the task wrote them: only what it
+// has not hashed is read), and returns their shas by name.
+func putOutputs(ctx context.Context, blobs datastore.Blobs, pre *datastore.Prehasher, flow, dir string) (map[string]string, error) {
+	ctx = datastore.WithPrehasher(ctx, pre)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err

@@ -48,6 +48,12 @@ const (
 // say reports the first failure, so the console tells what the wait is.
 // The error, if any, is why the job could not be stopped.
 func (e *Executor) terminate(id, reason string, say func(string, ...any)) error {
+	return e.terminateNotify(id, reason, say, func() {})
+}
+
+// terminateNotify is terminate that calls failed at each failed attempt,
+// before it tries again (an array's children stop waiting at the first).
+func (e *Executor) terminateNotify(id, reason string, say func(string, ...any), failed func()) error {
 	window := e.cfg.TerminateTimeout
 	if window <= 0 {
 		window = DefaultTerminateTimeout
@@ -77,6 +83,7 @@ func (e *Executor) terminate(id, reason string, say func(string, ...any)) error 
 			return nil
 		}
 		last = shortCause(err)
+		failed()
 		if permanent(err) {
 			return last
 		}
