@@ -84,7 +84,7 @@ func (l *Local) Close() error { return os.RemoveAll(l.RuntimeDir) }
 
 // Run implements scheduler.Executor.
 func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
-	specPath := filepath.Join(ln.Spec.OutputDir, "_spec.mpk")
+	specPath := filepath.Join(ln.Spec.OutputDir, scheduler.SpecFileName)
 	if err := writeSpec(specPath, ln.Spec); err != nil {
 		return -1, err
 	}

@@ -86,11 +86,14 @@ type SpecSplit struct {
 	Doc []byte `msgpack:"doc,omitempty"`
 }
 
-// The files a task's runtime leaves in its output folder besides the
-// artifacts it stages (<name>.mpk): the result, and why it failed.
+// The files in a task's output folder besides the artifacts it stages
+// (<name>.mpk): the result, why it failed, and its spec (from the executor).
 const (
 	ResultFile = "_result.mpk"
 	ErrorFile  = "_error.txt"
+	// SpecFileName is where an executor that starts a fresh Rscript writes
+	// the task's spec.
+	SpecFileName = "_spec.mpk"
 )
 
 // TaskResult is what the runtime reports in <output_dir>/ResultFile.

@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -33,10 +35,11 @@ func (r *Run) takeStaging(ctx context.Context) (string, error) {
 	return r.stagingDir(ctx, "task")
 }
 
-// giveStaging ends an attempt's use of dir: emptied and pooled when reuse
-// (the attempt ended well), else removed.
+// giveStaging ends an attempt's use of dir: cleared and pooled when reuse
+// (the attempt ended well: its outputs were renamed into the store), else
+// removed.
 func (r *Run) giveStaging(dir string, reuse bool) {
-	if !reuse || !emptyDir(dir) {
+	if !reuse || !clearStaging(dir) {
 		os.RemoveAll(dir)
 		return
 	}
@@ -45,14 +48,12 @@ func (r *Run) giveStaging(dir string, reuse bool) {
 	r.staging.mu.Unlock()
 }
 
-// emptyDir removes what dir holds, and reports whether it is empty now.
-func emptyDir(dir string) bool {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if os.RemoveAll(filepath.Join(dir, e.Name())) != nil {
+// clearStaging removes what a task that ended well leaves in its staging
+// folder besides the outputs the store took (a listing of the folder would
+// cost more than the removals); false if one could not be removed.
+func clearStaging(dir string) bool {
+	for _, name := range []string{ResultFile, ErrorFile, SpecFileName} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false
 		}
 	}

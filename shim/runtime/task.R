@@ -173,6 +173,19 @@ local({
   api$gather_inputs <- function(inputs, input) {
     lapply(seq_along(inputs), function(i) inputs[[i]][[input]])
   }
+  # The runtime runs uncompiled also when the step's code calls it (self$x,
+  # merge_artifacts(), ...): each entry point turns the JIT off while the
+  # runtime works, or the JIT would byte-compile every runtime function the
+  # call reaches, in every task (~0.1-0.2 s: more than a short task's work).
+  for (nm in ls(api, all.names = TRUE)) local({
+    runtime_fn <- get(nm, envir = api)
+    assign(nm, function(...) {
+      jit <- compiler::enableJIT(0L)
+      on.exit(compiler::enableJIT(jit))
+      v <- withVisible(runtime_fn(...))
+      if (v$visible) v$value else invisible(v$value)
+    }, envir = api)
+  })
   attach(api, name = "metaflow:runtime", warn.conflicts = FALSE)
   # The client API (flow_client, run_client, get_metadata(), ...) inside a
   # step, as Metaflow R offers it there: taken from the metaflow package on
@@ -281,7 +294,7 @@ local({
       if (length(start)) cs <- cs[start[1L]:length(cs)]
       # Cut at the runtime's own frames (self's methods, the handler).
       internal <- vapply(cs, function(cl) {
-        grepl("metaflow_self|^rt\\$|^stop$|^h$|^\\.handleSimpleError$", deparse(cl[[1L]])[1L])
+        grepl("metaflow_self|^rt\\$|^runtime_fn$|^stop$|^h$|^\\.handleSimpleError$", deparse(cl[[1L]])[1L])
       }, TRUE)
       keep <- if (any(internal)) which(internal)[1L] - 1L else length(cs)
       cs <- cs[seq_len(keep)]
