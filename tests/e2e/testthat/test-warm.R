@@ -18,6 +18,12 @@ test_that("splits start warm from one zygote; a step opting out starts a fresh R
   expect_length(unique(work$ppid), 1)
   expect_length(unique(work$seed), 4)
   expect_equal(parents(res, "join")$kind, "engine")
+  # Warm and cold, the step's calls into the runtime compile none of it,
+  # and the step's own code keeps R's JIT.
+  tl <- parse_task_lines(res$stdout)
+  state <- tl$text[tl$step %in% c("work", "join") & grepl("^compiled=", tl$text)]
+  expect_length(state, 5)
+  expect_true(all(grepl("^compiled=0 jit=[1-3]", state)), info = paste(state, collapse = "\n"))
 })
 
 test_that("METAFLOW_WARM_START=0 starts every task as a fresh Rscript", {
