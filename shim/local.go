@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -133,10 +132,9 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	if ln.Started != nil {
 		ln.Started(pid)
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go pump(&wg, outR, outLog, false, ln.Line)
-	go pump(&wg, errR, errLog, true, ln.Line)
+	pumped := make(chan struct{}, 2)
+	go pump(pumped, outR, outLog, false, ln.Line)
+	go pump(pumped, errR, errLog, true, ln.Line)
 
 	exited := make(chan struct{})
 	go func() {
@@ -163,7 +161,7 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	close(exited)
 	werr := cmd.Wait()
-	drainPipes(&wg, outR, errR)
+	drainPipes(pumped, outR, errR)
 	if werr == nil {
 		if err := logsFailed(outLog, errLog); err != nil {
 			return 0, err
@@ -259,8 +257,8 @@ func CutLine(head string, total int) string {
 }
 
 // pump copies a stream to its log file and hands each line to the console.
-func pump(wg *sync.WaitGroup, r io.Reader, log io.Writer, isErr bool, line func(bool, string)) {
-	defer wg.Done()
+func pump(done chan<- struct{}, r io.Reader, log io.Writer, isErr bool, line func(bool, string)) {
+	defer func() { done <- struct{}{} }()
 	br := bufio.NewReaderSize(r, MaxConsoleLine)
 	var head string // the start of a line longer than MaxConsoleLine
 	var total int   // its length so far
@@ -290,18 +288,24 @@ func pump(wg *sync.WaitGroup, r io.Reader, log io.Writer, isErr bool, line func(
 	}
 }
 
-// drainPipes waits for the pumps (wg) to read what is left in a task's
-// pipes; a process that left the task's group may still hold them, so it
-// stops reading after a short grace.
-func drainPipes(wg *sync.WaitGroup, pipes ...*os.File) {
-	drained := make(chan struct{})
-	go func() { wg.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(time.Second):
-		for _, p := range pipes {
-			p.Close()
+// drainPipes waits for the pumps of pipes (each signals done when its
+// pipe is read to its end) to read what is left in a task's pipes; a
+// process that left the task's group may still hold them, so it stops
+// reading after a short grace.
+func drainPipes(done <-chan struct{}, pipes ...*os.File) {
+	grace := time.NewTimer(time.Second)
+	defer grace.Stop()
+	for left := len(pipes); left > 0; left-- {
+		select {
+		case <-done:
+		case <-grace.C:
+			for _, p := range pipes {
+				p.Close()
+			}
+			for ; left > 0; left-- {
+				<-done
+			}
+			return
 		}
-		<-drained
 	}
 }

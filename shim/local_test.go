@@ -172,10 +172,9 @@ func TestPumpCutsLongConsoleLines(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var log bytes.Buffer
 			var got []string
-			var wg sync.WaitGroup
-			wg.Add(1)
-			pump(&wg, strings.NewReader(tc.in), &log, false, func(_ bool, s string) { got = append(got, s) })
-			wg.Wait()
+			done := make(chan struct{}, 1)
+			pump(done, strings.NewReader(tc.in), &log, false, func(_ bool, s string) { got = append(got, s) })
+			<-done
 			if log.String() != tc.in {
 				t.Fatalf("log has %d bytes, want all %d", log.Len(), len(tc.in))
 			}

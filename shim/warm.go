@@ -444,10 +444,9 @@ func (z *zygote) run(ctx context.Context, ln *scheduler.Launch, grace time.Durat
 	if ln.Started != nil {
 		ln.Started(pid)
 	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go pump(&wg, outR, outLog, false, ln.Line)
-	go pump(&wg, errR, errLog, true, ln.Line)
+	pumped := make(chan struct{}, 2)
+	go pump(pumped, outR, outLog, false, ln.Line)
+	go pump(pumped, errR, errLog, true, ln.Line)
 
 	// Kills go through the zygote, which signals the group only while its
 	// leader is unreaped, so a reused pid is never hit.
@@ -477,7 +476,7 @@ wait:
 		// started is still in its group, which its members keep from reuse.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
-	drainPipes(&wg, outR, errR)
+	drainPipes(pumped, outR, errR)
 	switch {
 	case died:
 		return -1, errors.New("killed: the warm-start parent R process (zygote) of the task exited"), true

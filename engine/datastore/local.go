@@ -254,11 +254,11 @@ func (l *Local) CodeFile(ctx context.Context, flow, runID string) (string, error
 	return p, nil
 }
 
+// writeJSON writes v as compact JSON (indenting a task record cost a
+// tenth of the engine's allocations per task; jq reads it as well).
 func writeJSON(ctx context.Context, path string, v any) error {
 	return writeAtomic(ctx, path, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return json.NewEncoder(w).Encode(v)
 	})
 }
 

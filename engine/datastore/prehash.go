@@ -61,6 +61,7 @@ const writebackEvery = 8 << 20
 // WithPrehasher; Close it when the attempt is over.
 type Prehasher struct {
 	dir       string
+	first     *time.Timer // starts the loop
 	stop      chan struct{}
 	done      chan struct{}
 	stopOnce  sync.Once
@@ -79,11 +80,13 @@ type partialHash struct {
 	seen   atomic.Int64 // n, for progress() while the loop runs
 }
 
-// WatchStaging starts following the output files of dir.
+// WatchStaging starts following the output files of dir. Its loop starts
+// at the first look (a timer until then: most tasks end sooner, and cost no
+// goroutine).
 func WatchStaging(dir string) *Prehasher {
 	p := &Prehasher{dir: dir, stop: make(chan struct{}), done: make(chan struct{}),
 		files: map[string]*partialHash{}}
-	go p.loop()
+	p.first = time.AfterFunc(PrehashFirstLook, p.loop)
 	return p
 }
 
@@ -93,20 +96,32 @@ func (p *Prehasher) loop() {
 	defer chunks.Put(bp)
 	buf := *bp
 	wait := PrehashInterval
-	t := time.NewTimer(PrehashFirstLook)
-	defer t.Stop()
+	var t *time.Timer
 	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
+		if t != nil {
+			select {
+			case <-p.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		} else {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
 		}
 		if p.scan(buf) {
 			wait = PrehashInterval
 		} else if wait < prehashMaxWait {
 			wait *= 2
 		}
-		t.Reset(wait)
+		if t == nil {
+			t = time.NewTimer(wait)
+		} else {
+			t.Reset(wait)
+		}
 	}
 }
 
@@ -192,7 +207,12 @@ func (p *Prehasher) progress(name string) int64 {
 
 // halt stops the loop and waits for it.
 func (p *Prehasher) halt() {
-	p.stopOnce.Do(func() { close(p.stop) })
+	p.stopOnce.Do(func() {
+		close(p.stop)
+		if p.first.Stop() { // the loop never started
+			close(p.done)
+		}
+	})
 	<-p.done
 }
 

@@ -13,12 +13,16 @@ import (
 // datastore, where other machines read them.
 var logSaveInterval = 5 * time.Second
 
+// remoteStore reports whether the run's datastore is remote (S3), where
+// logs are sent; a local one has its log files in place.
+func (r *Run) remoteStore() bool { return strings.HasPrefix(r.Store.Location(), "s3://") }
+
 // saveLogsWhileRunning stores a running attempt's logs in a remote (S3)
 // datastore every logSaveInterval while they grow, so that logs RUN/STEP
 // on another machine shows them; the local datastore needs nothing. The
 // returned func stops it (the final save follows the attempt).
 func (r *Run) saveLogsWhileRunning(ctx context.Context, flow, runID, step, taskID string, attempt int) (stop func()) {
-	if !strings.HasPrefix(r.Store.Location(), "s3://") {
+	if !r.remoteStore() {
 		return func() {}
 	}
 	done, stopped := make(chan struct{}), make(chan struct{})

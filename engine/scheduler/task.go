@@ -301,12 +301,17 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	// The logs are saved while the outputs are stored (two uploads at once
 	// on S3), and before the final record.
 	logsSaved := make(chan struct{})
-	go func() {
+	saveLogs := func() {
 		defer close(logsSaved)
 		if err := r.Store.SaveLogs(rec, flow, runID, task.Step, task.TaskID, attempt); err != nil {
 			r.taskSay(task, "Warning: the task's logs were not saved: %v", err)
 		}
-	}()
+	}
+	if r.remoteStore() {
+		go saveLogs()
+	} else {
+		saveLogs() // nothing to send: the log files are in place
+	}
 	defer func() { <-logsSaved }()
 	fail := func(msg string) (*taskRef, error) {
 		// What the task staged goes first: on a full disk it holds the
