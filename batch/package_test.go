@@ -253,14 +253,7 @@ func TestTaskRunnerBlobs(t *testing.T) {
 		t.Errorf("a missing input: %v, want ErrNotFound naming it", err)
 	}
 
-	staging, err := blobs.Staging(ctx, "F")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.MkdirTemp(staging, "out-")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := stagedOutputs(t, blobs)
 	files := map[string]string{"x.mpk": "value x", "y.mpk": "value y", "_result.mpk": "result", "notes.txt": "no artifact"}
 	inodes := map[string]os.FileInfo{}
 	for n, c := range files {

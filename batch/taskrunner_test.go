@@ -54,14 +54,7 @@ func TestPutOutputsPrehashed(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			staging, err := blobs.Staging(ctx, "F")
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := os.MkdirTemp(staging, "out-")
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := stagedOutputs(t, blobs)
 			pre := datastore.WatchStaging(out)
 			defer pre.Close()
 			x := filepath.Join(out, "x.mpk")
@@ -114,4 +107,19 @@ func writeFile(t *testing.T, path string, b []byte, flag int) {
 	if err := fh.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// stagedOutputs is a fresh task output folder in blobs' staging folder of
+// flow F, as the runner gives a task.
+func stagedOutputs(t *testing.T, blobs datastore.Blobs) string {
+	t.Helper()
+	staging, err := blobs.Staging(context.Background(), "F")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.MkdirTemp(staging, "out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
