@@ -114,8 +114,8 @@ test_that("a run whose engine was killed (kill -9) reads as failed and plain res
   runtime <- Sys.glob(file.path(tmp, sprintf("metaflow-runtime-%d-*", engine$pid)))
   expect_length(runtime, 1)
   staging <- function() list.files(mf_path(dir, "SleepFlowR", "_staging"), pattern = "^1-")
-  # One per running task (and the foreach value's element files).
-  expect_length(grep("^1-nap-", staging(), value = TRUE), 3)
+  # One per running task (the run's pooled staging folders: "<run>-task-").
+  expect_length(grep("^1-task-", staging(), value = TRUE), 3)
   tools::pskill(engine$pid, tools::SIGKILL)
   killed_at <- Sys.time()
   status <- bg_wait(bg, timeout = 60)
