@@ -180,10 +180,19 @@ func (l *Local) Run(ctx context.Context, ln *scheduler.Launch) (int, error) {
 	return 0, nil
 }
 
-func writeSpec(path string, spec *scheduler.TaskSpec) error {
+// encodeSpec is the spec as the runtime reads it (plain msgpack).
+func encodeSpec(spec *scheduler.TaskSpec) ([]byte, error) {
 	b, err := msgpack.Marshal(spec)
 	if err != nil {
-		return fmt.Errorf("encode task spec: %w", err)
+		return nil, fmt.Errorf("encode task spec: %w", err)
+	}
+	return b, nil
+}
+
+func writeSpec(path string, spec *scheduler.TaskSpec) error {
+	b, err := encodeSpec(spec)
+	if err != nil {
+		return err
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("write task spec: %w", err)

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/metaflow-r/metaflow/engine/scheduler"
@@ -494,9 +493,9 @@ wait:
 // zygote with the task's pipes: a spec file in the staging folder cost a
 // file creation per task (~0.1 ms of the engine's time on ext4).
 func specMemfd(spec *scheduler.TaskSpec) (*os.File, error) {
-	b, err := msgpack.Marshal(spec)
+	b, err := encodeSpec(spec)
 	if err != nil {
-		return nil, fmt.Errorf("encode task spec: %w", err)
+		return nil, err
 	}
 	fd, err := unix.MemfdCreate("metaflow-spec", unix.MFD_CLOEXEC)
 	if err != nil {

@@ -16,7 +16,8 @@ import (
 // drops). A list's elements are copied as they are, one at a time, so a
 // large list never sits in memory. For any other value (a factor, a Date,
 // an S3 class with its own [[, an rds value) it returns ok = false without
-// calling each: the caller then extracts the element in R.
+// calling each: the caller then extracts the element in R. A doc is valid
+// only during its call (its buffer is reused).
 func Elements(r io.Reader, each func(doc []byte) error) (ok bool, err error) {
 	d := msgpack.NewDecoder(bufio.NewReaderSize(r, 1<<16))
 	nk, err := d.DecodeMapLen()

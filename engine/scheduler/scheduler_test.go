@@ -365,19 +365,4 @@ func TestPrepareErrorsWriteNothing(t *testing.T) {
 
 // BenchmarkForeach200 measures the engine's own cost per task (scheduling,
 // staging, hashing and metadata writes) with an executor that does no work.
-func BenchmarkForeach200(b *testing.B) {
-	t := &testing.T{}
-	g := foreachGraph(t)
-	for i := 0; i < b.N; i++ {
-		ex := &fakeExec{steps: map[string]stepFunc{"start": splits(200)}, fast: true}
-		store := datastore.NewLocal(filepath.Join(b.TempDir(), ".metaflow"))
-		r := &Run{Graph: g, Store: store, Exec: ex, Code: []byte("code"), Opts: Options{MaxWorkers: 2, MaxNumSplits: 200}}
-		if err := r.Prepare(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		if err := r.Execute(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*203), "us/task")
-}
+func BenchmarkForeach200(b *testing.B) { benchForeach(b, 200) }
