@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 
 	"github.com/metaflow-r/metaflow/engine/errs"
 	"github.com/metaflow-r/metaflow/engine/graph"
@@ -278,34 +280,70 @@ func readJSON(ctx context.Context, path string, v any) error {
 
 // writeAtomic writes through a temp file in the target's folder and renames
 // it into place, so readers see either the old file or the whole new one.
+// A task's two records cost the engine this per task, so it spends no
+// syscall it does not need (makeDir, createTemp, no os.Rename's Lstat).
 func writeAtomic(ctx context.Context, path string, fill func(io.Writer) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := makeDir(dir); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	tmp, err := createTemp(dir, ".tmp-")
 	if err != nil {
 		return fmt.Errorf("create temp file in %s: %w", dir, err)
 	}
-	defer os.Remove(tmp.Name())
+	// The temp file is removed only when it was not renamed: removing a
+	// name already gone costs two failing syscalls per record.
+	fail := func(err error) error {
+		os.Remove(tmp.Name())
+		return err
+	}
 	if err := fill(tmp); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return fail(fmt.Errorf("write %s: %w", path, err))
 	}
 	// Durable before visible: after a crash a completed task never points at
 	// an empty file.
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
+		return fail(fmt.Errorf("sync %s: %w", path, err))
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
+		return fail(fmt.Errorf("close %s: %w", path, err))
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename into %s: %w", path, err)
+	if err := syscall.Rename(tmp.Name(), path); err != nil {
+		return fail(fmt.Errorf("rename into %s: %w", path, &fs.PathError{Op: "rename", Path: path, Err: err}))
 	}
 	return nil
+}
+
+// makeDir makes dir and its parents if need be: one mkdir where dir's
+// parent exists or dir does (os.MkdirAll stats every level first).
+func makeDir(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	switch {
+	case err == nil, errors.Is(err, fs.ErrExist):
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return os.MkdirAll(dir, 0o755)
+	}
+	return err
+}
+
+// createTemp makes a new file named prefix+random in dir, open for writing
+// (as os.CreateTemp; a file opened through os.NewFile skips the four fcntl
+// and epoll calls os.OpenFile makes to see if a regular file can be polled).
+func createTemp(dir, prefix string) (*os.File, error) {
+	for try := 0; ; try++ {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
+		fd, err := syscall.Open(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o600)
+		if err == nil {
+			return os.NewFile(uintptr(fd), name), nil
+		}
+		if err != syscall.EEXIST || try == 100 {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+	}
 }

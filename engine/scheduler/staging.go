@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // stagingPool keeps the staging folders of a run's attempts that ended
@@ -50,10 +51,12 @@ func (r *Run) giveStaging(dir string, reuse bool) {
 
 // clearStaging removes what a task that ended well leaves in its staging
 // folder besides the outputs the store took (a listing of the folder would
-// cost more than the removals); false if one could not be removed.
+// cost more than the removals); false if one could not be removed. It
+// unlinks (one syscall) where os.Remove would try rmdir as well after each
+// name that is absent (a warm task has no spec file, a good one no error).
 func clearStaging(dir string) bool {
 	for _, name := range []string{ResultFile, ErrorFile, SpecFileName} {
-		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := syscall.Unlink(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false
 		}
 	}

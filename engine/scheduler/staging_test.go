@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/metaflow-r/metaflow/engine/graph"
@@ -48,5 +49,45 @@ func TestStagingFoldersAreReusedOnlyAfterGoodAttempts(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(base); len(ents) != 0 {
 		t.Fatalf("the run left %d staging folders: %v", len(ents), ents)
+	}
+}
+
+// clearStaging empties a folder of the files a task leaves besides its
+// outputs, whichever of them are there, and refuses (so that the folder is
+// removed, not reused) when one of those names cannot be unlinked.
+func TestClearStaging(t *testing.T) {
+	cases := []struct {
+		name  string
+		files []string // made as files
+		dirs  []string // made as folders
+		want  bool
+	}{
+		{"nothing left", nil, nil, true},
+		{"warm task: result only", []string{ResultFile}, nil, true},
+		{"cold task: result and spec", []string{ResultFile, SpecFileName}, nil, true},
+		{"all three", []string{ResultFile, ErrorFile, SpecFileName}, nil, true},
+		{"a folder where the error file goes", []string{ResultFile}, []string{ErrorFile}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range c.files {
+				if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, d := range c.dirs {
+				if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := clearStaging(dir); got != c.want {
+				t.Fatalf("clearStaging = %v, want %v", got, c.want)
+			}
+			ents, _ := os.ReadDir(dir)
+			if len(ents) != len(c.dirs) {
+				t.Fatalf("left %v, want only the folders %v", ents, c.dirs)
+			}
+		})
 	}
 }
