@@ -83,13 +83,15 @@ summary_rule <- function(title) {
   paste0(strrep(bar, 2), " ", title, " ", strrep(bar, width - nchar(title) - 4L))
 }
 
-# Lines "    Label:    value" aligned as Metaflow R's summaries.
-summary_lines <- function(title, fields) {
+# Lines "    Label:    value" in the columns of Metaflow R's summaries:
+# values start at column 28 (30 for a flow's); a vector's elements are one
+# per line in that column.
+summary_lines <- function(title, fields, width = 23L) {
   labels <- paste0(names(fields), ":")
-  pad <- max(nchar(labels)) + 2L
-  vals <- vapply(fields, function(v) if (is.null(v) || !length(v)) "" else paste(v, collapse = ", "), "")
+  indent <- paste0("\n", strrep(" ", 4L + width))
+  vals <- vapply(fields, function(v) if (is.null(v) || !length(v)) "" else paste(v, collapse = indent), "")
   cat(summary_rule(title), "\n",
-      paste0("    ", formatC(labels, width = -pad), vals, "\n"), sep = "")
+      paste0("    ", formatC(labels, width = -width), vals, "\n"), sep = "")
 }
 
 na_to_none <- function(x) if (is.null(x)) "none" else x
@@ -170,7 +172,7 @@ flow_client <- R6::R6Class("FlowClient",
         `Created At` = self$created_at,
         `Latest Run` = na_to_none(self$latest_run),
         `Latest Successful Run` = na_to_none(self$latest_successful_run),
-        Runs = length(self$runs)))
+        Runs = length(self$runs)), width = 25L)
       invisible(self)
     },
 
@@ -422,8 +424,10 @@ run_client <- R6::R6Class("RunClient",
     status = function() private$info$status,
     #' @field steps Names of the steps that have tasks.
     steps = function() vapply(private$info$steps, `[[`, "", "name"),
-    #' @field finished Whether the run has ended (successfully or not).
-    finished = function() private$info$status %in% c("completed", "failed"),
+    #' @field finished Whether the run completed: its end step did, as in
+    #'   Metaflow (a failed or running run is not finished; \code{status}
+    #'   tells them apart).
+    finished = function() identical(private$info$status, "completed"),
     #' @field successful Whether the run completed successfully.
     successful = function() identical(private$info$status, "completed"),
     #' @field created_at When the run started (ISO 8601 text).
@@ -745,8 +749,9 @@ task_client <- R6::R6Class("TaskClient",
     artifacts = function() vapply(private$info$artifacts, `[[`, "", "name"),
     #' @field status \code{"running"}, \code{"completed"} or \code{"failed"}.
     status = function() private$info$status,
-    #' @field finished Whether the task has ended.
-    finished = function() private$info$status %in% c("completed", "failed"),
+    #' @field finished Whether the task completed, as in Metaflow (a failed
+    #'   or running task is not finished; \code{status} tells them apart).
+    finished = function() identical(private$info$status, "completed"),
     #' @field successful Whether the task completed successfully.
     successful = function() identical(private$info$status, "completed"),
     #' @field exception The error that made the task fail, or that the catch

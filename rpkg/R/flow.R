@@ -8,11 +8,18 @@
 #' \code{\link{step}} and \code{\link{parameter}}, usually with the pipe, and
 #' the flow is executed with \code{\link{run}}.
 #'
-#' @param name name of the flow, e.g. \code{"HelloFlow"}. Runs and artifacts
+#' As in Metaflow R, a flow is an object that \code{step()} and
+#' \code{parameter()} change in place, and \code{metaflow("HelloFlow")} also
+#' assigns it to the variable \code{HelloFlow} in the global environment, so
+#' a flow can be built over several notebook chunks:
+#' \code{flow <- metaflow("X")}, then \code{flow \%>\% step(...)} (no
+#' reassignment needed), then \code{run(flow)}.
+#'
+#' @param cls name of the flow, e.g. \code{"HelloFlow"}. Runs and artifacts
 #'   are stored under this name.
 #' @param ... flow-level decorators of Metaflow R (for AWS Step Functions
 #'   schedules): not supported here, an error.
-#' @return An object of class \code{metaflow_flow}.
+#' @return The flow, an object of class \code{metaflow_flow}.
 #' @examples
 #' start <- function(self) self$x <- 1
 #' end <- function(self) print(self$x)
@@ -21,18 +28,23 @@
 #'   step(step = "end", r_function = end)
 #' flow
 #' @export
-metaflow <- function(name, ...) {
-  check_string(name, "name")
+metaflow <- function(cls, ...) {
+  check_string(cls, "flow name (cls)")
   if (length(list(...))) {
-    stop("metaflow(\"", name, "\", ...): flow-level decorators (such as @schedule for ",
+    stop("metaflow(\"", cls, "\", ...): flow-level decorators (such as @schedule for ",
          "AWS Step Functions) are not supported; decorate steps with step(...)", call. = FALSE)
   }
-  structure(
-    list(name = name, steps = list(), parameters = list(),
-         # Where the flow was defined: its objects are shipped to the tasks.
-         env = parent.frame()),
-    class = "metaflow_flow"
-  )
+  flow <- new.env(parent = emptyenv())
+  flow$name <- cls
+  flow$steps <- list()
+  flow$parameters <- list()
+  # Where the flow was defined: its objects are shipped to the tasks.
+  flow$env <- parent.frame()
+  class(flow) <- "metaflow_flow"
+  # As Metaflow R: the flow is also a global variable named after it (the
+  # environment at search position 1, which is the global one).
+  assign(cls, flow, envir = as.environment(1L))
+  flow
 }
 
 #' Add a step to a flow
@@ -50,7 +62,8 @@ metaflow <- function(name, ...) {
 #'   next step runs once per element, which it sees as \code{self$input}.
 #' @param join \code{TRUE} if this step joins branches; its function then
 #'   receives \code{inputs}.
-#' @return The flow with the step appended.
+#' @return The flow, changed in place (invisibly), with the step appended
+#'   (or replacing the step of the same name).
 #' @examples
 #' flow <- metaflow("BranchFlow") %>%
 #'   step(step = "start", next_step = c("a", "b")) %>%
@@ -95,11 +108,20 @@ step <- function(flow, ..., step, r_function = NULL, next_step = NULL,
   if (!is.logical(join) || length(join) != 1 || is.na(join)) {
     stop("step '", step, "': join must be TRUE or FALSE", call. = FALSE)
   }
-  flow$steps[[length(flow$steps) + 1]] <- list(
+  def <- list(
     name = step, r_function = r_function, next_step = as.character(next_step),
     foreach = foreach, join = join, decorators = unname(decorators)
   )
-  flow
+  # A step defined again replaces the earlier one, as a method defined twice
+  # in a Metaflow class does (a notebook chunk run again), and says so.
+  i <- match(step, vapply(flow$steps, `[[`, "", "name"))
+  if (is.na(i)) {
+    i <- length(flow$steps) + 1L
+  } else {
+    message("step '", step, "' replaces the step of that name already in flow ", flow$name)
+  }
+  flow$steps[[i]] <- def
+  invisible(flow)
 }
 
 #' Create a step decorator
@@ -318,7 +340,8 @@ environment_variables <- function(...) {
 #'   default value, else text.
 #' @param is_flag \code{TRUE} for a logical parameter set by a bare
 #'   \code{--name} (default \code{FALSE}).
-#' @return The flow with the parameter added.
+#' @return The flow, changed in place (invisibly), with the parameter added
+#'   (or replacing the parameter of the same name).
 #' @examples
 #' flow <- metaflow("ParamFlow") %>%
 #'   parameter("alpha", help = "learning rate", default = 0.01) %>%
@@ -344,9 +367,14 @@ parameter <- function(flow, parameter, required = FALSE, help = NULL,
     stop("parameter '", name, "' clashes with the run option of that name",
          call. = FALSE)
   }
-  if (norm_flag(name) %in% vapply(flow$parameters, function(p) norm_flag(p$name), "")) {
-    stop("parameter '", name, "' is declared twice: give each parameter() a unique name",
-         call. = FALSE)
+  # The same name again replaces the earlier parameter (as a step defined
+  # again does); another name that makes the same --option is an error.
+  names <- vapply(flow$parameters, `[[`, "", "name")
+  at <- match(name, names)
+  clash <- setdiff(names[vapply(names, norm_flag, "") == norm_flag(name)], name)
+  if (length(clash)) {
+    stop("parameters '", clash[[1]], "' and '", name, "' are both --", norm_flag(name),
+         ": give each parameter() a unique name", call. = FALSE)
   }
   if (!is.null(type)) type <- param_type_name(type, name)
   if (is_flag) {
@@ -360,11 +388,16 @@ parameter <- function(flow, parameter, required = FALSE, help = NULL,
     type <- if (is.null(default) || is.function(default)) "character" else param_type_of(default)
   }
   if (!is.null(separator)) check_string(separator, "separator")
-  flow$parameters[[length(flow$parameters) + 1]] <- list(
+  if (is.na(at)) {
+    at <- length(flow$parameters) + 1L
+  } else {
+    message("parameter '", name, "' replaces the parameter of that name already in flow ", flow$name)
+  }
+  flow$parameters[[at]] <- list(
     name = name, default = default, help = if (is.null(help)) "" else help,
     required = required, type = type, separator = separator, is_flag = is_flag
   )
-  flow
+  invisible(flow)
 }
 
 # Metaflow's type names (and Python's) mapped to R's.

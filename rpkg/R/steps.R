@@ -1,6 +1,17 @@
 # Functions used inside steps. The task runtime (shim/runtime/task.R, base R
-# only) provides the real ones to running steps; these are their documented
-# stand-ins for R sessions, where calling them is a mistake.
+# only) provides the real ones to running steps, attached as
+# "metaflow:runtime"; these documented stand-ins pass a call on to it when
+# the step calls them by the package's name (metaflow::current("run_id")).
+
+# The runtime's function name when this R process runs a task, else NULL.
+task_runtime_fn <- function(name) {
+  if (!"metaflow:runtime" %in% search()) return(NULL)
+  get0(name, envir = as.environment("metaflow:runtime"), inherits = FALSE)
+}
+
+# What current() knows, in a task.
+current_names <- c("flow_name", "run_id", "origin_run_id", "step_name", "task_id",
+                   "pathspec", "namespace", "username", "retry_count", "tags", "metadata")
 
 #' Information about the running task
 #'
@@ -8,15 +19,25 @@
 #' \code{current("origin_run_id")}, \code{current("step_name")},
 #' \code{current("task_id")}, \code{current("pathspec")},
 #' \code{current("namespace")}, \code{current("username")},
-#' \code{current("retry_count")} and \code{current("tags")} describe the
-#' task. The task runtime provides this function; outside a running step it
-#' is an error.
+#' \code{current("retry_count")}, \code{current("tags")} and
+#' \code{current("metadata")} describe the task (\code{origin_run_id} is
+#' \code{NULL} unless the run is a resume). Outside a running step each is
+#' \code{NULL}, as in Metaflow; an unknown name is an error.
 #'
 #' @param value name of the value.
-#' @return The value (in a task).
+#' @return The value, or \code{NULL} outside a running step.
+#' @examples
+#' current("run_id") # NULL: not in a running step
 #' @export
 current <- function(value) {
-  stop("current() is only available inside a running step", call. = FALSE)
+  rt <- task_runtime_fn("current")
+  if (!is.null(rt)) return(if (missing(value)) rt() else rt(value))
+  if (missing(value)) return(NULL)
+  if (!is.character(value) || length(value) != 1 || !value %in% current_names) {
+    stop(sprintf("current(\"%s\") is unknown: use one of %s", paste(value, collapse = ", "),
+                 paste(current_names, collapse = ", ")), call. = FALSE)
+  }
+  NULL
 }
 
 #' Merge artifacts in a join step
@@ -34,6 +55,8 @@ current <- function(value) {
 #' @return Nothing useful (in a task).
 #' @export
 merge_artifacts <- function(flow, inputs, exclude = list(), ...) {
+  rt <- task_runtime_fn("merge_artifacts")
+  if (!is.null(rt)) return(rt(flow, inputs, exclude = exclude, ...))
   stop("merge_artifacts() is only available inside a running join step", call. = FALSE)
 }
 

@@ -110,6 +110,8 @@ local({
       stop(sprintf("current(\"%s\") is unknown: use one of %s", value,
                    paste(names(cur), collapse = ", ")), call. = FALSE)
     }
+    # As Metaflow: no origin run (not a resume) is NULL.
+    if (value == "origin_run_id" && !nzchar(v)) return(NULL)
     if (value == "retry_count") v <- as.integer(v)
     if (value == "tags") v <- if (nzchar(v)) strsplit(v, ",", fixed = TRUE)[[1L]] else character()
     v
@@ -117,7 +119,9 @@ local({
   # merge_artifacts(self, inputs): carry over every artifact the inputs agree
   # on. Artifacts that differ between inputs must be assigned in the join
   # first, or excluded.
-  api$merge_artifacts <- function(self, inputs, exclude = NULL, include = NULL) {
+  # The first argument is called flow, as in Metaflow R: merge_artifacts(flow = self, ...).
+  api$merge_artifacts <- function(flow, inputs, exclude = NULL, include = NULL) {
+    self <- flow
     # Metaflow R passes exclude = list("a", "b").
     exclude <- as.character(unlist(exclude))
     if (!is.null(include)) include <- as.character(unlist(include))

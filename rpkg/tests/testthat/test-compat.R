@@ -82,7 +82,9 @@ test_that("parameter() has Metaflow's signature and types", {
   expect_equal(f$parameters[[5]]$help, "help text")
   expect_error(parameter(f, "x", type = "complex"), "type must be one of")
   expect_error(parameter(f, "x", type = "str", is_flag = TRUE), "is_flag")
-  expect_error(parameter(f, "a"), "declared twice")
+  expect_message(parameter(f, "a", type = "int", default = "4"), "replaces the parameter")
+  expect_equal(f$parameters[[1]]$default, "4")
+  expect_length(f$parameters, 8)
   # Values: given ones are converted, a function default is called once at
   # run time (not for show), a flag takes no value, a separator splits.
   calls <- 0
@@ -212,9 +214,13 @@ test_that("the local datastore is the nearest .metaflow folder up from here, as 
 test_that("step functions that cannot take self (and inputs) are refused at once", {
   f <- metaflow("F")
   ok <- list(function(self) 1, function(self, ...) 1, function(...) 1, function(self, n = 2) 1)
-  for (fn in ok) expect_silent(step(f, step = "a", r_function = fn, next_step = "end"))
+  # (each step added under a new name: the same name again replaces it,
+  # with a message)
+  for (i in seq_along(ok)) {
+    expect_silent(step(f, step = paste0("a", i), r_function = ok[[i]], next_step = "end"))
+  }
   expect_silent(step(f, step = "j", r_function = function(self, inputs) 1, join = TRUE))
-  expect_silent(step(f, step = "j", r_function = function(a, b, c = 1) 1, join = TRUE))
+  expect_silent(step(f, step = "j2", r_function = function(a, b, c = 1) 1, join = TRUE))
   expect_error(step(f, step = "a", r_function = function() 1),
                "step 'a': r_function must take one argument \\(self\\), but its arguments are: none")
   expect_error(step(f, step = "a", r_function = function(self, inputs) 1),
@@ -223,5 +229,5 @@ test_that("step functions that cannot take self (and inputs) are refused at once
                "two arguments \\(self, inputs\\), as a join step, but its arguments are: self")
   expect_error(step(f, step = "a", r_function = function(x, y, z) 1), "arguments are: x, y, z")
   # Primitives and builtins are functions too.
-  expect_silent(step(f, step = "a", r_function = print))
+  expect_silent(step(f, step = "p", r_function = print))
 })

@@ -77,16 +77,61 @@ test_that("parameter() records the type to convert to", {
   expect_error(parameter(f, "x", bogus = 1), "unused argument")
   expect_error(parameter(f, "max_workers"), "clashes with the run option")
   expect_equal(parameter(f, "x", default = function() 1)$parameters[[7]]$type, "character")
-  expect_error(parameter(f, "alpha"), "declared twice")
+  expect_message(parameter(f, "alpha", default = 0.5), "replaces the parameter")
+  expect_equal(f$parameters[[1]]$default, 0.5)
+  parameter(f, "my_rate")
+  expect_error(parameter(f, "my-rate"), "'my_rate' and 'my-rate' are both --my-rate")
 })
 
 test_that("print methods show the flow", {
   expect_output(print(example_flow()), "step start => a \\(foreach xs\\)")
 })
 
-test_that("current() and merge_artifacts() only work inside tasks", {
-  expect_error(current("run_id"), "only available inside a running step")
+test_that("current() is NULL outside a step, as in Metaflow; merge_artifacts() is an error", {
+  expect_null(current("run_id"))
+  expect_null(current("origin_run_id"))
+  expect_null(current())
+  expect_error(current("bogus"), "current\\(\"bogus\"\\) is unknown: use one of flow_name")
   expect_error(merge_artifacts(list(), list()), "only available inside a running join step")
+})
+
+test_that("the package's current() and merge_artifacts() call the task runtime in a task", {
+  rt <- new.env()
+  rt$current <- function(value) paste("runtime", value)
+  rt$merge_artifacts <- function(flow, inputs, exclude = NULL, include = NULL) {
+    list(flow = flow, inputs = inputs, exclude = exclude, include = include)
+  }
+  attach(rt, name = "metaflow:runtime", warn.conflicts = FALSE)
+  on.exit(detach("metaflow:runtime", character.only = TRUE))
+  expect_equal(metaflow::current("run_id"), "runtime run_id")
+  m <- metaflow::merge_artifacts(flow = "self", list(1), exclude = list("x"), include = "y")
+  expect_equal(m, list(flow = "self", inputs = list(1), exclude = list("x"), include = "y"))
+})
+
+test_that("a flow changes in place and is a global variable, as in Metaflow R", {
+  on.exit(rm("NotebookFlow", envir = globalenv()))
+  f <- metaflow("NotebookFlow")
+  expect_identical(get("NotebookFlow", envir = globalenv()), f)
+  # Chunk by chunk, without reassigning.
+  f %>% parameter("alpha", default = 1)
+  f %>% step(step = "start", next_step = "end")
+  step(f, step = "end")
+  expect_equal(vapply(NotebookFlow$steps, `[[`, "", "name"), c("start", "end"))
+  expect_length(NotebookFlow$parameters, 1)
+  # step() and parameter() return the flow invisibly (nothing printed at
+  # the console), metaflow() visibly.
+  expect_false(suppressMessages(withVisible(step(f, step = "end")))$visible)
+  expect_false(suppressMessages(withVisible(parameter(f, "alpha")))$visible)
+  expect_true(withVisible(metaflow("NotebookFlow"))$visible)
+  # A chunk run again: the step is replaced, in its place, saying so.
+  g <- metaflow("NotebookFlow") %>%
+    step(step = "start", next_step = "end") %>%
+    step(step = "end")
+  expect_message(step(g, step = "start", next_step = "end", r_function = function(self) NULL),
+                 "step 'start' replaces the step of that name already in flow NotebookFlow")
+  expect_equal(vapply(g$steps, `[[`, "", "name"), c("start", "end"))
+  expect_false(is.null(g$steps[[1]]$r_function))
+  expect_equal(names(formals(metaflow)), c("cls", "..."))
 })
 
 test_that("the msgpack codec from the task runtime is loaded", {

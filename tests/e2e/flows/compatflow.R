@@ -1,7 +1,9 @@
 # A flow written for Metaflow's own R package, unchanged: decorator
 # wrappers, parameter() in Metaflow's signature, gather_inputs(), named
 # inputs, merge_artifacts(exclude = list()), current() and a step without
-# r_function.
+# r_function; the helpers called by the package's name; the flow built in
+# place over several statements (as over notebook chunks) and run through
+# the global variable metaflow() makes.
 library(metaflow)
 
 start <- function(self) {
@@ -12,6 +14,8 @@ start <- function(self) {
   self$flow_name <- current("flow_name")
   self$none_param_is_null <- is.null(self$nothing)
   self$words_seen <- self$words
+  self$pkg_current <- identical(metaflow::current("run_id"), current("run_id"))
+  self$origin_is_null <- is.null(current("origin_run_id"))
 }
 
 branch_a <- function(self) {
@@ -33,7 +37,7 @@ join <- function(self, inputs) {
   self$xs <- unlist(gather_inputs(inputs, "x"))
   self$a_x <- inputs$branch_a$x
   self$b_x <- inputs$branch_b$x
-  merge_artifacts(self, inputs, exclude = list("x", "animal", "retries"))
+  metaflow::merge_artifacts(flow = self, inputs, exclude = list("x", "animal", "retries"))
 }
 
 end <- function(self) {
@@ -48,23 +52,26 @@ end <- function(self) {
   cat("where:", self$where, "\n")
   cat("none param is NULL:", self$none_param_is_null, "\n")
   cat("caught:", self$risky_failed, "\n")
+  cat("package current:", self$pkg_current, "origin NULL:", self$origin_is_null, "\n")
 }
 
-metaflow("CompatFlowR") %>%
+flow <- metaflow("CompatFlowR")
+flow %>%
   parameter("count", type = "int", default = 3) %>%
   parameter("ratio", type = "float", default = 0.5, help = "a ratio") %>%
   parameter("verbose", is_flag = TRUE) %>%
   parameter("words", separator = ",", default = "a,b") %>%
   parameter("seed", default = function() 40L + 2L) %>%
-  parameter("nothing") %>%
+  parameter("nothing")
+flow %>%
   step(step = "start", r_function = start, next_step = c("branch_a", "branch_b")) %>%
   step(environment_variables(CUTEST_ANIMAL = "corgi"), retry(times = 1, minutes_between_retries = 0),
        resources(cpu = 1, memory = 1000),
        step = "branch_a", r_function = branch_a, next_step = "join") %>%
   step(step = "branch_b", r_function = branch_b, next_step = "join") %>%
   step(step = "join", r_function = join, next_step = "middle", join = TRUE) %>%
-  step(step = "middle", next_step = "risky") %>%
-  step(catch(var = "risky_failed", print_exception = FALSE), retry(times = 0),
-       step = "risky", r_function = risky, next_step = "end") %>%
-  step(step = "end", r_function = end) %>%
-  run()
+  step(step = "middle", next_step = "risky")
+step(flow, catch(var = "risky_failed", print_exception = FALSE), retry(times = 0),
+     step = "risky", r_function = risky, next_step = "end")
+step(flow, step = "end", r_function = end)
+run(CompatFlowR)

@@ -33,7 +33,7 @@ client_status <- function(dir, env, pathspec_run, pathspec_task) {
   res <- run_cmd(dir, "Rscript", c("-e", paste0(
     "suppressPackageStartupMessages(library(metaflow)); t0 <- Sys.time(); ",
     sprintf("repeat { r <- run_client$new('%s'); ", pathspec_run),
-    "if (r$finished || Sys.time() - t0 > 30) break; Sys.sleep(0.25) }; ",
+    "if (r$status != 'running' || Sys.time() - t0 > 30) break; Sys.sleep(0.25) }; ",
     sprintf("t <- task_client$new('%s'); ", pathspec_task),
     "cat('RUN', r$status, '\\n'); cat('TASK', t$status, '\\n')")), env = env, timeout = 90)
   expect_exit(res, 0)
