@@ -110,7 +110,14 @@ metaflow_object <- R6::R6Class("metaflow_object",
     is_in_namespace = function() TRUE,
     #' @description The ids of this object's children (runs, steps, tasks or
     #'   artifact names).
-    get_values = function() character(0)
+    get_values = function() character(0),
+    #' @description In Metaflow R, the wrapped Python object; there is no
+    #'   Python here, so it is an error that says what to use instead.
+    get_obj = function() {
+      stop("get_obj() gave Metaflow R's Python object, and there is no Python here: ",
+           "use the client's own fields and methods ($id, $pathspec, $artifact(), ",
+           "$summary(), ...)", call. = FALSE)
+    }
   )
 )
 

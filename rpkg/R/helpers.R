@@ -93,13 +93,13 @@ test <- function() {
 #' Copy the tutorials into the working directory
 #'
 #' Copies the tutorials that come with the package into
-#' \code{./metaflow-tutorials}, one folder per episode, each with a README
+#' \code{./tutorials} (as Metaflow R does), one folder per episode, each with a README
 #' that says how to run it.
 #'
 #' @param dest where to copy them.
 #' @return The folder, invisibly.
 #' @export
-pull_tutorials <- function(dest = "metaflow-tutorials") {
+pull_tutorials <- function(dest = "tutorials") {
   src <- system.file("tutorials", package = "metaflow")
   if (!nzchar(src)) stop("the metaflow package was installed without its tutorials", call. = FALSE)
   if (file.exists(dest)) {

@@ -13,7 +13,7 @@
 #'
 #' @param ns a tag such as \code{"user:alice"} or \code{"experiment_3"}, or
 #'   \code{NULL} for the global namespace.
-#' @return The namespace now in effect, invisibly.
+#' @return The namespace now in effect (printed at the console, as in Metaflow R).
 #' @examples
 #' \dontrun{
 #' set_namespace("user:alice")
@@ -25,7 +25,8 @@ set_namespace <- function(ns = NULL) {
   if (!is.null(ns)) check_string(ns, "namespace")
   mf_state$namespace_set <- TRUE
   mf_state$namespace <- ns
-  invisible(ns)
+  # Visible, as Metaflow R's (it returned Python's namespace(), printed).
+  get_namespace()
 }
 
 #' @describeIn set_namespace The namespace in effect (\code{NULL}: global).
@@ -41,7 +42,7 @@ get_namespace <- function() {
 set_default_namespace <- function() {
   mf_state$namespace_set <- FALSE
   mf_state$namespace <- NULL
-  invisible(get_namespace())
+  get_namespace()
 }
 
 default_namespace <- function() paste0("user:", current_user())

@@ -150,6 +150,7 @@ test_that("namespaces follow Metaflow", {
   user <- current_user()
   expect_equal(get_namespace(), paste0("user:", user))
   expect_null(set_namespace(NULL))
+  expect_true(withVisible(set_namespace(NULL))$visible)
   expect_null(get_namespace())
   set_namespace("mytag")
   expect_equal(get_namespace(), "mytag")
@@ -230,4 +231,12 @@ test_that("step functions that cannot take self (and inputs) are refused at once
   expect_error(step(f, step = "a", r_function = function(x, y, z) 1), "arguments are: x, y, z")
   # Primitives and builtins are functions too.
   expect_silent(step(f, step = "p", r_function = print))
+})
+
+test_that("get_obj(), Metaflow R's Python object, is a clear error", {
+  expect_error(metaflow_object$new()$get_obj(), "there is no Python here: use the client's own fields")
+})
+
+test_that("pull_tutorials() copies into ./tutorials, as Metaflow R", {
+  expect_equal(formals(pull_tutorials)$dest, "tutorials")
 })

@@ -14,8 +14,8 @@ tutorials <- local({
     home <- new_workdir("tutorials")
     res <- run_cmd(home, "Rscript", c("-e", "metaflow::pull_tutorials()"))
     expect_exit(res, 0)
-    d <- file.path(home, "metaflow-tutorials")
-    if (!dir.exists(d)) stop("pull_tutorials() made no metaflow-tutorials folder:\n", describe_result(res))
+    d <- file.path(home, "tutorials")
+    if (!dir.exists(d)) stop("pull_tutorials() made no tutorials folder:\n", describe_result(res))
     dir <<- d
     dir
   }
