@@ -473,7 +473,7 @@ resolve_parameters <- function(params, given, check_required = TRUE, flow_name =
       # Called once, when the run starts (not for show or help).
       if (check_required) call_default(p, flow_name) else NULL
     } else {
-      p$default
+      coerce_default(p$default, p)
     }
     if (is.null(value) && p$required && check_required) {
       stop("missing required parameter --", norm_flag(p$name), call. = FALSE)
@@ -481,6 +481,22 @@ resolve_parameters <- function(params, given, check_required = TRUE, flow_name =
     list(name = p$name, value = value, has_value = !is.null(value), help = p$help,
          required = p$required)
   })
+}
+
+# A default of another R type than the parameter's, converted as Metaflow's
+# type converts its default (type = "int", default = 5 is 5L; "float"
+# makes an integer default a double; "str" makes a number or logical text);
+# a default that would lose something (5.5 as an integer) is kept as given.
+# (A function default's value is its own: without a type, the parameter's is
+# only a guess.)
+coerce_default <- function(v, p) {
+  if (is.null(v) || !is.atomic(v) || is.factor(v) || is.null(p$type)) return(v)
+  to <- switch(p$type,
+    integer = if (is.double(v) && all(is.na(v) | (abs(v) <= .Machine$integer.max & v == trunc(v)))) "integer",
+    numeric = if (is.integer(v)) "double",
+    character = if (is.numeric(v) || is.logical(v)) "character")
+  if (!is.null(to)) storage.mode(v) <- to # keeps names
+  v
 }
 
 # ---- help ----------------------------------------------------------------

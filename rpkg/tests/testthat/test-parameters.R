@@ -56,3 +56,19 @@ test_that("resolved values use defaults and enforce required parameters", {
   f2 <- metaflow("F") %>% parameter("my_param", required = TRUE)
   expect_error(resolve_parameters(f2$parameters, list()), "missing required parameter --my-param")
 })
+
+test_that("a default of another R type takes the parameter's type, as Metaflow's", {
+  f <- metaflow("F") %>%
+    parameter("k", type = "int", default = 5) %>%
+    parameter("ks", type = "int", default = c(1, 2), separator = ",") %>%
+    parameter("half", type = "int", default = 5.5) %>%
+    parameter("rate", type = "float", default = 2L) %>%
+    parameter("label", type = "str", default = 1)
+  v <- resolve_parameters(f$parameters, list())
+  got <- setNames(lapply(v, `[[`, "value"), vapply(v, `[[`, "", "name"))
+  expect_identical(got$k, 5L)
+  expect_identical(got$ks, 1:2)
+  expect_identical(got$half, 5.5) # kept: an integer would lose the .5
+  expect_identical(got$rate, 2)
+  expect_identical(got$label, "1")
+})
