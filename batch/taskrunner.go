@@ -149,6 +149,12 @@ func RunTask(ctx context.Context, specURL string) (int, error) {
 	stopDeadline := context.AfterFunc(ctx, func() { time.AfterFunc(sigtermUploadTime, fcancel) })
 	defer stopDeadline()
 	errFile := filepath.Join(spec.OutputDir, scheduler.ErrorFile)
+	if runErr != nil || code != 0 {
+		// No output is stored: the prehasher's open files would only hold
+		// the space of outputs the runtime removed (a full disk), which the
+		// error file needs.
+		pre.Close()
+	}
 	if runErr != nil {
 		// Could not run or was killed: say so where the engine looks.
 		_ = os.WriteFile(errFile, []byte(runErr.Error()+"\n"), 0o644)

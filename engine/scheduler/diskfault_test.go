@@ -129,3 +129,49 @@ func TestDatastoreFullOrReadOnlyBetweenSteps(t *testing.T) {
 		})
 	}
 }
+
+// A task that fills the disk with an output and removes it before it fails
+// (as the runtime does, to free the space): the failure's record is written
+// even when the prehasher had that output open, as it follows a task's
+// outputs while they grow (its files are closed before the record).
+func TestFailureRecordedAfterAnOutputFilledTheDisk(t *testing.T) {
+	old := datastore.PrehashFirstLook
+	datastore.PrehashFirstLook = time.Millisecond
+	defer func() { datastore.PrehashFirstLook = old }()
+	dir := testfs.Tmpfs(t, 1<<20)
+	ex := &fakeExec{steps: map[string]stepFunc{"start": func(s *TaskSpec) (map[string][]byte, int, int) {
+		path := filepath.Join(s.OutputDir, "big.mpk")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Error(err)
+			return nil, -1, 1
+		}
+		defer f.Close()
+		chunk := make([]byte, 64<<10)
+		f.Write(chunk)
+		time.Sleep(100 * time.Millisecond) // the prehasher opens it
+		for {
+			if _, err := f.Write(chunk); err != nil {
+				break // full
+			}
+		}
+		os.Remove(path)
+		return nil, -1, 1
+	}}}
+	r, _ := newRun(t, linearGraph(t), ex, Options{})
+	store := datastore.NewLocal(filepath.Join(dir, ".metaflow"))
+	r.Store = store
+	if err := r.Prepare(bg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Execute(bg); err == nil {
+		t.Fatal("the run succeeded")
+	}
+	task, err := store.GetTask(bg, "F", "1", "start", "1")
+	if err != nil {
+		t.Fatalf("the failure of start was not recorded: %v", err)
+	}
+	if task.Status != datastore.StatusFailed {
+		t.Fatalf("start reads %s, want failed", task.Status)
+	}
+}

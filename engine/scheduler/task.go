@@ -315,7 +315,9 @@ func (r *Run) attempt(ctx context.Context, task *datastore.Task, spec *TaskSpec,
 	defer func() { <-logsSaved }()
 	fail := func(msg string) (*taskRef, error) {
 		// What the task staged goes first: on a full disk it holds the
-		// space the failure's record needs.
+		// space the failure's record needs. The prehasher's files go with
+		// it: an output it holds open keeps its space, removed or not.
+		pre.Close()
 		os.RemoveAll(outDir)
 		cur.Status, cur.Error = datastore.StatusFailed, msg
 		task.Status, task.FinishedAt = datastore.StatusFailed, r.Now()
