@@ -369,9 +369,9 @@ parameter <- function(flow, parameter, required = FALSE, help = NULL,
   }
   # The same name again replaces the earlier parameter (as a step defined
   # again does); another name that makes the same --option is an error.
-  names <- vapply(flow$parameters, `[[`, "", "name")
-  at <- match(name, names)
-  clash <- setdiff(names[vapply(names, norm_flag, "") == norm_flag(name)], name)
+  known <- vapply(flow$parameters, `[[`, "", "name")
+  at <- match(name, known)
+  clash <- setdiff(known[vapply(known, norm_flag, "") == norm_flag(name)], name)
   if (length(clash)) {
     stop("parameters '", clash[[1]], "' and '", name, "' are both --", norm_flag(name),
          ": give each parameter() a unique name", call. = FALSE)
