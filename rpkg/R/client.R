@@ -96,6 +96,9 @@ summary_lines <- function(title, fields, width = 23L) {
 
 na_to_none <- function(x) if (is.null(x)) "none" else x
 
+# A time the engine leaves "" (not yet) as Metaflow gives it: NULL.
+empty_null <- function(x) if (is.null(x) || !nzchar(x)) NULL else x
+
 # ---- metaflow_object ---------------------------------------------------------
 
 #' Metaflow object base class
@@ -220,10 +223,11 @@ flow_client <- R6::R6Class("FlowClient",
       v <- private$visible()
       if (length(v)) v[[length(v)]]$created_at else NULL
     },
-    #' @field finished_at When its newest run ended (\code{""} while running).
+    #' @field finished_at When its newest run ended (\code{NULL} while it runs,
+    #'   as in Metaflow).
     finished_at = function() {
       v <- private$visible()
-      if (length(v)) v[[1]]$finished_at else NULL
+      if (length(v)) empty_null(v[[1]]$finished_at) else NULL
     },
     #' @field runs Ids of the runs in the current namespace, newest first.
     runs = function() vapply(private$visible(), `[[`, "", "run_id"),
@@ -439,8 +443,9 @@ run_client <- R6::R6Class("RunClient",
     successful = function() identical(private$info$status, "completed"),
     #' @field created_at When the run started (ISO 8601 text).
     created_at = function() private$info$created_at,
-    #' @field finished_at When the run ended (\code{""} while running).
-    finished_at = function() private$info$finished_at,
+    #' @field finished_at When the run ended (\code{NULL} while it runs, as in
+    #'   Metaflow).
+    finished_at = function() empty_null(private$info$finished_at),
     #' @field tags Tags of the run: its system tags (\code{user:NAME},
     #'   \code{runtime:dev}, \code{date:YYYY-MM-DD}) and its \code{--tag}s.
     tags = function() run_tags(private$info),
@@ -618,10 +623,11 @@ step_client <- R6::R6Class("StepClient",
       starts <- starts[nzchar(starts)]
       if (!length(starts)) "" else min(starts)
     },
-    #' @field finished_at When the last task ended.
+    #' @field finished_at When the last task ended (\code{NULL} while one
+    #'   runs, as in Metaflow).
     finished_at = function() {
       ends <- vapply(private$info$tasks, `[[`, "", "finished_at")
-      if (!length(ends) || any(!nzchar(ends))) "" else max(ends)
+      if (!length(ends) || any(!nzchar(ends))) NULL else max(ends)
     }
   ),
   private = list(step_id = NULL, info = NULL)
@@ -796,8 +802,9 @@ task_client <- R6::R6Class("TaskClient",
     runtime_name = function() "dev",
     #' @field created_at When the task started.
     created_at = function() private$info$started_at,
-    #' @field finished_at When the task ended.
-    finished_at = function() private$info$finished_at,
+    #' @field finished_at When the task ended (\code{NULL} while it runs, as
+    #'   in Metaflow).
+    finished_at = function() empty_null(private$info$finished_at),
     #' @field stdout The task's standard output (latest attempt).
     stdout = function() private$logs()$stdout,
     #' @field stderr The task's standard error (latest attempt).

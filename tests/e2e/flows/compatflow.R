@@ -16,6 +16,9 @@ start <- function(self) {
   self$words_seen <- self$words
   self$pkg_current <- identical(metaflow::current("run_id"), current("run_id"))
   self$origin_is_null <- is.null(current("origin_run_id"))
+  # This run, read through the client while it runs: not finished, no end time.
+  me <- run_client$new(paste(current("flow_name"), current("run_id"), sep = "/"))
+  self$running_read <- paste(me$status, me$finished, is.null(me$finished_at))
 }
 
 branch_a <- function(self) {
@@ -53,6 +56,7 @@ end <- function(self) {
   cat("none param is NULL:", self$none_param_is_null, "\n")
   cat("caught:", self$risky_failed, "\n")
   cat("package current:", self$pkg_current, "origin NULL:", self$origin_is_null, "\n")
+  cat("while running:", self$running_read, "\n")
 }
 
 flow <- metaflow("CompatFlowR")

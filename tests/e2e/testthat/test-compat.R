@@ -20,6 +20,7 @@ test_that("a Metaflow R flow runs unchanged", {
   expect_line(out, task_line_re(1, "end", "none param is NULL: TRUE ?"), res)
   expect_line(out, task_line_re(1, "end", "caught: .*Error in risky\\(self\\) : boom in risky ?"), res)
   expect_line(out, task_line_re(1, "end", "package current: TRUE origin NULL: TRUE ?"), res)
+  expect_line(out, task_line_re(1, "end", "while running: running FALSE TRUE ?"), res)
   # print_exception = FALSE: the caught error is not printed by the task.
   all <- c(res$stdout, res$stderr)
   expect_false(any(grepl("\\[1/risky/[0-9]+ .*(boom in risky|Call stack)", all)), info = res$output)
