@@ -108,6 +108,10 @@ type taskRef struct {
 
 // pending is a task waiting for a worker.
 type pending struct {
+	// id is the task's id, given when it is started, in the queue's order:
+	// a foreach's splits get ids in the order of their index, as in
+	// Metaflow (and whichever goroutine gets going first).
+	id     string
 	step   string
 	stack  []datastore.Frame
 	inputs []*taskRef
@@ -389,6 +393,7 @@ func (r *Run) execute(ctx context.Context) error {
 
 	start := func(p *pending) {
 		running++
+		p.id = r.newTaskID()
 		go func(p *pending) {
 			ref, err := r.runTask(runCtx, p, params)
 			results <- outcome{ref: ref, err: err, p: p}

@@ -366,3 +366,31 @@ func TestPrepareErrorsWriteNothing(t *testing.T) {
 // BenchmarkForeach200 measures the engine's own cost per task (scheduling,
 // staging, hashing and metadata writes) with an executor that does no work.
 func BenchmarkForeach200(b *testing.B) { benchForeach(b, 200) }
+
+// A foreach's splits get task ids in the order of their index, as in
+// Metaflow, however many run at once (ids were taken by whichever task's
+// goroutine got going first).
+func TestForeachSplitIDsFollowTheirIndex(t *testing.T) {
+	for _, workers := range []int{1, 4, 16} {
+		t.Run(fmt.Sprint(workers, " workers"), func(t *testing.T) {
+			ex := &fakeExec{steps: map[string]stepFunc{"start": splits(12)}}
+			r, store := newRun(t, foreachGraph(t), ex, Options{MaxWorkers: workers})
+			if err := execute(t, r); err != nil {
+				t.Fatal(err)
+			}
+			ids, err := store.ListTasks(bg, "F", "1", "work")
+			if err != nil || len(ids) != 12 {
+				t.Fatalf("work tasks %v (%v), want 12", ids, err)
+			}
+			for i, id := range ids { // numeric order
+				task, err := store.GetTask(bg, "F", "1", "work", id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := task.Stack[len(task.Stack)-1].Index; got != i {
+					t.Fatalf("task %s (the %d-th id) has split index %d, want %d", id, i, got, i)
+				}
+			}
+		})
+	}
+}

@@ -88,7 +88,7 @@ func (r *Run) policy(st *graph.Step) stepPolicy {
 func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRef, error) {
 	g, flow, runID := r.Graph, r.Graph.Flow, r.meta.RunID
 	st := g.Steps[p.step]
-	id := r.newTaskID()
+	id := p.id
 	if r.origin != nil && !r.rerun[p.step] {
 		if ot, ok := r.origin[p.step+"|"+stackKey(p.stack)]; ok {
 			return r.clone(ctx, p, id, ot)
