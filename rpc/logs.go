@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -52,24 +53,35 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 		}
 		tl := &pb.TaskLog{Step: step, TaskId: id}
 		if n := len(t.Attempts); n > 0 {
-			last := t.Attempts[n-1]
-			tl.Attempt = int32(last.Attempt)
+			at, latest := t.Attempts[n-1], true
+			if req.HasAttempt {
+				i := attemptIndex(t.Attempts, int(req.Attempt))
+				if i < 0 && len(parts) == 3 {
+					return nil, status.Errorf(codes.NotFound, "task %s/%s/%s has no attempt %d: its attempts are %s",
+						runID, step, id, req.Attempt, attemptNumbers(t.Attempts))
+				}
+				if i < 0 {
+					continue // this task of the step did not get that far
+				}
+				at, latest = t.Attempts[i], i == n-1
+			}
+			tl.Attempt = int32(at.Attempt)
 			out, errb, ok := []byte(nil), []byte(nil), false
 			// An attempt of a remote executor that has not ended (or whose
 			// engine died before it could record the end): its logs are
 			// where its job publishes them (Launch.Submitted recorded that).
-			if t.Status == datastore.StatusRunning && (last.LogsURL != "" || last.JobID != "") {
+			if latest && t.Status == datastore.StatusRunning && (at.LogsURL != "" || at.JobID != "") {
 				for _, rd := range remote {
-					if out, errb, ok = rd.Read(ctx, last); ok {
+					if out, errb, ok = rd.Read(ctx, at); ok {
 						break
 					}
 				}
 			}
 			if !ok {
-				if out, err = store.ReadLog(ctx, req.Flow, runID, step, id, last.Attempt, datastore.Stdout); err != nil {
+				if out, err = store.ReadLog(ctx, req.Flow, runID, step, id, at.Attempt, datastore.Stdout); err != nil {
 					return nil, grpcError(err)
 				}
-				if errb, err = store.ReadLog(ctx, req.Flow, runID, step, id, last.Attempt, datastore.Stderr); err != nil {
+				if errb, err = store.ReadLog(ctx, req.Flow, runID, step, id, at.Attempt, datastore.Stderr); err != nil {
 					return nil, grpcError(err)
 				}
 			}
@@ -79,7 +91,29 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 		}
 		resp.Tasks = append(resp.Tasks, tl)
 	}
+	if len(resp.Tasks) == 0 && req.HasAttempt {
+		return nil, status.Errorf(codes.NotFound, "no task of step %s of run %s has an attempt %d", step, runID, req.Attempt)
+	}
 	return resp, nil
+}
+
+// attemptIndex is the position of attempt number n in attempts, or -1.
+func attemptIndex(attempts []datastore.Attempt, n int) int {
+	for i, a := range attempts {
+		if a.Attempt == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// attemptNumbers lists the attempt numbers of a task for an error message.
+func attemptNumbers(attempts []datastore.Attempt) string {
+	nums := make([]string, len(attempts))
+	for i, a := range attempts {
+		nums[i] = strconv.Itoa(a.Attempt)
+	}
+	return strings.Join(nums, ", ")
 }
 
 // attemptLogReaders returns a reader for this request from each registered

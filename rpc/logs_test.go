@@ -2,10 +2,15 @@ package rpc
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/metaflow-r/metaflow/batch"
 	"github.com/metaflow-r/metaflow/engine/datastore"
@@ -88,5 +93,81 @@ func TestLogsOfRemoteAttempts(t *testing.T) {
 	// Only the running attempts that were jobs were asked about.
 	if len(p.asked) != 3 || p.asked[0] != "job-1" || p.asked[1] != "job-2" || p.asked[2] != "job-3" {
 		t.Errorf("the plugin was asked about %v, want job-1 job-2 job-3", p.asked)
+	}
+}
+
+// TestLogsOfAnAttempt: logs --attempt N shows that attempt of a task (a
+// retried task's failed first try), of each task of a step that has it, and
+// a clear NotFound naming the attempts there are when none has it.
+func TestLogsOfAnAttempt(t *testing.T) {
+	root := filepath.Join(t.TempDir(), ".metaflow")
+	store := datastore.NewLocal(root)
+	bg := context.Background()
+	if err := store.PutRun(bg, &datastore.Run{Flow: "F", RunID: "1", Status: datastore.StatusCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	// Task 1 failed once and was retried; task 2 succeeded at once.
+	attempts := map[string]int{"1": 2, "2": 1}
+	for id, n := range attempts {
+		task := &datastore.Task{Flow: "F", RunID: "1", Step: "work", TaskID: id, Status: datastore.StatusCompleted}
+		for a := 0; a < n; a++ {
+			task.Attempts = append(task.Attempts, datastore.Attempt{Attempt: a})
+		}
+		if err := store.PutTask(bg, task); err != nil {
+			t.Fatal(err)
+		}
+		for a := 0; a < n; a++ {
+			for _, s := range datastore.Streams {
+				body := fmt.Sprintf("%s of task %s attempt %d\n", s, id, a)
+				if err := os.WriteFile(store.LogFile("F", "1", "work", id, a, s), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	cl := serveServer(t, NewServer(okExec{}))
+	cases := []struct {
+		name     string
+		req      *pb.LogsRequest
+		want     []string // task id: stdout
+		notFound string
+	}{
+		{"latest of each", &pb.LogsRequest{Pathspec: "1/work"},
+			[]string{"1: stdout of task 1 attempt 1\n", "2: stdout of task 2 attempt 0\n"}, ""},
+		{"first attempt of the step", &pb.LogsRequest{Pathspec: "1/work", Attempt: 0, HasAttempt: true},
+			[]string{"1: stdout of task 1 attempt 0\n", "2: stdout of task 2 attempt 0\n"}, ""},
+		{"second attempt: only the retried task", &pb.LogsRequest{Pathspec: "1/work", Attempt: 1, HasAttempt: true},
+			[]string{"1: stdout of task 1 attempt 1\n"}, ""},
+		{"one task's first attempt", &pb.LogsRequest{Pathspec: "1/work/1", Attempt: 0, HasAttempt: true},
+			[]string{"1: stdout of task 1 attempt 0\n"}, ""},
+		{"a task without that attempt", &pb.LogsRequest{Pathspec: "1/work/2", Attempt: 1, HasAttempt: true},
+			nil, "task 1/work/2 has no attempt 1: its attempts are 0"},
+		{"no task of the step has it", &pb.LogsRequest{Pathspec: "1/work", Attempt: 5, HasAttempt: true},
+			nil, "no task of step work of run 1 has an attempt 5"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req.DatastoreRoot, tc.req.Flow = root, "F"
+			resp, err := cl.Logs(bg, tc.req)
+			if tc.notFound != "" {
+				if status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), tc.notFound) {
+					t.Fatalf("err = %v, want NotFound %q", err, tc.notFound)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, tl := range resp.Tasks {
+				got = append(got, tl.TaskId+": "+tl.Stdout)
+				if want := strings.Replace(tl.Stdout, "stdout", "stderr", 1); tl.Stderr != want {
+					t.Errorf("task %s stderr %q, want %q", tl.TaskId, tl.Stderr, want)
+				}
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

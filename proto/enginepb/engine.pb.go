@@ -1005,7 +1005,11 @@ type LogsRequest struct {
 	DatastoreRoot string                 `protobuf:"bytes,1,opt,name=datastore_root,json=datastoreRoot,proto3" json:"datastore_root,omitempty"`
 	Flow          string                 `protobuf:"bytes,2,opt,name=flow,proto3" json:"flow,omitempty"`
 	// RUN/STEP or RUN/STEP/TASK
-	Pathspec      string `protobuf:"bytes,3,opt,name=pathspec,proto3" json:"pathspec,omitempty"`
+	Pathspec string `protobuf:"bytes,3,opt,name=pathspec,proto3" json:"pathspec,omitempty"`
+	// With has_attempt, the logs of that attempt (0 is the first) instead
+	// of each task's latest.
+	Attempt       int32 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	HasAttempt    bool  `protobuf:"varint,5,opt,name=has_attempt,json=hasAttempt,proto3" json:"has_attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1059,6 +1063,20 @@ func (x *LogsRequest) GetPathspec() string {
 		return x.Pathspec
 	}
 	return ""
+}
+
+func (x *LogsRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LogsRequest) GetHasAttempt() bool {
+	if x != nil {
+		return x.HasAttempt
+	}
+	return false
 }
 
 type TaskLog struct {
@@ -2633,11 +2651,14 @@ const file_engine_proto_rawDesc = "" +
 	"\bexecutor\x18\x05 \x01(\tR\bexecutor\x12\x1c\n" +
 	"\tdecorator\x18\x06 \x01(\tR\tdecorator\x12\x14\n" +
 	"\x05ended\x18\a \x01(\bR\x05ended\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\"d\n" +
+	"\x05error\x18\b \x01(\tR\x05error\"\x9f\x01\n" +
 	"\vLogsRequest\x12%\n" +
 	"\x0edatastore_root\x18\x01 \x01(\tR\rdatastoreRoot\x12\x12\n" +
 	"\x04flow\x18\x02 \x01(\tR\x04flow\x12\x1a\n" +
-	"\bpathspec\x18\x03 \x01(\tR\bpathspec\"\x80\x01\n" +
+	"\bpathspec\x18\x03 \x01(\tR\bpathspec\x12\x18\n" +
+	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12\x1f\n" +
+	"\vhas_attempt\x18\x05 \x01(\bR\n" +
+	"hasAttempt\"\x80\x01\n" +
 	"\aTaskLog\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x18\n" +

@@ -20,7 +20,7 @@ command_options <- list(
   run = c("max-workers", "max-num-splits", "tag", "with", "param"),
   resume = c("max-workers", "max-num-splits", "tag", "with", "origin-run-id", "param"),
   show = c("max-workers", "max-num-splits", "tag", "with", "param"),
-  logs = character(0),
+  logs = c("attempt", "stdout", "stderr", "both", "timestamps"),
   help = character(0),
   batch = c("my-runs", "run-id", "user")
 )
@@ -33,7 +33,7 @@ new_run_options <- function() {
        with = list(), resume_step = NULL, origin_run_id = NULL, logs = NULL,
        params = list(), batch_action = NULL, my_runs = NULL, run_id = NULL,
        batch_user = NULL, package_suffixes = NULL, datastore = NULL,
-       datastore_root = NULL, quiet = NULL)
+       datastore_root = NULL, quiet = NULL, logs_attempt = NULL, logs_streams = NULL)
 }
 
 check_run_id <- function(v, label) {
@@ -127,6 +127,8 @@ parse_cli <- function(args, params = list(), default_command = "run") {
   # --my-runs, --run-id and --user belong to batch; for other commands they
   # may be flow parameters.
   batch_opts <- function() identical(cmd_label(), "batch")
+  # --attempt, --stdout, --stderr, --both and --timestamps are logs' own.
+  logs_opts <- function() identical(cmd_label(), "logs")
   take_value <- function(flag, inline) {
     if (!is.null(inline)) return(inline)
     if (i >= n || startsWith(args[i + 1L], "--")) {
@@ -176,6 +178,17 @@ parse_cli <- function(args, params = list(), default_command = "run") {
         out$run_id <- check_run_id(take_value(flag, inline), "--run-id")
       } else if (opt == "user" && batch_opts()) {
         out$batch_user <- check_batch_user(take_value(flag, inline), "--user")
+      } else if (opt == "attempt" && logs_opts()) {
+        att <- parse_int_option(take_value(flag, inline), "--attempt")
+        if (att < 0L) stop("invalid value '", att, "' for --attempt: attempts count from 0", call. = FALSE)
+        out$logs_attempt <- att
+      } else if (opt %in% c("stdout", "stderr", "both") && logs_opts()) {
+        if (!is.null(inline)) stop("option ", flag, " takes no value; see --help", call. = FALSE)
+        out$logs_streams <- unique(c(out$logs_streams,
+                                     if (opt == "both") c("stdout", "stderr") else opt))
+      } else if (opt == "timestamps" && logs_opts()) {
+        stop("logs --timestamps is not available: task logs are kept as the task printed ",
+             "them (the console showed each line's time while the run ran)", call. = FALSE)
       } else if (!is.null(p <- find_parameter(params, key))) {
         opt <- "param"
         value <- NULL
@@ -383,7 +396,7 @@ merge_run_options <- function(r, cli) {
   }
   for (k in c("max_workers", "max_num_splits", "resume_step", "origin_run_id", "logs",
               "batch_action", "my_runs", "run_id", "batch_user", "package_suffixes",
-              "datastore", "datastore_root", "quiet")) {
+              "datastore", "datastore_root", "quiet", "logs_attempt", "logs_streams")) {
     if (!is.null(cli[[k]])) out[[k]] <- cli[[k]]
   }
   out$tags <- unique(c(r$tags, cli$tags))
@@ -537,7 +550,9 @@ help_text <- function(flow = NULL) {
     "  resume [STEP]           Resume the latest run (or --origin-run-id): steps before",
     "                          STEP (default: the first that failed) are cloned, the rest",
     "                          runs again.",
-    "  logs RUN/STEP[/TASK]    Print the stdout and stderr of the tasks of a step.",
+    "  logs RUN/STEP[/TASK]    Print the stdout and stderr of the tasks of a step;",
+    "                          --stdout or --stderr: only that stream; --attempt N:",
+    "                          that attempt (0 is the first) instead of the latest.",
     "  show                    Print the steps of the flow.",
     "  batch list|kill         List (or kill) the unfinished AWS Batch jobs of the latest",
     "                          run of this flow; --my-runs: of all your runs of it,",

@@ -20,7 +20,10 @@
 #'     Resume the latest (or the given) run from STEP (default: where it
 #'     failed), with the options of \code{run}.}
 #'   \item{\code{logs RUN/STEP[/TASK]} / \code{run(logs = "15/end")}}{Print
-#'     the stdout and stderr of the tasks of a step.}
+#'     the stdout and stderr of the tasks of a step; \code{--stdout} or
+#'     \code{--stderr} only that stream, \code{--attempt N} that attempt
+#'     (0 is the first) instead of the latest (in R:
+#'     \code{run(logs = "15/end", other_args = "--attempt 0")}).}
 #'   \item{\code{show} / \code{run(show = TRUE)}}{Print the steps of the flow
 #'     after the engine validated it.}
 #'   \item{\code{help}, \code{--help}, \code{-h} / \code{run(help = TRUE)}}{
@@ -121,7 +124,7 @@ run_main <- function(flow, r_args, cli_args, interactive) {
     }
   }
   switch(opts$command,
-    logs = show_logs(flow, opts$logs),
+    logs = show_logs(flow, opts$logs, opts$logs_attempt, opts$logs_streams),
     show = show_flow(flow, opts),
     batch = batch_jobs(flow, opts),
     run = , resume = run_flow(flow, opts, interactive)
@@ -357,11 +360,12 @@ format_cancel_report <- function(run_id, res, interactive = FALSE) {
 
 # ---- logs ------------------------------------------------------------------
 
-show_logs <- function(flow, pathspec) {
-  res <- with_engine(function(conn) {
-    grpc_unary(conn, "Logs", list(datastore_root = datastore_root(), flow = flow$name,
-                                  pathspec = pathspec))
-  })
+# attempt: NULL for each task's latest; streams: NULL for both.
+show_logs <- function(flow, pathspec, attempt = NULL, streams = NULL) {
+  req <- list(datastore_root = datastore_root(), flow = flow$name, pathspec = pathspec)
+  if (!is.null(attempt)) req <- c(req, list(attempt = attempt, has_attempt = TRUE))
+  if (is.null(streams)) streams <- c("stdout", "stderr")
+  res <- with_engine(function(conn) grpc_unary(conn, "Logs", req))
   tasks <- res$tasks
   if (!length(tasks)) stop("no tasks found for ", pathspec, call. = FALSE)
   run_id <- sub("/.*$", "", pathspec)
@@ -370,8 +374,10 @@ show_logs <- function(flow, pathspec) {
       console_line(sprintf("== %s/%s/%s (attempt %d) ==", run_id, t$step, t$task_id,
                            t$attempt), FALSE)
     }
-    if (nzchar(t$stdout)) cat(t$stdout, if (!endsWith(t$stdout, "\n")) "\n", sep = "")
-    if (nzchar(t$stderr)) {
+    if ("stdout" %in% streams && nzchar(t$stdout)) {
+      cat(t$stdout, if (!endsWith(t$stdout, "\n")) "\n", sep = "")
+    }
+    if ("stderr" %in% streams && nzchar(t$stderr)) {
       cat(t$stderr, if (!endsWith(t$stderr, "\n")) "\n", sep = "", file = stderr())
     }
   }

@@ -346,3 +346,24 @@ test_that("the command line wins over run() arguments", {
   expect_equal(c(o$command, o$resume_step, o$origin_run_id), c("resume", "b", "2"))
   expect_equal(opts("logs 1/end" |> strsplit(" ") |> unlist(), list(show = TRUE))$logs, "1/end")
 })
+
+test_that("logs takes --attempt, --stdout, --stderr and --both; --timestamps says why not", {
+  o <- cli("logs", "15/train", "--attempt", "0", "--stderr")
+  expect_equal(c(o$command, o$logs), c("logs", "15/train"))
+  expect_identical(o$logs_attempt, 0L)
+  expect_equal(o$logs_streams, "stderr")
+  expect_equal(cli("logs", "15/train", "--attempt=2")$logs_attempt, 2L)
+  expect_null(cli("logs", "15/train")$logs_attempt)
+  expect_null(cli("logs", "15/train")$logs_streams)
+  expect_equal(cli("logs", "15/train", "--stdout", "--both")$logs_streams, c("stdout", "stderr"))
+  expect_error(cli("logs", "15/train", "--attempt", "-1"), "attempts count from 0")
+  expect_error(cli("logs", "15/train", "--attempt", "x"), "invalid value 'x' for --attempt")
+  expect_error(cli("logs", "15/train", "--stderr=yes"), "takes no value")
+  expect_error(cli("logs", "15/train", "--timestamps"), "logs --timestamps is not available")
+  # Only logs has them.
+  expect_error(cli("run", "--attempt", "1"), "unknown option '--attempt' for 'run'")
+  # In R: run(logs = ..., other_args = "--attempt 0").
+  o <- opts(c("--attempt", "0"), list(logs = "15/train"))
+  expect_equal(c(o$command, o$logs), c("logs", "15/train"))
+  expect_identical(o$logs_attempt, 0L)
+})

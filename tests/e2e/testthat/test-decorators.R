@@ -22,6 +22,24 @@ test_that("--with retry retries a step that fails on its first attempt", {
                "attempt 0")
   expect_equal(trimws(readLines(mf_path(res$dir, "RetryFlowR", "1", "start", sid, "1.stdout"))),
                "attempt 1")
+
+  # logs shows the latest attempt; --attempt 0 the failed one, --stderr
+  # only its errors; an attempt the task never had is a one-line error.
+  latest <- run_flow(NULL, c("logs", "1/start"), workdir = res$dir)
+  expect_exit(latest, 0)
+  expect_line(latest$stdout, "^attempt 1 ?$", latest)
+  expect_no_line(c(latest$stdout, latest$stderr), "first attempt fails", latest)
+  first <- run_flow(NULL, c("logs", "1/start", "--attempt", "0"), workdir = res$dir)
+  expect_exit(first, 0)
+  expect_line(first$stdout, "^attempt 0 ?$", first)
+  expect_line(first$stderr, "first attempt fails", first)
+  errs <- run_flow(NULL, c("logs", paste0("1/start/", sid), "--attempt=0", "--stderr"), workdir = res$dir)
+  expect_exit(errs, 0)
+  expect_no_line(errs$stdout, "attempt 0", errs)
+  expect_line(errs$stderr, "first attempt fails", errs)
+  none <- run_flow(NULL, c("logs", paste0("1/start/", sid), "--attempt", "5"), workdir = res$dir)
+  expect_one_line_error(none, sprintf("task 1/start/%s has no attempt 5: its attempts are 0, 1", sid),
+                        fixed = TRUE)
 })
 
 test_that("without retry the same flow fails", {
