@@ -232,6 +232,7 @@ func TestRetryCatchAndFailure(t *testing.T) {
 		{"fails", nil, 1, false},
 		{"retries", []graph.Decorator{{Name: "retry", Args: map[string]string{"times": "2"}}}, 3, false},
 		{"catches", []graph.Decorator{{Name: "catch", Args: map[string]string{"var": "err"}}}, 1, true},
+		{"catches without var", []graph.Decorator{{Name: "catch"}}, 1, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -252,8 +253,19 @@ func TestRetryCatchAndFailure(t *testing.T) {
 				t.Fatalf("recorded %d attempts, want %d", len(task.Attempts), c.attempts)
 			}
 			if c.ok {
+				// The error stays in the record; in the artifact var names
+				// only (none without var, as Metaflow's catch).
+				if task.Status != datastore.StatusCompleted || !strings.Contains(task.Attempts[0].Error, "boom") {
+					t.Fatalf("caught task reads %s %+v", task.Status, task.Attempts)
+				}
 				arts, _ := store.GetArtifacts(bg, "L", r.RunID(), "start", "1")
-				if _, ok := arts["err"]; !ok {
+				want := c.with[0].Args["var"]
+				for name := range arts {
+					if name != want && (name == "err" || name == "exception") {
+						t.Fatalf("unexpected artifact %s: %v", name, arts)
+					}
+				}
+				if _, ok := arts[want]; want != "" && !ok {
 					t.Fatalf("catch var not stored: %v", arts)
 				}
 			}

@@ -24,7 +24,10 @@ import (
 type stepPolicy struct {
 	retries   int
 	retryWait time.Duration
-	catchVar  string
+	// catch: the catch decorator; catchVar the artifact it stores the
+	// error in ("": none, as Metaflow's catch without var).
+	catch    bool
+	catchVar string
 	// quietErrors: catch(print_exception = FALSE).
 	quietErrors bool
 	timeout     time.Duration
@@ -64,10 +67,7 @@ func (r *Run) policy(st *graph.Step) stepPolicy {
 		p.retryWait = time.Duration(num(d, "minutes_between_retries", 0) * float64(time.Minute))
 	}
 	if d, ok := decos["catch"]; ok {
-		p.catchVar = d.Args["var"]
-		if p.catchVar == "" {
-			p.catchVar = "exception"
-		}
+		p.catch, p.catchVar = true, d.Args["var"]
 		pe := d.Args["print_exception"]
 		p.quietErrors = pe == "FALSE" || pe == "false"
 	}
@@ -169,7 +169,7 @@ func (r *Run) runTask(ctx context.Context, p *pending, params *taskRef) (*taskRe
 			}
 			continue
 		}
-		if pol.catchVar != "" && !errors.Is(err, errFatal) {
+		if pol.catch && !errors.Is(err, errFatal) {
 			return r.caught(ctx, task, p, pol.catchVar, err)
 		}
 		return nil, lastErr
@@ -493,17 +493,22 @@ func (r *Run) complete(ctx context.Context, task *datastore.Task, p *pending, ar
 	return &taskRef{step: task.Step, id: task.TaskID, stack: p.stack, arts: arts, foreachCount: task.ForeachCount}, nil
 }
 
-// caught turns a failed task into a completed one whose catch variable holds
-// the error message (the catch decorator).
+// caught turns a failed task into a completed one whose catch variable
+// holds the error message (the catch decorator); without a variable the
+// error is kept in the task's record only (its attempt's error).
 func (r *Run) caught(ctx context.Context, task *datastore.Task, p *pending, varName string, cause error) (*taskRef, error) {
 	if r.Graph.Steps[task.Step].Foreach != "" {
 		return nil, cause // a foreach step must yield its splits
+	}
+	arts := r.inherited(task, p)
+	if varName == "" {
+		r.taskSay(task, "Task failed; the catch decorator caught the error and the flow goes on.")
+		return r.complete(context.WithoutCancel(ctx), task, p, arts, nil)
 	}
 	a, err := r.Store.Put(ctx, task.Flow, bytes.NewReader(encodeRString(cause.Error())))
 	if err != nil {
 		return nil, fmt.Errorf("store catch variable %s: %w", varName, err)
 	}
-	arts := r.inherited(task, p)
 	arts[varName] = a
 	r.taskSay(task, "Task failed; the catch decorator stored the error in %s and the flow goes on.", varName)
 	return r.complete(context.WithoutCancel(ctx), task, p, arts, nil)

@@ -286,8 +286,9 @@ retry <- function(times = 3L, minutes_between_retries = 2L) {
 #' Catch a step's error and go on
 #'
 #' When the step fails (after its retries), the flow goes on as if it had
-#' succeeded; the error message is stored in the artifact \code{var}
-#' (\code{exception} when \code{var} is \code{NULL}).
+#' succeeded; the error message is stored in the artifact \code{var} (not
+#' stored as an artifact when \code{var} is \code{NULL}, as in Metaflow; the
+#' task's \code{exception} in the client has it either way).
 #'
 #' @param var name of the artifact that holds the error message.
 #' @param print_exception whether the error and its call stack are printed.

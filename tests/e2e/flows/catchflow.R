@@ -1,10 +1,11 @@
-# Step a always fails; with --with catch:var=err the flow goes on.
+# Step a always fails; with --with catch:var=err (or --with catch) the flow
+# goes on.
 library(metaflow)
 
 start <- function(self) { self$x <- 1 }
 a <- function(self) { stop("kaboom in a") }
 end <- function(self) {
-  cat("caught:", self$err, "\n")
+  cat("caught:", if ("err" %in% names(self)) self$err else "(not stored)", "\n")
 }
 
 metaflow("CatchFlowR") %>%

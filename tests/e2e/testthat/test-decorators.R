@@ -72,6 +72,24 @@ test_that("--with catch:var=err lets the flow finish with the error in err", {
   expect_line(cl$stdout, "^ERR<<.*kaboom in a.*>>$", cl)
 })
 
+test_that("--with catch (no var) lets the flow go on and stores no artifact, as Metaflow", {
+  res <- run_flow("catchflow.R", c("run", "--with", "catch"))
+  expect_exit(res, 0)
+  expect_line(res$stdout, task_line_re(1, "end", "caught: \\(not stored\\) ?"), res)
+  aid <- task_ids(res$dir, "CatchFlowR", "1", "a")
+  expect_equal(sort(names(task_artifacts(res$dir, "CatchFlowR", "1", "a", aid))), "x")
+  # The client still has the error.
+  writeLines(c(
+    'suppressPackageStartupMessages(library(metaflow))',
+    'r <- run_client$new("CatchFlowR", "1")',
+    't <- r$step("a")$task(r$step("a")$tasks[1])',
+    'cat("EXC<<", t$exception, ">> OK", t$successful, "\n", sep = "")'
+  ), file.path(res$dir, "client.R"))
+  cl <- run_cmd(res$dir, "Rscript", "client.R")
+  expect_exit(cl, 0)
+  expect_line(cl$stdout, "^EXC<<.*kaboom in a.*>> OKTRUE$", cl)
+})
+
 test_that("without catch the same flow fails", {
   res <- run_flow("catchflow.R", "run")
   expect_failure_exit(res)
