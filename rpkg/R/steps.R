@@ -11,7 +11,8 @@ task_runtime_fn <- function(name) {
 
 # What current() knows, in a task.
 current_names <- c("flow_name", "run_id", "origin_run_id", "step_name", "task_id",
-                   "pathspec", "namespace", "username", "retry_count", "tags", "metadata")
+                   "pathspec", "namespace", "username", "retry_count", "tags", "metadata",
+                   "is_running_flow", "tempdir")
 
 #' Information about the running task
 #'
@@ -21,8 +22,11 @@ current_names <- c("flow_name", "run_id", "origin_run_id", "step_name", "task_id
 #' \code{current("namespace")}, \code{current("username")},
 #' \code{current("retry_count")}, \code{current("tags")} and
 #' \code{current("metadata")} describe the task (\code{origin_run_id} is
-#' \code{NULL} unless the run is a resume). Outside a running step each is
-#' \code{NULL}, as in Metaflow; an unknown name is an error.
+#' \code{NULL} unless the run is a resume); \code{current("is_running_flow")}
+#' is \code{TRUE} and \code{current("tempdir")} is the task's own
+#' \code{tempdir()}. Outside a running step each is \code{NULL} (and
+#' \code{is_running_flow} \code{FALSE}), as in Metaflow; an unknown name is an
+#' error.
 #'
 #' @param value name of the value.
 #' @return The value, or \code{NULL} outside a running step.
@@ -37,7 +41,7 @@ current <- function(value) {
     stop(sprintf("current(\"%s\") is unknown: use one of %s", paste(value, collapse = ", "),
                  paste(current_names, collapse = ", ")), call. = FALSE)
   }
-  NULL
+  if (value == "is_running_flow") FALSE else NULL
 }
 
 #' Merge artifacts in a join step

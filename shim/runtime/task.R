@@ -105,10 +105,14 @@ local({
   api$current <- function(value) {
     cur <- rt$spec$current
     if (missing(value)) return(cur)
+    # Metaflow's current.is_running_flow and current.tempdir (the task's
+    # own temporary folder, which R calls tempdir()).
+    if (identical(value, "is_running_flow")) return(TRUE)
+    if (identical(value, "tempdir")) return(tempdir())
     v <- cur[[value]]
     if (is.null(v)) {
       stop(sprintf("current(\"%s\") is unknown: use one of %s", value,
-                   paste(names(cur), collapse = ", ")), call. = FALSE)
+                   paste(c(names(cur), "is_running_flow", "tempdir"), collapse = ", ")), call. = FALSE)
     }
     # As Metaflow: no origin run (not a resume) is NULL.
     if (value == "origin_run_id" && !nzchar(v)) return(NULL)

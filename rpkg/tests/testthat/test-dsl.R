@@ -91,6 +91,8 @@ test_that("current() is NULL outside a step, as in Metaflow; merge_artifacts() i
   expect_null(current("run_id"))
   expect_null(current("origin_run_id"))
   expect_null(current())
+  expect_false(current("is_running_flow"))
+  expect_null(current("tempdir"))
   expect_error(current("bogus"), "current\\(\"bogus\"\\) is unknown: use one of flow_name")
   expect_error(merge_artifacts(list(), list()), "only available inside a running join step")
 })

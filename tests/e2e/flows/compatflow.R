@@ -15,7 +15,8 @@ start <- function(self) {
   self$none_param_is_null <- is.null(self$nothing)
   self$words_seen <- self$words
   self$pkg_current <- identical(metaflow::current("run_id"), current("run_id"))
-  self$origin_is_null <- is.null(current("origin_run_id"))
+  self$origin_is_null <- is.null(current("origin_run_id")) && isTRUE(current("is_running_flow")) &&
+    identical(current("tempdir"), tempdir())
   # This run, read through the client while it runs: not finished, no end time.
   me <- run_client$new(paste(current("flow_name"), current("run_id"), sep = "/"))
   self$running_read <- paste(me$status, me$finished, is.null(me$finished_at))
