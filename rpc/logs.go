@@ -52,17 +52,17 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 			return nil, grpcError(err)
 		}
 		tl := &pb.TaskLog{Step: step, TaskId: id}
+		if req.HasAttempt && attemptIndex(t.Attempts, int(req.Attempt)) < 0 {
+			if len(parts) == 3 {
+				return nil, status.Errorf(codes.NotFound, "task %s/%s/%s has no attempt %d: %s",
+					runID, step, id, req.Attempt, attemptNumbers(t.Attempts))
+			}
+			continue // this task of the step did not get that far
+		}
 		if n := len(t.Attempts); n > 0 {
 			at, latest := t.Attempts[n-1], true
 			if req.HasAttempt {
 				i := attemptIndex(t.Attempts, int(req.Attempt))
-				if i < 0 && len(parts) == 3 {
-					return nil, status.Errorf(codes.NotFound, "task %s/%s/%s has no attempt %d: its attempts are %s",
-						runID, step, id, req.Attempt, attemptNumbers(t.Attempts))
-				}
-				if i < 0 {
-					continue // this task of the step did not get that far
-				}
 				at, latest = t.Attempts[i], i == n-1
 			}
 			tl.Attempt = int32(at.Attempt)
@@ -107,13 +107,16 @@ func attemptIndex(attempts []datastore.Attempt, n int) int {
 	return -1
 }
 
-// attemptNumbers lists the attempt numbers of a task for an error message.
+// attemptNumbers says which attempts a task has, for an error message.
 func attemptNumbers(attempts []datastore.Attempt) string {
+	if len(attempts) == 0 {
+		return "it has none yet"
+	}
 	nums := make([]string, len(attempts))
 	for i, a := range attempts {
 		nums[i] = strconv.Itoa(a.Attempt)
 	}
-	return strings.Join(nums, ", ")
+	return "its attempts are " + strings.Join(nums, ", ")
 }
 
 // attemptLogReaders returns a reader for this request from each registered

@@ -106,8 +106,9 @@ func TestLogsOfAnAttempt(t *testing.T) {
 	if err := store.PutRun(bg, &datastore.Run{Flow: "F", RunID: "1", Status: datastore.StatusCompleted}); err != nil {
 		t.Fatal(err)
 	}
-	// Task 1 failed once and was retried; task 2 succeeded at once.
-	attempts := map[string]int{"1": 2, "2": 1}
+	// Task 1 failed once and was retried; task 2 succeeded at once; task 3
+	// has no attempt recorded yet.
+	attempts := map[string]int{"1": 2, "2": 1, "3": 0}
 	for id, n := range attempts {
 		task := &datastore.Task{Flow: "F", RunID: "1", Step: "work", TaskID: id, Status: datastore.StatusCompleted}
 		for a := 0; a < n; a++ {
@@ -133,7 +134,7 @@ func TestLogsOfAnAttempt(t *testing.T) {
 		notFound string
 	}{
 		{"latest of each", &pb.LogsRequest{Pathspec: "1/work"},
-			[]string{"1: stdout of task 1 attempt 1\n", "2: stdout of task 2 attempt 0\n"}, ""},
+			[]string{"1: stdout of task 1 attempt 1\n", "2: stdout of task 2 attempt 0\n", "3: "}, ""},
 		{"first attempt of the step", &pb.LogsRequest{Pathspec: "1/work", Attempt: 0, HasAttempt: true},
 			[]string{"1: stdout of task 1 attempt 0\n", "2: stdout of task 2 attempt 0\n"}, ""},
 		{"second attempt: only the retried task", &pb.LogsRequest{Pathspec: "1/work", Attempt: 1, HasAttempt: true},
@@ -144,6 +145,8 @@ func TestLogsOfAnAttempt(t *testing.T) {
 			nil, "task 1/work/2 has no attempt 1: its attempts are 0"},
 		{"no task of the step has it", &pb.LogsRequest{Pathspec: "1/work", Attempt: 5, HasAttempt: true},
 			nil, "no task of step work of run 1 has an attempt 5"},
+		{"a task with no attempt yet", &pb.LogsRequest{Pathspec: "1/work/3", Attempt: 0, HasAttempt: true},
+			nil, "task 1/work/3 has no attempt 0: it has none yet"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -313,10 +313,20 @@ func writeAtomic(ctx context.Context, path string, fill func(io.Writer) error) e
 	if err := tmp.Close(); err != nil {
 		return fail(fmt.Errorf("close %s: %w", path, err))
 	}
-	if err := syscall.Rename(tmp.Name(), path); err != nil {
-		return fail(fmt.Errorf("rename into %s: %w", path, &fs.PathError{Op: "rename", Path: path, Err: err}))
+	if err := ignoringEINTR(func() error { return syscall.Rename(tmp.Name(), path) }); err != nil {
+		return fail(&os.LinkError{Op: "rename", Old: tmp.Name(), New: path, Err: err})
 	}
 	return nil
+}
+
+// ignoringEINTR retries a syscall the runtime's signals interrupted (as the
+// os package does for the calls it wraps: on network file systems they can).
+func ignoringEINTR(call func() error) error {
+	for {
+		if err := call(); err != syscall.EINTR {
+			return err
+		}
+	}
 }
 
 // makeDir makes dir and its parents if need be: one mkdir where dir's
@@ -329,6 +339,11 @@ func makeDir(dir string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return os.MkdirAll(dir, 0o755)
 	}
+	// Some file systems refuse mkdir of a folder that exists with another
+	// error (EACCES on NFS): a folder that is there will do.
+	if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+		return nil
+	}
 	return err
 }
 
@@ -338,7 +353,11 @@ func makeDir(dir string) error {
 func createTemp(dir, prefix string) (*os.File, error) {
 	for try := 0; ; try++ {
 		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
-		fd, err := syscall.Open(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o600)
+		var fd int
+		err := ignoringEINTR(func() (err error) {
+			fd, err = syscall.Open(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o600)
+			return err
+		})
 		if err == nil {
 			return os.NewFile(uintptr(fd), name), nil
 		}

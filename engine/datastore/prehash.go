@@ -132,16 +132,20 @@ func isOutput(name string) bool {
 }
 
 // scan hashes what the output files gained since the last scan and
-// reports whether they gained anything.
+// reports whether they gained anything. A followed file whose name has gone
+// (the runtime removed a partial output) is closed: held open, it would
+// keep its space on a full disk, which the task's error file needs.
 func (p *Prehasher) scan(buf []byte) (grew bool) {
 	ents, err := os.ReadDir(p.dir)
 	if err != nil {
 		return false // the folder is gone or unreadable: PutFile hashes whole files
 	}
+	listed := make(map[string]bool, len(ents))
 	for _, e := range ents {
 		if !e.Type().IsRegular() || !isOutput(e.Name()) {
 			continue
 		}
+		listed[e.Name()] = true
 		p.mu.Lock()
 		ph := p.files[e.Name()]
 		p.mu.Unlock()
@@ -166,6 +170,14 @@ func (p *Prehasher) scan(buf []byte) (grew bool) {
 			return grew
 		}
 	}
+	p.mu.Lock()
+	for name, ph := range p.files {
+		if !listed[name] {
+			ph.f.Close()
+			delete(p.files, name)
+		}
+	}
+	p.mu.Unlock()
 	return grew
 }
 

@@ -115,6 +115,34 @@ func TestPrehasherFollowsOutputsOnly(t *testing.T) {
 	}
 }
 
+// An output the runtime removes (a partial file, on a full disk) is let go
+// at the next scan: the prehasher holds no file whose name has gone, which
+// would keep its space.
+func TestPrehasherLetsGoOfRemovedOutputs(t *testing.T) {
+	dir := t.TempDir()
+	p := WatchStaging(dir)
+	defer p.Close()
+	path := filepath.Join(dir, "big.mpk")
+	writeFile(t, path, []byte("partial"))
+	waitHashed(t, p, "big.mpk", 7)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		_, held := p.files["big.mpk"]
+		p.mu.Unlock()
+		if !held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the prehasher still holds a removed output open")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func appendFile(t *testing.T, path string, b []byte) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)

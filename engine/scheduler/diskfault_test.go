@@ -149,7 +149,15 @@ func TestFailureRecordedAfterAnOutputFilledTheDisk(t *testing.T) {
 		defer f.Close()
 		chunk := make([]byte, 64<<10)
 		f.Write(chunk)
-		time.Sleep(100 * time.Millisecond) // the prehasher opens it
+		// Wait until the prehasher holds it open too (a second descriptor
+		// of this process on the file), or the test would not test it.
+		for deadline := time.Now().Add(10 * time.Second); openCount(path) < 2; {
+			if time.Now().After(deadline) {
+				t.Error("the prehasher never opened the output")
+				return nil, -1, 1
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		for {
 			if _, err := f.Write(chunk); err != nil {
 				break // full
@@ -174,4 +182,16 @@ func TestFailureRecordedAfterAnOutputFilledTheDisk(t *testing.T) {
 	if task.Status != datastore.StatusFailed {
 		t.Fatalf("start reads %s, want failed", task.Status)
 	}
+}
+
+// openCount is how many descriptors of this process are open on path.
+func openCount(path string) int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == path {
+			n++
+		}
+	}
+	return n
 }

@@ -56,7 +56,12 @@ func (r *Run) giveStaging(dir string, reuse bool) {
 // name that is absent (a warm task has no spec file, a good one no error).
 func clearStaging(dir string) bool {
 	for _, name := range []string{ResultFile, ErrorFile, SpecFileName} {
-		if err := syscall.Unlink(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		path := filepath.Join(dir, name)
+		err := syscall.Unlink(path)
+		for err == syscall.EINTR { // as os.Remove retries
+			err = syscall.Unlink(path)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false
 		}
 	}

@@ -504,10 +504,18 @@ resolve_parameters <- function(params, given, check_required = TRUE, flow_name =
 # only a guess.)
 coerce_default <- function(v, p) {
   if (is.null(v) || !is.atomic(v) || is.factor(v) || is.null(p$type)) return(v)
+  # Text for a typed parameter is converted as a value given on the command
+  # line would be (and as a function default's text is: call_default).
+  if (is.character(v) && length(v) == 1 && !is.na(v) && p$type != "character") {
+    return(convert_parameter(v, p, paste0("the default of ", p$name)))
+  }
+  if (p$type == "character" && is.numeric(v)) {
+    return(stats::setNames(format(v, scientific = FALSE, trim = TRUE, digits = 15), names(v)))
+  }
   to <- switch(p$type,
     integer = if (is.double(v) && all(is.na(v) | (abs(v) <= .Machine$integer.max & v == trunc(v)))) "integer",
     numeric = if (is.integer(v)) "double",
-    character = if (is.numeric(v) || is.logical(v)) "character")
+    character = if (is.logical(v)) "character")
   if (!is.null(to)) storage.mode(v) <- to # keeps names
   v
 }

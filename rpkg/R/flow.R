@@ -29,6 +29,7 @@
 #' flow
 #' @export
 metaflow <- function(cls, ...) {
+  if (missing(cls)) stop("metaflow() needs the flow's name, e.g. metaflow(\"HelloFlow\")", call. = FALSE)
   check_string(cls, "flow name (cls)")
   if (length(list(...))) {
     stop("metaflow(\"", cls, "\", ...): flow-level decorators (such as @schedule for ",

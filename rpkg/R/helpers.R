@@ -69,6 +69,12 @@ container_image <- function() {
 #' @export
 test <- function() {
   start <- function(self) print("Your Metaflow installation looks good!")
+  # metaflow() makes a global variable of the flow: leave the user's as it was.
+  genv <- globalenv()
+  had <- exists("HelloWorldFlow", envir = genv, inherits = FALSE)
+  prev <- if (had) get("HelloWorldFlow", envir = genv, inherits = FALSE)
+  on.exit(if (had) assign("HelloWorldFlow", prev, envir = genv)
+          else rm(list = "HelloWorldFlow", envir = genv), add = TRUE)
   flow <- metaflow("HelloWorldFlow") %>%
     step(step = "start", r_function = start, next_step = "end") %>%
     step(step = "end")

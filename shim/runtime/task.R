@@ -102,30 +102,43 @@ local({
                 paste(names(x), collapse = ", ")))
     invisible(x)
   }
-  api$current <- function(value) {
+  current_one <- function(value) {
     cur <- rt$spec$current
-    if (missing(value)) return(cur)
     # Metaflow's current.is_running_flow and current.tempdir (the task's
     # own temporary folder, which R calls tempdir()).
     if (identical(value, "is_running_flow")) return(TRUE)
     if (identical(value, "tempdir")) return(tempdir())
-    v <- cur[[value]]
-    if (is.null(v)) {
-      stop(sprintf("current(\"%s\") is unknown: use one of %s", value,
-                   paste(c(names(cur), "is_running_flow", "tempdir"), collapse = ", ")), call. = FALSE)
+    known <- c(names(cur), "is_running_flow", "tempdir")
+    if (!is.character(value) || length(value) != 1L || !value %in% known) {
+      stop(sprintf("current(\"%s\") is unknown: use one of %s", paste(value, collapse = ", "),
+                   paste(known, collapse = ", ")), call. = FALSE)
     }
+    v <- cur[[value]]
     # As Metaflow: no origin run (not a resume) is NULL.
     if (value == "origin_run_id" && !nzchar(v)) return(NULL)
     if (value == "retry_count") v <- as.integer(v)
     if (value == "tags") v <- if (nzchar(v)) strsplit(v, ",", fixed = TRUE)[[1L]] else character()
     v
   }
+  api$current <- function(value) {
+    if (!missing(value)) return(current_one(value))
+    # Every value, each as current(name) gives it.
+    known <- c(names(rt$spec$current), "is_running_flow", "tempdir")
+    all <- lapply(known, current_one)
+    names(all) <- known
+    all
+  }
   # merge_artifacts(self, inputs): carry over every artifact the inputs agree
   # on. Artifacts that differ between inputs must be assigned in the join
   # first, or excluded.
-  # The first argument is called flow, as in Metaflow R: merge_artifacts(flow = self, ...).
-  api$merge_artifacts <- function(flow, inputs, exclude = NULL, include = NULL) {
-    self <- flow
+  # The first argument is called flow, as in Metaflow R: merge_artifacts(flow = self, ...);
+  # self = self works too (then a positional inputs lands in flow).
+  api$merge_artifacts <- function(flow, inputs, exclude = NULL, include = NULL, self) {
+    if (missing(self)) {
+      self <- flow
+    } else if (missing(inputs) && !missing(flow)) {
+      inputs <- flow
+    }
     # Metaflow R passes exclude = list("a", "b").
     exclude <- as.character(unlist(exclude))
     if (!is.null(include)) include <- as.character(unlist(include))

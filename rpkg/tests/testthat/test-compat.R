@@ -240,3 +240,17 @@ test_that("get_obj(), Metaflow R's Python object, is a clear error", {
 test_that("pull_tutorials() copies into ./tutorials, as Metaflow R", {
   expect_equal(formals(pull_tutorials)$dest, "tutorials")
 })
+
+test_that("summaries print in Metaflow R's columns", {
+  out <- capture.output(summary_lines("Run Summary: 3", list(Successful = TRUE, `Finished at` = NULL,
+                                                              Objects = c("x", "y"))))
+  expect_match(out[1], "Run Summary: 3")
+  # Values from column 28 (4 spaces + 23), a vector one element a line there.
+  expect_equal(out[2], paste0("    Successful:", strrep(" ", 12), "TRUE"))
+  expect_equal(trimws(out[3], "right"), "    Finished at:")
+  expect_equal(out[4], paste0("    Objects:", strrep(" ", 15), "x"))
+  expect_equal(out[5], paste0(strrep(" ", 27), "y"))
+  # A flow's summary: from column 30.
+  out <- capture.output(summary_lines("Flow Summary: F", list(`Latest Successful Run` = 1), width = 25L))
+  expect_equal(out[2], paste0("    Latest Successful Run:", strrep(" ", 3), "1"))
+})

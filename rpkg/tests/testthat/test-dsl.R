@@ -134,6 +134,7 @@ test_that("a flow changes in place and is a global variable, as in Metaflow R", 
   expect_equal(vapply(g$steps, `[[`, "", "name"), c("start", "end"))
   expect_false(is.null(g$steps[[1]]$r_function))
   expect_equal(names(formals(metaflow)), c("cls", "..."))
+  expect_error(metaflow(), "metaflow\\(\\) needs the flow's name")
 })
 
 test_that("the msgpack codec from the task runtime is loaded", {

@@ -63,7 +63,9 @@ test_that("a default of another R type takes the parameter's type, as Metaflow's
     parameter("ks", type = "int", default = c(1, 2), separator = ",") %>%
     parameter("half", type = "int", default = 5.5) %>%
     parameter("rate", type = "float", default = 2L) %>%
-    parameter("label", type = "str", default = 1)
+    parameter("label", type = "str", default = 1) %>%
+    parameter("big", type = "str", default = 100000) %>%
+    parameter("text_int", type = "int", default = "4")
   v <- resolve_parameters(f$parameters, list())
   got <- setNames(lapply(v, `[[`, "value"), vapply(v, `[[`, "", "name"))
   expect_identical(got$k, 5L)
@@ -71,4 +73,8 @@ test_that("a default of another R type takes the parameter's type, as Metaflow's
   expect_identical(got$half, 5.5) # kept: an integer would lose the .5
   expect_identical(got$rate, 2)
   expect_identical(got$label, "1")
+  expect_identical(got$big, "100000") # not "1e+05"
+  expect_identical(got$text_int, 4L)
+  bad <- metaflow("F") %>% parameter("n", type = "int", default = "four")
+  expect_error(resolve_parameters(bad$parameters, list()), "invalid value 'four' for the default of n")
 })

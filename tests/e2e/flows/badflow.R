@@ -1,6 +1,8 @@
-# Broken flows, one per E2E_CASE, for the error tests. Every case must be
-# refused with a one-line error (graph and decorator errors before anything
-# is written; artifact errors when the offending task runs).
+# Broken flows, one per E2E_CASE, for the error tests. Every case but
+# "duplicate" (a step defined twice: the later replaces the earlier, with a
+# message, and the flow runs) must be refused with a one-line error (graph and
+# decorator errors before anything is written; artifact errors when the
+# offending task runs).
 library(metaflow)
 
 noop <- function(self) invisible(NULL)

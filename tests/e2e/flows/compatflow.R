@@ -16,7 +16,8 @@ start <- function(self) {
   self$words_seen <- self$words
   self$pkg_current <- identical(metaflow::current("run_id"), current("run_id"))
   self$origin_is_null <- is.null(current("origin_run_id")) && isTRUE(current("is_running_flow")) &&
-    identical(current("tempdir"), tempdir())
+    identical(current("tempdir"), tempdir()) && identical(current()$retry_count, current("retry_count")) &&
+    "origin_run_id" %in% names(current()) && is.null(current()$origin_run_id)
   # This run, read through the client while it runs: not finished, no end time.
   me <- run_client$new(paste(current("flow_name"), current("run_id"), sep = "/"))
   self$running_read <- paste(me$status, me$finished, is.null(me$finished_at))
@@ -42,6 +43,8 @@ join <- function(self, inputs) {
   self$a_x <- inputs$branch_a$x
   self$b_x <- inputs$branch_b$x
   metaflow::merge_artifacts(flow = self, inputs, exclude = list("x", "animal", "retries"))
+  # (again, named self as some write it: nothing is left to merge)
+  merge_artifacts(self = self, inputs, exclude = list("x", "animal", "retries"))
 }
 
 end <- function(self) {

@@ -173,10 +173,11 @@ test_that("source() and run(...) in an R session take the same options", {
 
 test_that("test() runs a tiny flow and version_info() names the versions", {
   dir <- new_workdir("compat-selftest")
-  res <- run_cmd(dir, "Rscript", c("-e", "ok <- metaflow::test(); metaflow::version_info(); cat('OK', ok, '\\n')"))
+  res <- run_cmd(dir, "Rscript", c("-e", "ok <- metaflow::test(); metaflow::version_info(); cat('OK', ok, exists('HelloWorldFlow'), '\\n')"))
   expect_exit(res, 0)
   expect_line(res$stdout, "Your Metaflow installation looks good!", res)
-  expect_line(res$stdout, "^OK TRUE $", res)
+  # (and no global HelloWorldFlow is left, though metaflow() makes one)
+  expect_line(res$stdout, "^OK TRUE FALSE $", res)
   expect_line(res$stderr, "^metaflow works: the test flow ran", res)
   expect_line(res$stderr, "^Metaflow \\(R\\) [0-9.]+$", res)
   expect_line(res$stderr, "^metaflow-engine [0-9.]+", res)
