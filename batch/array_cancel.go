@@ -37,7 +37,6 @@ type arrayJob struct {
 	failOnce sync.Once     // closes failed
 	failed   chan struct{} // closed at the parent's first failed TerminateJob
 	stopped  chan struct{} // closed when the parent's TerminateJob is done
-	ended    bool          // the parent was terminated (read after stopped)
 }
 
 func newArrayJob(id string, children int) *arrayJob {
@@ -59,13 +58,12 @@ func (e *Executor) stopParent(a *arrayJob, say func(string, ...any)) bool {
 	}
 	go func() {
 		defer close(a.stopped)
-		// The children stop waiting at the first failure: the retries
-		// go on here while each child is terminated by its own call.
+		// The children stop waiting at the first failure (terminateNotify
+		// calls a.fail at each): the retries go on here while each child
+		// is terminated by its own call.
 		if err := e.terminateNotify(a.id, cancelReason, say, a.fail); err != nil {
-			a.fail()
 			return
 		}
-		a.ended = true
 		say("Batch array job %s (%d children) terminated.", a.id, a.children)
 	}()
 	return true

@@ -178,7 +178,7 @@ func (e *Executor) follow(ctx context.Context, l *scheduler.Launch, j *prepared,
 	if arr == nil {
 		say("Batch job %s submitted to queue %s (%s, image %s).", id, queue, res, image)
 	} else {
-		say("Batch job %s (a child of array job %s) submitted to queue %s (%s, image %s).", id, parentOf(id), queue, res, image)
+		say("Batch job %s (a child of array job %s) submitted to queue %s (%s, image %s).", id, arr.id, queue, res, image)
 	}
 	logs := e.followLogs(rs.JobDir, l)
 	st, err := e.wait(ctx, id, say, func(d time.Duration) string { return runnableWarning(id, queue, res, d) },

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -52,19 +53,19 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 			return nil, grpcError(err)
 		}
 		tl := &pb.TaskLog{Step: step, TaskId: id}
-		if req.HasAttempt && attemptIndex(t.Attempts, int(req.Attempt)) < 0 {
-			if len(parts) == 3 {
-				return nil, status.Errorf(codes.NotFound, "task %s/%s/%s has no attempt %d: %s",
-					runID, step, id, req.Attempt, attemptNumbers(t.Attempts))
+		n := len(t.Attempts)
+		i := n - 1 // the latest attempt, unless another is asked for
+		if req.HasAttempt {
+			if i = slices.IndexFunc(t.Attempts, func(a datastore.Attempt) bool { return a.Attempt == int(req.Attempt) }); i < 0 {
+				if len(parts) == 3 {
+					return nil, status.Errorf(codes.NotFound, "task %s/%s/%s has no attempt %d: %s",
+						runID, step, id, req.Attempt, attemptNumbers(t.Attempts))
+				}
+				continue // this task of the step did not get that far
 			}
-			continue // this task of the step did not get that far
 		}
-		if n := len(t.Attempts); n > 0 {
-			at, latest := t.Attempts[n-1], true
-			if req.HasAttempt {
-				i := attemptIndex(t.Attempts, int(req.Attempt))
-				at, latest = t.Attempts[i], i == n-1
-			}
+		if n > 0 {
+			at, latest := t.Attempts[i], i == n-1
 			tl.Attempt = int32(at.Attempt)
 			out, errb, ok := []byte(nil), []byte(nil), false
 			// An attempt of a remote executor that has not ended (or whose
@@ -95,16 +96,6 @@ func (s *Server) Logs(ctx context.Context, req *pb.LogsRequest) (*pb.LogsRespons
 		return nil, status.Errorf(codes.NotFound, "no task of step %s of run %s has an attempt %d", step, runID, req.Attempt)
 	}
 	return resp, nil
-}
-
-// attemptIndex is the position of attempt number n in attempts, or -1.
-func attemptIndex(attempts []datastore.Attempt, n int) int {
-	for i, a := range attempts {
-		if a.Attempt == n {
-			return i
-		}
-	}
-	return -1
 }
 
 // attemptNumbers says which attempts a task has, for an error message.

@@ -190,6 +190,9 @@ func (l *Local) stamped(flow, sha string, st Stamp) bool {
 	if c, ok := cachedStamp(p); ok && c == st {
 		return true
 	}
+	if st.Size < sidecarMinSize {
+		return false // small blobs get no sidecar (writeStamp): nothing to read
+	}
 	b, err := os.ReadFile(l.path(BlobStamp(flow, sha)))
 	if err != nil {
 		return false

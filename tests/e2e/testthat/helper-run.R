@@ -105,6 +105,13 @@ run_flow <- function(flow_file = NULL, args = "run", env = character(), workdir 
   run_cmd(workdir, "Rscript", c("flow.R", args), env = env, timeout = timeout)
 }
 
+# Writes R code to dir/client.R and runs it there with Rscript, as a user
+# runs a script that reads runs through the client API.
+run_client_script <- function(dir, lines, env = character(), timeout = 300) {
+  writeLines(lines, file.path(dir, "client.R"))
+  run_cmd(dir, "Rscript", "client.R", env = env, timeout = timeout)
+}
+
 # ---- background processes --------------------------------------------------
 
 # Starts `cmd args` in dir in the background. The process is exec'd by a sh

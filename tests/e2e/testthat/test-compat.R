@@ -29,7 +29,7 @@ test_that("a Metaflow R flow runs unchanged", {
   expect_true("animal" %in% names(task_artifacts(res$dir, "CompatFlowR", "1", "branch_a", aid)))
 
   # The client, as in a Metaflow R notebook.
-  writeLines(c(
+  cl <- run_client_script(res$dir, c(
     'suppressPackageStartupMessages(library(metaflow))',
     'cat("NS:", get_namespace(), "\\n")',
     'cat("META:", get_metadata(), "\\n")',
@@ -83,8 +83,7 @@ test_that("a Metaflow R flow runs unchanged", {
     'e <- tryCatch(flow_client$new("CompatFlowR"), error = conditionMessage)',
     'cat("ELSEWHERE:", e, "\\n")',
     'cat("RESET:", reset_default_metadata(), "\\n")'
-  ), file.path(res$dir, "client.R"))
-  cl <- run_cmd(res$dir, "Rscript", "client.R", env = c(USER = "alice"))
+  ), env = c(USER = "alice"))
   expect_exit(cl, 0)
   o <- c(cl$stdout, cl$stderr)
   dir <- normalizePath(res$dir)

@@ -62,12 +62,11 @@ test_that("--with catch:var=err lets the flow finish with the error in err", {
   expect_equal(run_meta(res$dir, "CatchFlowR", "1")$status, "completed")
 
   # Read the artifact back with the client API.
-  writeLines(c(
+  cl <- run_client_script(res$dir, c(
     'suppressPackageStartupMessages(library(metaflow))',
     'r <- run_client$new("CatchFlowR", "1")',
     'cat("ERR<<", r$artifact("err"), ">>\\n", sep = "")'
-  ), file.path(res$dir, "client.R"))
-  cl <- run_cmd(res$dir, "Rscript", "client.R")
+  ))
   expect_exit(cl, 0)
   expect_line(cl$stdout, "^ERR<<.*kaboom in a.*>>$", cl)
 })
@@ -79,13 +78,12 @@ test_that("--with catch (no var) lets the flow go on and stores no artifact, as 
   aid <- task_ids(res$dir, "CatchFlowR", "1", "a")
   expect_equal(sort(names(task_artifacts(res$dir, "CatchFlowR", "1", "a", aid))), "x")
   # The client still has the error.
-  writeLines(c(
+  cl <- run_client_script(res$dir, c(
     'suppressPackageStartupMessages(library(metaflow))',
     'r <- run_client$new("CatchFlowR", "1")',
     't <- r$step("a")$task(r$step("a")$tasks[1])',
     'cat("EXC<<", t$exception, ">> OK", t$successful, "\n", sep = "")'
-  ), file.path(res$dir, "client.R"))
-  cl <- run_cmd(res$dir, "Rscript", "client.R")
+  ))
   expect_exit(cl, 0)
   expect_line(cl$stdout, "^EXC<<.*kaboom in a.*>> OKTRUE$", cl)
 })

@@ -47,7 +47,7 @@ test_that("a run's record goes to S3, not to the local datastore", {
 test_that("another machine reads the run's artifacts and logs from S3", {
   env <- s3_env()
   other <- setup_flow("foreachflow.R")
-  writeLines(c(
+  res <- run_client_script(other, c(
     'suppressPackageStartupMessages(library(metaflow))',
     'f <- flow_client$new("ForeachFlowR")',
     'cat("LATEST", f$latest_run, "\\n")',
@@ -57,8 +57,7 @@ test_that("another machine reads the run's artifacts and logs from S3", {
     'sq <- vapply(w$tasks, function(id) w$task(id)$artifact("sq"), 0)',
     'cat("SQS", sort(sq), "\\n")',
     'cat("STDOUT1", w$task(w$tasks[1])$stdout)'
-  ), file.path(other, "client.R"))
-  res <- run_cmd(other, "Rscript", "client.R", env = env)
+  ), env = env)
   expect_exit(res, 0)
   expect_line(res$stdout, "^LATEST 1 $", res)
   expect_line(res$stdout, "^TOTAL 2870 $", res)
@@ -150,7 +149,7 @@ test_that("--datastore=s3 selects S3 and set_metadata('s3@...') reads it from el
   expect_false(dir.exists(mf_path(dir, "LinearFlowR")))
   expect_true(any(grepl("^metaflow/LinearFlowR/[0-9]+/_run.json$", s3_keys("metaflow/LinearFlowR/"))))
   other <- new_workdir("s3-metadata")
-  writeLines(c(
+  cl <- run_client_script(other, c(
     'suppressPackageStartupMessages(library(metaflow))',
     'cat("LOCAL", "LinearFlowR" %in% list_flows(), "\\n")',
     'cat("SET", set_metadata("s3@s3://mf-s3-e2e/metaflow"), "\\n")',
@@ -158,8 +157,7 @@ test_that("--datastore=s3 selects S3 and set_metadata('s3@...') reads it from el
     'f <- flow_client$new("LinearFlowR")',
     'r <- f$run(f$latest_run)',
     'cat("RUN", r$successful, r$step("end")$task(r$end_task)$metadata_dict[["ds-type"]], "\\n")'
-  ), file.path(other, "client.R"))
-  cl <- run_cmd(other, "Rscript", "client.R", env = env)
+  ), env = env)
   expect_exit(cl, 0)
   expect_line(cl$stdout, "^LOCAL FALSE $", cl)
   expect_line(cl$stdout, "^SET s3@s3://mf-s3-e2e/metaflow $", cl)

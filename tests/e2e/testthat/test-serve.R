@@ -21,12 +21,11 @@ test_that("flows run on a long-running engine with a token; a wrong token is ref
   expect_equal(run_meta(res$dir, "LinearFlowR", "1")$status, "completed")
 
   # The client API through the same engine.
-  writeLines(c(
+  cl <- run_client_script(res$dir, c(
     'suppressPackageStartupMessages(library(metaflow))',
     'cat("LATEST", flow_client$new("LinearFlowR")$latest_run, "\\n")',
     'cat("GREETING", run_client$new("LinearFlowR", "1")$artifact("greeting"), "\\n")'
-  ), file.path(res$dir, "client.R"))
-  cl <- run_cmd(res$dir, "Rscript", "client.R", env = env_ok)
+  ), env = env_ok)
   expect_exit(cl, 0)
   expect_line(cl$stdout, "^LATEST 1 $", cl)
   expect_line(cl$stdout, "^GREETING hi there $", cl)
@@ -107,7 +106,7 @@ test_that("run() and the client work against an engine on another machine (no sh
   # Nothing was written on this machine: the runs live in the container.
   expect_no_datastore(res)
 
-  writeLines(c(
+  cl <- run_client_script(dir, c(
     'suppressPackageStartupMessages(library(metaflow))',
     'r <- run_client$new("RemoteFlowR/1")',
     'df <- r$step("start")$task(r$step("start")$a_task)$artifact("df")',
@@ -115,8 +114,7 @@ test_that("run() and the client work against an engine on another machine (no sh
     'cat("DF", sum(df$gross), "BIG", length(big), identical(big, seq_len(3e5)), "\\n")',
     'cat("STDOUT", r$step("end")$task(r$end_task)$stdout)',
     'cat("FLOWS", list_flows(), "\\n")'
-  ), file.path(dir, "client.R"))
-  cl <- run_cmd(dir, "Rscript", "client.R", env = env)
+  ), env = env)
   expect_exit(cl, 0)
   expect_line(cl$stdout, "^DF 13 BIG 300000 TRUE $", cl)
   expect_line(cl$stdout, "^STDOUT rows: 3 wd has csv: TRUE $", cl)
