@@ -96,31 +96,24 @@ func (p *Prehasher) loop() {
 	defer chunks.Put(bp)
 	buf := *bp
 	wait := PrehashInterval
-	var t *time.Timer
+	t := time.NewTimer(wait) // reset before each wait below
+	defer t.Stop()
 	for {
-		if t != nil {
-			select {
-			case <-p.stop:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		} else {
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
+		select {
+		case <-p.stop:
+			return
+		default:
 		}
 		if p.scan(buf) {
 			wait = PrehashInterval
 		} else if wait < prehashMaxWait {
 			wait *= 2
 		}
-		if t == nil {
-			t = time.NewTimer(wait)
-		} else {
-			t.Reset(wait)
+		t.Reset(wait)
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
 		}
 	}
 }
